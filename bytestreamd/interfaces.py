@@ -1,0 +1,160 @@
+"""
+The seams between layers.
+
+Negotiation (``bytestreamd.negotiation``) knows bytestream methods only
+through :class:`IStreamMethod`; the link layer (``bytestreamd.links``) and the
+local-socket splice (``bytestreamd.local``) know an established stream only
+through :class:`IBytestream`, which is an ordinary Twisted transport.  The
+control channel knows the rest of the daemon only through
+:class:`IControlBackend`.  A new transport (SOCKS5, Jingle, ...) is one new
+module providing :class:`IStreamMethod`, registered in preference order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.words.protocols.jabber.jid import JID
+from zope.interface import Attribute, Interface
+
+
+@dataclass
+class StreamContext:
+    """
+    Everything a method needs to open or accept one bytestream.
+
+    ``sid`` is the Stream Initiation id, which every method reuses as its own
+    session id (IBB ``sid``, SOCKS5 ``sid``).  ``initiator`` and ``target`` are
+    full JIDs; ``local`` is the one that is us.  ``options`` carries per-link
+    method options from the control channel (``block-size``, ``stanza``).
+    """
+
+    sid: str
+    initiator: JID
+    target: JID
+    weAreInitiator: bool
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def peer(self) -> JID:
+        return self.target if self.weAreInitiator else self.initiator
+
+    @property
+    def local(self) -> JID:
+        return self.initiator if self.weAreInitiator else self.target
+
+
+class IBytestream(ITransport, IPushProducer, IConsumer):
+    """
+    An established bytestream: a real Twisted transport.
+
+    * ``write``/``writeSequence`` queue bytes for the peer.  The stream is a
+      consumer: a producer registered with ``registerProducer`` is paused while
+      more than a bounded amount is queued or in flight, and resumed when it
+      drains (backpressure towards the local writer).
+    * It is a push producer: ``pauseProducing`` stops delivery to the
+      attached protocol *and* stops acknowledging the peer, so a slow local
+      reader slows the remote sender.  Bytes received while paused are held
+      (bounded by what the peer may have in flight).
+    * ``loseConnection`` closes cleanly once everything queued has been
+      delivered and acknowledged; the protocol then gets
+      ``connectionLost(Failure(ConnectionDone()))``.  A peer's clean close is
+      delivered the same way, after every byte received.  A failure after
+      establishment is ``connectionLost(Failure(BytestreamBroken(reason)))``.
+    * ``abortConnection`` tears down at once (nothing more is delivered).
+    """
+
+    method = Attribute("Short method name: 'ibb', 's5b', ...")
+    sid = Attribute("Session id (the SI id).")
+    peerJID = Attribute("Full JID of the other party.")
+    bytesSent = Attribute("Payload bytes acknowledged by / written to the peer.")
+    bytesReceived = Attribute("Payload bytes received from the peer.")
+
+    def attachProtocol(protocol: Any) -> None:
+        """
+        Start delivering to ``protocol`` (calls its ``makeConnection``).
+        Data received before this is held, as while paused.
+        """
+
+    def abortConnection() -> None:
+        """Close at once, without delivering what is queued."""
+
+
+class IStreamMethod(Interface):
+    """
+    One way of carrying a bytestream (XEP-0047, XEP-0065, ...).
+
+    Time limits are the caller's: negotiation cancels the Deferreds below when
+    an attempt takes longer than the configured timeout, and a method must
+    then release everything it holds for that sid and refuse later opens.
+    """
+
+    name = Attribute("Short name used in config, events and LINKS: 'ibb'.")
+    namespace = Attribute("The SI stream-method value and disco feature.")
+
+    def initiate(ctx: StreamContext) -> "Deferred[IBytestream]":  # noqa: F821
+        """
+        As initiator, open the bytestream with ``ctx.target``.  Fires with
+        the established stream (GOOD); fails with
+        :class:`bytestreamd.errors.MethodFailed` saying why (BAD).
+        """
+
+    def expect(ctx: StreamContext) -> "Deferred[IBytestream]":  # noqa: F821
+        """
+        As target, allow ``ctx.initiator`` to open ``ctx.sid`` by this
+        method and fire when it has.  Until this is called (and after its
+        Deferred is cancelled or has fired) an open for that sid is refused
+        with ``not-acceptable``.  Fails with MethodFailed if the initiator's
+        attempt by this method failed in a way the target can see.
+        """
+
+
+class IEventSink(Interface):
+    """Receives :class:`bytestreamd.events.Event` values."""
+
+    def __call__(event: Any) -> None:
+        pass
+
+
+class IControlBackend(Interface):
+    """
+    What the control channel may ask of the daemon.  Methods raise
+    :class:`bytestreamd.errors.ControlError` subclasses, whose ``code`` is the
+    reply code; the control protocol turns them into replies, nothing else.
+    ``owner`` is an opaque token per control connection: events about links
+    it opened or accepted are sent to it.
+    """
+
+    def open(peer: JID, owner: object, service: Optional[str] = None,
+             methods: Optional[list] = None, blockSize: Optional[int] = None,
+             stanza: Optional[str] = None) -> Any:
+        """Start an outgoing link; returns its LinkInfo at once."""
+
+    def accept(linkId: str, owner: object) -> Any:
+        """Accept a pending offer; returns its LinkInfo."""
+
+    def reject(linkId: str, reason: Optional[str] = None) -> None:
+        """Refuse a pending offer."""
+
+    def close(linkId: str) -> None:
+        """Close a link (or withdraw an offer/attempt)."""
+
+    def links() -> list:
+        """LinkInfo of every link and pending offer."""
+
+    def status() -> list:
+        """``(key, value)`` pairs describing the daemon."""
+
+    def probe(peer: JID) -> "Deferred[list]":  # noqa: F821
+        """``(key, value)`` pairs of what the peer supports."""
+
+    def subscribe(sink: IEventSink) -> None:
+        """Send every event to ``sink`` (the control protocol filters)."""
+
+    def unsubscribe(sink: IEventSink) -> None:
+        """Stop sending events to ``sink``; called when a connection ends."""
+
+    def forgetOwner(owner: object) -> None:
+        """The control connection ``owner`` went away."""

@@ -1,0 +1,40 @@
+"""
+XML namespaces and feature strings, in one place.
+
+Every namespace the daemon speaks is listed here so that the disco#info
+answer (``bytestreamd.xmpp``) and the codecs agree on spelling.
+"""
+
+NS_CLIENT = "jabber:client"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+
+#: XEP-0095 Stream Initiation.
+NS_SI = "http://jabber.org/protocol/si"
+#: XEP-0020 Feature Negotiation.
+NS_FEATURE_NEG = "http://jabber.org/protocol/feature-neg"
+#: XEP-0004 Data Forms.
+NS_DATA = "jabber:x:data"
+#: The si-multiple extension (telepathy-gabble), see shared/seeds/003.
+NS_SI_MULTIPLE = "http://telepathy.freedesktop.org/xmpp/si-multiple"
+
+#: XEP-0047 In-Band Bytestreams.
+NS_IBB = "http://jabber.org/protocol/ibb"
+#: XEP-0065 SOCKS5 Bytestreams.
+NS_S5B = "http://jabber.org/protocol/bytestreams"
+
+#: XEP-0096 SI File Transfer profile.
+NS_SI_FILE_TRANSFER = "http://jabber.org/protocol/si/profile/file-transfer"
+
+#: bytestreamd's own SI profile for named-service links.  A URN in the
+#: experimental ``x-`` space: it is ours, and registering it with the XSF
+#: registrar would be the step before anyone else implemented it.  The
+#: profile's single element is ``<link xmlns=NS_LINK_PROFILE service='NAME'/>``
+#: (``service`` optional).  See docs/protocol.rst.
+NS_LINK_PROFILE = "urn:x-bytestreamd:si:link:0"
+
+#: The XEP-0041 REL namespace; we use its link states, not its wire protocol
+#: (the XEP is retracted), so it is not advertised in disco.
+NS_REL = "http://jabber.org/protocol/rel"
