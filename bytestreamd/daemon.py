@@ -1,0 +1,172 @@
+"""
+The daemon: wires configuration, the XMPP connection, the XEP handlers, the
+link registry and the control socket into one twisted ``MultiService``.
+
+Nothing here speaks a protocol; it only decides which pieces exist and in
+what order they start and stop.  ``bytestreamd.tap`` builds it from the
+command line; tests build it with a ``MemoryReactor``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import List
+
+from twisted.application import service
+from twisted.logger import Logger
+
+from bytestreamd import sdnotify
+from bytestreamd.control.protocol import ControlFactory
+from bytestreamd.disco import PeerDiscovery
+from bytestreamd.errors import ConfigError
+from bytestreamd.links import LinkManager
+from bytestreamd.methods.ibb import IBBMethod
+from bytestreamd.negotiation.si import StreamInitiation
+from bytestreamd.xmpp import XMPPClientService
+
+log = Logger()
+
+
+def buildMethods(reactor, config, xmpp) -> List:
+    """The enabled bytestream methods, in the configured preference order."""
+    available = {}
+    available["ibb"] = lambda: IBBMethod(
+        reactor, blockSize=config.ibb_block_size, stanza=config.ibb_stanza,
+        window=config.ibb_window)
+    try:
+        from bytestreamd.methods import s5b as _s5b  # noqa: F401
+    except ImportError:
+        _s5b = None
+    if _s5b is not None and hasattr(_s5b, "fromConfig"):
+        available["s5b"] = lambda: _s5b.fromConfig(reactor, config)
+    methods = []
+    for name in config.methods:
+        if name not in available:
+            log.warn("method {name} is configured but not available in this "
+                     "build; skipping it", name=name)
+            continue
+        methods.append(available[name]())
+    if not methods:
+        raise ConfigError("[links] methods: none of %s is available"
+                          % (", ".join(config.methods),))
+    return methods
+
+
+class ControlSocketService(service.Service):
+    """Listens on ``<runtime_dir>/control``; refuses to steal a live socket."""
+
+    def __init__(self, reactor, path: str, factory, mode: int, gid):
+        self.reactor = reactor
+        self.path = path
+        self.factory = factory
+        self.mode = mode
+        self.gid = gid
+        self.port = None
+
+    def startService(self):
+        service.Service.startService(self)
+        if os.path.exists(self.path):
+            if _isListening(self.path):
+                raise ConfigError(
+                    "%s is in use: another bytestreamd is running with this "
+                    "runtime_dir" % (self.path,))
+            os.unlink(self.path)
+        self.port = self.reactor.listenUNIX(self.path, self.factory,
+                                            mode=self.mode, wantPID=False)
+        if self.gid is not None:
+            os.chown(self.path, -1, self.gid)
+        log.info("control socket listening on {path}", path=self.path)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+
+
+def _isListening(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        return e.errno not in (errno.ECONNREFUSED, errno.ENOENT)
+    finally:
+        s.close()
+    return True
+
+
+class Daemon(service.MultiService):
+    """The whole daemon, built from one validated Config."""
+
+    def __init__(self, config, reactor):
+        service.MultiService.__init__(self)
+        self.config = config
+        self.reactor = reactor
+        self.xmpp = XMPPClientService(
+            reactor, config.jid, config.password, config.host, config.port,
+            caCerts=config.ca_certs, insecure=(config.tls == "insecure"),
+            logTraffic=config.log_traffic)
+        self.discovery = PeerDiscovery()
+        self.xmpp.addHandler(self.discovery)
+        self.methods = buildMethods(reactor, config, self.xmpp)
+        for method in self.methods:
+            self.xmpp.addHandler(method)
+        self.manager = None
+        self.si = StreamInitiation(
+            reactor, self.methods, self.discovery, _LateAcceptor(self),
+            attemptTimeout=config.attempt_timeout,
+            offerTimeout=config.offer_timeout)
+        self.xmpp.addHandler(self.si)
+        self.manager = LinkManager(reactor, config, self.xmpp, self.si,
+                                   self.discovery, [m.name for m in self.methods])
+        self.xmpp.addListener(self._serverStateChanged)
+        self.control = ControlSocketService(
+            reactor, os.path.join(config.runtime_dir, "control"),
+            ControlFactory(self.manager), config.socket_mode, config.socket_group)
+
+    def startService(self):
+        _makeRuntimeDir(self.config)
+        service.MultiService.startService(self)
+        self.control.startService()
+        sdnotify.notify("READY=1", "STATUS=control socket ready; connecting to "
+                        "XMPP server %s" % (self.xmpp.target,))
+        self.xmpp.setServiceParent(self)
+
+    def stopService(self):
+        sdnotify.notify("STOPPING=1")
+        self.manager.shutdown()
+        self.control.stopService()
+        return service.MultiService.stopService(self)
+
+    def _serverStateChanged(self, connected: bool, reason: str) -> None:
+        self.manager.serverStateChanged(connected, reason)
+        if connected:
+            sdnotify.notify("STATUS=connected to XMPP as %s" % (
+                self.xmpp.connection.jid.full(),))
+        else:
+            sdnotify.notify("STATUS=XMPP disconnected (%s); reconnecting" % (reason,))
+            # Links cannot survive the stream: their stanzas would go nowhere.
+            # The methods end their own streams on connectionLost; offers and
+            # negotiations fail through their pending requests.
+
+
+class _LateAcceptor:
+    """The SI handler is built before the link manager; forward to it."""
+
+    def __init__(self, daemon: Daemon):
+        self._daemon = daemon
+
+    def offerReceived(self, offer):
+        return self._daemon.manager.offerReceived(offer)
+
+    def offerExpired(self, offer, reason="offer timed out"):
+        return self._daemon.manager.offerExpired(offer, reason)
+
+
+def _makeRuntimeDir(config) -> None:
+    path = config.runtime_dir
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    links = os.path.join(path, "links")
+    os.makedirs(links, mode=0o755, exist_ok=True)

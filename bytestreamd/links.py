@@ -1,0 +1,495 @@
+"""
+The link registry: the one module that knows every layer.
+
+A *link* is one bytestream the daemon exposes as a local socket.  This module
+creates links for ``OPEN`` and for offers, drives them through Stream
+Initiation and the XEP-0041 link states, joins the established bytestream to
+the link's UNIX socket (or to a ``[services]`` endpoint), emits the ``650``
+events, and enforces the limits and the ``[accept]`` policy.  It provides
+:class:`IControlBackend` to the control channel and the offer acceptor to
+:mod:`bytestreamd.negotiation.si`.
+
+State of a link, as ``LINKS`` shows it::
+
+    out:  NEGO -> INIT -> (BAD -> INIT)* -> GOOD -> CLOS | ERR
+                      \-> BAD (final)
+    in:   OFFER -> INIT -> GOOD -> CLOS | ERR
+               \-> (rejected / expired: gone)   \-> BAD (final)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Callable, Dict, List, Optional
+
+from twisted.internet import defer, endpoints, error, protocol
+from twisted.logger import Logger
+from twisted.python import failure
+from twisted.words.protocols.jabber.jid import JID
+from zope.interface import implementer
+
+from bytestreamd import ns
+from bytestreamd.errors import (
+    BytestreamBroken, MethodFailed, NegotiationFailed, NoSuchLink, NotConnected,
+    OfferRejected, PeerError, ResourceLimit, SyntaxErrorInArgument)
+from bytestreamd.events import (
+    BAD, CLOS, ERR, GOOD, INIT, NEGOTIATING, OFFER, Event, LinkInfo)
+from bytestreamd.interfaces import IControlBackend
+from bytestreamd.local import LinkSocketFactory, Splice, listenLinkSocket
+
+log = Logger()
+
+_FINAL = (BAD, CLOS, ERR)
+
+
+class Link:
+    """One link's state; plain data plus the objects that carry it."""
+
+    def __init__(self, linkId: str, peer: JID, direction: str, owner,
+                 service: Optional[str], profile: str):
+        self.id = linkId
+        self.peer = peer
+        self.direction = direction
+        self.owner = owner
+        self.service = service
+        self.profile = profile
+        self.state = NEGOTIATING if direction == "out" else OFFER
+        self.method: Optional[str] = None
+        self.reason: Optional[str] = None
+        self.socketPath: Optional[str] = None
+        self.port = None
+        self.splice: Optional[Splice] = None
+        self.stream = None
+        self.negotiation: Optional[defer.Deferred] = None
+        self.offer = None
+        self.headers: Dict[str, object] = {}
+        self.closing = False
+
+    @property
+    def sent(self) -> int:
+        return getattr(self.stream, "bytesSent", 0) if self.stream else 0
+
+    @property
+    def received(self) -> int:
+        return getattr(self.stream, "bytesReceived", 0) if self.stream else 0
+
+    def info(self) -> LinkInfo:
+        return LinkInfo(
+            id=self.id, state=self.state, peer=self.peer.full(),
+            direction=self.direction, method=self.method,
+            socket=self.socketPath, service=self.service, profile=self.profile,
+            sent=self.sent, received=self.received, reason=self.reason)
+
+
+@implementer(IControlBackend)
+class LinkManager:
+    """
+    Owns every link.  ``si`` is the StreamInitiation handler,
+    ``discovery`` the PeerDiscovery cache, ``xmpp`` the client service
+    (for ``connected`` and the own JID).
+    """
+
+    def __init__(self, reactor, config, xmpp, si, discovery,
+                 methodNames: List[str]):
+        self.reactor = reactor
+        self.config = config
+        self.xmpp = xmpp
+        self.si = si
+        self.discovery = discovery
+        self.methodNames = list(methodNames)
+        self._links: Dict[str, Link] = {}
+        self._sinks: List[Callable[[Event], None]] = []
+        self._linksDir = os.path.join(config.runtime_dir, "links")
+
+    # --- events -----------------------------------------------------------
+
+    def subscribe(self, sink) -> None:
+        self._sinks.append(sink)
+
+    def unsubscribe(self, sink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    def emit(self, event: Event) -> None:
+        for sink in list(self._sinks):
+            try:
+                sink(event)
+            except Exception:
+                log.failure("event sink failed")
+
+    def _linkEvent(self, link: Link, state: str, method: Optional[str] = None,
+                   reason: Optional[str] = None, final: bool = False) -> None:
+        link.state = state
+        if method is not None:
+            link.method = method
+        if reason is not None:
+            link.reason = reason
+        opts = []
+        if link.method and state != BAD or method:
+            opts.append(("method", method or link.method))
+        opts.append(("peer", link.peer.full()))
+        if reason:
+            opts.append(("reason", reason))
+        if state in (CLOS, ERR):
+            opts.append(("sent", str(link.sent)))
+            opts.append(("received", str(link.received)))
+        if final:
+            opts.append(("final", "yes"))
+        self.emit(Event("LINK", (link.id, state), tuple(opts), linkId=link.id))
+        logger = log.warn if state in (BAD, ERR) else log.info
+        logger("link {id} {dir} {peer}: {state}{method}{reason}", id=link.id,
+               dir="to" if link.direction == "out" else "from",
+               peer=link.peer.full(), state=state,
+               method=" via " + (method or link.method) if (method or link.method) else "",
+               reason=" (%s)" % reason if reason else "")
+
+    def serverStateChanged(self, connected: bool, reason: str) -> None:
+        opts = (("reason", reason),) if reason else ()
+        self.emit(Event("SERVER", ("connected" if connected else "disconnected",),
+                        opts, broadcast=True))
+
+    # --- helpers ------------------------------------------------------------
+
+    def _newId(self) -> str:
+        while True:
+            linkId = secrets.token_hex(4)
+            if linkId not in self._links:
+                return linkId
+
+    def _checkLimit(self) -> None:
+        if len(self._links) >= self.config.max_links:
+            raise ResourceLimit("too many links (max_links = %d)"
+                                % (self.config.max_links,))
+
+    def _get(self, linkId: str) -> Link:
+        link = self._links.get(linkId)
+        if link is None:
+            raise NoSuchLink("no such link or offer: %s" % (linkId,))
+        return link
+
+    def _openSocket(self, link: Link) -> None:
+        os.makedirs(self._linksDir, mode=0o755, exist_ok=True)
+        path = os.path.join(self._linksDir, link.id)
+        link.splice = Splice(self.config.link_buffer,
+                             lambda reason, link=link: self._remoteEnded(link, reason))
+        factory = LinkSocketFactory(link.id, link.splice)
+        link.port = listenLinkSocket(self.reactor, path, factory,
+                                     self.config.socket_mode,
+                                     self.config.socket_group)
+        link.socketPath = path
+
+    def _finish(self, link: Link) -> None:
+        """Forget a link that reached a final state; remove its socket."""
+        self._links.pop(link.id, None)
+        if link.port is not None:
+            port, link.port = link.port, None
+            port.stopListening()
+
+    def _progress(self, link: Link):
+        def progress(state: str, method: Optional[str], reason: Optional[str]):
+            if link.state in _FINAL:
+                return
+            self._linkEvent(link, state, method, reason)
+        return progress
+
+    # --- outgoing -----------------------------------------------------------
+
+    def open(self, peer: JID, owner, service=None, methods=None,
+             blockSize=None, stanza=None) -> LinkInfo:
+        if not self.xmpp.connected:
+            raise NotConnected()
+        if methods:
+            unknown = [m for m in methods if m not in self.methodNames]
+            if unknown:
+                raise SyntaxErrorInArgument(
+                    "unknown or disabled method %s (enabled: %s)"
+                    % (",".join(unknown), ",".join(self.methodNames)))
+        if peer.resource is None:
+            raise SyntaxErrorInArgument(
+                "%s is a bare JID: a link needs the peer's full JID "
+                "(user@domain/resource)" % (peer.full(),))
+        self._checkLimit()
+        link = Link(self._newId(), peer, "out", owner, service, ns.NS_LINK_PROFILE)
+        self._links[link.id] = link
+        self._openSocket(link)
+        options = {}
+        if blockSize:
+            options["block-size"] = blockSize
+        if stanza:
+            options["stanza"] = stanza
+        headers = {"service": service} if service else {}
+        log.info("link {id}: opening to {peer}{svc}", id=link.id, peer=peer.full(),
+                 svc=" for service %s" % service if service else "")
+        d = self.si.offer(peer, ns.NS_LINK_PROFILE, headers, methods, options,
+                          self._progress(link))
+        link.negotiation = d
+        d.addCallbacks(lambda stream: self._established(link, stream),
+                       lambda f: self._negotiationFailed(link, f))
+        return link.info()
+
+    def _established(self, link: Link, stream) -> None:
+        link.negotiation = None
+        if link.state in _FINAL or link.closing:
+            stream.abortConnection()
+            return
+        link.stream = stream
+        self._linkEvent(link, GOOD, stream.method)
+        link.splice.streamReady(stream)
+
+    def _negotiationFailed(self, link: Link, f: failure.Failure) -> None:
+        link.negotiation = None
+        if link.state in _FINAL:
+            return
+        if f.check(defer.CancelledError):
+            if link.closing:
+                self._linkEvent(link, CLOS, reason="closed by local request")
+            else:
+                self._linkEvent(link, BAD, reason="cancelled", final=True)
+        else:
+            exc = f.value
+            reason = getattr(exc, "reason", None) or f.getErrorMessage()
+            if not f.check(MethodFailed, NegotiationFailed, NotConnected, OfferRejected):
+                log.failure("link {id}: negotiation failed unexpectedly", f, id=link.id)
+            self._linkEvent(link, BAD, reason=reason, final=True)
+        if link.splice is not None:
+            link.splice.abort()
+        self._finish(link)
+
+    def _remoteEnded(self, link: Link, reason: failure.Failure) -> None:
+        if link.state in _FINAL:
+            return
+        if reason is None or reason.check(error.ConnectionDone):
+            self._linkEvent(link, CLOS)
+        else:
+            exc = reason.value
+            why = getattr(exc, "reason", None) or reason.getErrorMessage()
+            self._linkEvent(link, ERR, reason=why)
+        self._finish(link)
+
+    # --- incoming (IOfferAcceptor) -----------------------------------------
+
+    def offerReceived(self, offer) -> None:
+        peer = offer.peer
+        if not self._allowed(peer):
+            log.warn("refused an offer from {peer}: not allowed by [accept] allow",
+                     peer=peer.full())
+            raise OfferRejected("%s is not allowed to open links here" % (peer.userhost(),))
+        if len(self._links) >= self.config.max_links:
+            log.warn("refused an offer from {peer}: max_links reached", peer=peer.full())
+            raise OfferRejected("too many links")
+        headers = dict(getattr(offer, "headers", {}) or {})
+        service = headers.get("service")
+        if service is not None and service not in self.config.services:
+            # Named a service we do not expose: say so now rather than let a
+            # watcher accept something nobody configured.
+            pass
+        link = Link(self._newId(), peer, "in", None, service, offer.profile)
+        link.offer = offer
+        link.headers = headers
+        self._links[link.id] = link
+        log.info("link {id}: offer from {peer} (profile {profile}{svc})",
+                 id=link.id, peer=peer.full(), profile=offer.profile,
+                 svc=", service %s" % service if service else "")
+        if service is not None and service in self.config.services:
+            self._acceptForService(link, self.config.services[service])
+            return
+        opts = [("from", peer.full())]
+        if service:
+            opts.append(("service", service))
+        opts.append(("profile", offer.profile))
+        for key in ("name", "size", "date", "hash", "desc"):
+            if headers.get(key) not in (None, ""):
+                opts.append((key, str(headers[key])))
+        self.emit(Event("OFFER", (link.id,), tuple(opts), linkId=link.id))
+
+    def offerExpired(self, offer, reason: str = "offer timed out") -> None:
+        for link in list(self._links.values()):
+            if link.offer is offer and link.state == OFFER:
+                log.info("link {id}: offer from {peer} withdrawn: {reason}",
+                         id=link.id, peer=link.peer.full(), reason=reason)
+                self._finish(link)
+
+    def _allowed(self, peer: JID) -> bool:
+        from bytestreamd.config import allowed
+        return allowed(self.config, peer)
+
+    def accept(self, linkId: str, owner) -> LinkInfo:
+        link = self._get(linkId)
+        if link.state != OFFER:
+            raise NoSuchLink("link %s is not a pending offer (state %s)"
+                             % (linkId, link.state))
+        link.owner = owner
+        self._openSocket(link)
+        self._startAccept(link)
+        return link.info()
+
+    def _startAccept(self, link: Link) -> None:
+        link.state = INIT
+        d = link.offer.accept(self._progress(link))
+        link.negotiation = d
+        d.addCallbacks(lambda stream: self._established(link, stream),
+                       lambda f: self._negotiationFailed(link, f))
+
+    def _acceptForService(self, link: Link, endpointString: str) -> None:
+        """
+        Connect the configured endpoint first and accept only once it
+        answers: a peer whose sshd is down gets a clear refusal, not a link
+        that dies after GOOD.
+        """
+        link.splice = Splice(self.config.link_buffer,
+                             lambda reason, link=link: self._remoteEnded(link, reason))
+        link.socketPath = None
+        factory = _ServiceFactory(link.splice)
+        try:
+            ep = endpoints.clientFromString(self.reactor, endpointString)
+            d = ep.connect(factory)
+        except Exception as e:
+            d = defer.fail(e)
+        link.state = INIT
+
+        def connected(proto):
+            if link.id not in self._links:
+                proto.transport.loseConnection()
+                return
+            log.info("link {id}: service {svc} connected ({ep})", id=link.id,
+                     svc=link.service, ep=endpointString)
+            self._startAccept(link)
+
+        def failed(f):
+            reason = "service %s (%s) unavailable: %s" % (
+                link.service, endpointString, f.getErrorMessage())
+            log.warn("link {id}: {reason}", id=link.id, reason=reason)
+            link.offer.reject("service %s unavailable" % (link.service,))
+            self._finish(link)
+
+        d.addCallbacks(connected, failed)
+
+    def reject(self, linkId: str, reason: Optional[str] = None) -> None:
+        link = self._get(linkId)
+        if link.state != OFFER:
+            raise NoSuchLink("link %s is not a pending offer (state %s)"
+                             % (linkId, link.state))
+        link.offer.reject(reason or "offer declined")
+        log.info("link {id}: offer from {peer} rejected{why}", id=link.id,
+                 peer=link.peer.full(), why=": %s" % reason if reason else "")
+        self._finish(link)
+
+    # --- control ------------------------------------------------------------
+
+    def close(self, linkId: str) -> None:
+        link = self._get(linkId)
+        if link.state == OFFER:
+            self.reject(linkId, "closed by the receiver")
+            return
+        link.closing = True
+        if link.stream is not None:
+            link.stream.loseConnection()
+        elif link.negotiation is not None:
+            link.negotiation.cancel()
+        else:
+            self._linkEvent(link, CLOS, reason="closed by local request")
+            self._finish(link)
+
+    def links(self) -> List[LinkInfo]:
+        return [link.info() for link in self._links.values()]
+
+    def forgetOwner(self, owner) -> None:
+        for link in self._links.values():
+            if link.owner is owner:
+                link.owner = None
+
+    def status(self) -> List[tuple]:
+        conn = self.xmpp.connection
+        states: Dict[str, int] = {}
+        for link in self._links.values():
+            states[link.state] = states.get(link.state, 0) + 1
+        pairs = [
+            ("jid", (conn.jid or self.xmpp.jid).full()),
+            ("server", "connected" if self.xmpp.connected else "disconnected"),
+            ("server-target", self.xmpp.target),
+            ("methods", ",".join(self.methodNames)),
+            ("features", ",".join(sorted(self.features()))),
+            ("links", str(len(self._links))),
+        ]
+        if not self.xmpp.connected:
+            pairs.append(("reason", self.xmpp.state.lastReason))
+        for state in sorted(states):
+            pairs.append(("links-" + state.lower(), str(states[state])))
+        return pairs
+
+    def features(self) -> List[str]:
+        """The disco features we advertise (for STATUS)."""
+        names = {ns.NS_IBB: "ibb", ns.NS_S5B: "s5b", ns.NS_SI: "si",
+                 ns.NS_SI_MULTIPLE: "si-multiple", ns.NS_LINK_PROFILE: "link-profile",
+                 ns.NS_FEATURE_NEG: "feature-neg",
+                 ns.NS_SI_FILE_TRANSFER: "file-transfer"}
+        out = []
+        for handler in self.xmpp.connection:
+            get = getattr(handler, "getDiscoInfo", None)
+            if get is None:
+                continue
+            d = get(None, None, "")
+            result = []
+            d.addCallback(result.extend) if isinstance(d, defer.Deferred) else result.extend(d)
+            for item in result:
+                if item.__class__.__name__ == "DiscoFeature":
+                    out.append(names.get(str(item), str(item)))
+        return out
+
+    @defer.inlineCallbacks
+    def probe(self, peer: JID):
+        if not self.xmpp.connected:
+            raise NotConnected()
+        try:
+            identities, features = yield self.discovery.info(peer)
+        except Exception as e:
+            raise PeerError("cannot reach %s: %s" % (peer.full(), _words(e)))
+        methods = [name for name, var in (("s5b", ns.NS_S5B), ("ibb", ns.NS_IBB))
+                   if var in features]
+        profiles = sorted(f.rsplit("/", 1)[-1] if f.startswith(ns.NS_SI + "/profile/")
+                          else ("link" if f == ns.NS_LINK_PROFILE else f)
+                          for f in features
+                          if f.startswith(ns.NS_SI + "/profile/") or f == ns.NS_LINK_PROFILE)
+        pairs = [
+            ("jid", peer.full()),
+            ("si", "yes" if ns.NS_SI in features else "no"),
+            ("methods", ",".join(methods) or "-"),
+            ("profiles", ",".join(profiles) or "-"),
+            ("si-multiple", "yes" if ns.NS_SI_MULTIPLE in features else "no"),
+            ("jingle", "yes" if "urn:xmpp:jingle:1" in features else "no"),
+            ("identities", ",".join("%s/%s" % i for i in sorted(identities)) or "-"),
+            ("features", ",".join(sorted(features))),
+        ]
+        return pairs
+
+    def shutdown(self) -> None:
+        """Daemon stopping: end every link (the peer sees a close)."""
+        for link in list(self._links.values()):
+            if link.state == OFFER:
+                link.offer.reject("daemon shutting down")
+            elif link.stream is not None:
+                link.stream.abortConnection()
+            elif link.negotiation is not None:
+                link.closing = True
+                link.negotiation.cancel()
+            self._finish(link)
+
+
+class _ServiceFactory(protocol.ClientFactory):
+    def __init__(self, splice: Splice):
+        self.splice = splice
+
+    def buildProtocol(self, addr):
+        from bytestreamd.local import LocalProtocol
+        p = LocalProtocol()
+        p.splice = self.splice
+        return p
+
+
+def _words(e: Exception) -> str:
+    from twisted.words.protocols.jabber.error import StanzaError
+    from bytestreamd.errors import describeStanzaError
+    if isinstance(e, StanzaError):
+        return describeStanzaError(e)
+    return str(e) or e.__class__.__name__

@@ -1,0 +1,222 @@
+"""
+The local side of a link: its UNIX socket, and the splice between the local
+connection and the bytestream.
+
+The splice follows ``twisted.protocols.portforward``: two ordinary protocols,
+each writing into the other's transport, with each transport registered as a
+streaming producer on the other.  A slow local reader therefore pauses the
+bytestream (which stops acknowledging the peer: backpressure reaches the
+remote sender), and a bytestream that cannot send fast enough pauses the local
+socket.  Before the link is GOOD, local bytes are held up to ``holdLimit``;
+beyond that the local socket is paused, so nothing is dropped.
+
+Contract (INTERFACE.md "Files and sockets"):
+
+* one local client at a time; a second connection is closed at once;
+* local EOF closes the link cleanly once every byte written was delivered;
+* a clean remote close delivers every byte, then EOF;
+* BAD/ERR aborts the local connection (a reset, not an EOF), so a reader can
+  never mistake a broken link for a complete transfer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, List, Optional
+
+from twisted.internet import error, interfaces, protocol
+from twisted.logger import Logger
+from twisted.python import failure
+from zope.interface import implementer
+
+log = Logger()
+
+
+@implementer(interfaces.IHalfCloseableProtocol)
+class LocalProtocol(protocol.Protocol):
+    """The protocol on the accepted local connection; talks to its Splice."""
+
+    splice: "Splice"
+
+    def connectionMade(self):
+        self.splice.localConnected(self)
+
+    def dataReceived(self, data: bytes):
+        self.splice.fromLocal(data)
+
+    def readConnectionLost(self):
+        self.splice.localEOF()
+
+    def writeConnectionLost(self):
+        # The local reader went away; the writer side may go on (ssh-style
+        # half close).  Stop reading from the bytestream: nobody takes it.
+        pass
+
+    def connectionLost(self, reason=None):
+        self.splice.localLost(reason)
+
+
+class RemoteProtocol(protocol.Protocol):
+    """The protocol attached to the bytestream; talks to its Splice."""
+
+    splice: "Splice"
+
+    def dataReceived(self, data: bytes):
+        self.splice.fromRemote(data)
+
+    def connectionLost(self, reason=None):
+        self.splice.remoteLost(reason)
+
+
+class Splice:
+    """
+    Joins one local connection and one bytestream.
+
+    ``onRemoteClosed(reason)`` is called once when the bytestream has ended
+    (``ConnectionDone`` for a clean close, anything else for a failure);
+    the link layer turns that into CLOS or ERR.
+    """
+
+    def __init__(self, holdLimit: int, onRemoteClosed: Callable[[failure.Failure], None]):
+        self.holdLimit = holdLimit
+        self.onRemoteClosed = onRemoteClosed
+        self.local: Optional[LocalProtocol] = None
+        self.stream = None
+        self._held: List[bytes] = []
+        self._heldBytes = 0
+        self._localPaused = False
+        self._localEOF = False
+        self._remoteDone = False
+        self._ended = False
+
+    # --- local side -------------------------------------------------------
+
+    def localConnected(self, proto: LocalProtocol) -> None:
+        self.local = proto
+        if self.stream is not None:
+            self._join()
+
+    def fromLocal(self, data: bytes) -> None:
+        if self.stream is not None and not self._held:
+            self.stream.write(data)
+            return
+        self._held.append(data)
+        self._heldBytes += len(data)
+        if self._heldBytes >= self.holdLimit and not self._localPaused:
+            self._localPaused = True
+            self.local.transport.pauseProducing()
+
+    def localEOF(self) -> None:
+        self._localEOF = True
+        if self.stream is not None and not self._held:
+            self.stream.loseConnection()
+
+    def localLost(self, reason) -> None:
+        if self.local is None:
+            return
+        wasEOF = self._localEOF
+        self.local = None
+        if self.stream is not None and not self._remoteDone:
+            self.stream.unregisterProducer()
+            if wasEOF or (reason is not None and reason.check(error.ConnectionDone)):
+                self._localEOF = True
+                if not self._held:
+                    self.stream.loseConnection()
+            else:
+                self.stream.loseConnection()
+
+    # --- remote side ------------------------------------------------------
+
+    def streamReady(self, stream) -> None:
+        """The link is GOOD: start moving bytes once a local client is here."""
+        self.stream = stream
+        if self.local is not None:
+            self._join()
+
+    def _join(self) -> None:
+        remote = RemoteProtocol()
+        remote.splice = self
+        self.stream.attachProtocol(remote)
+        if self._remoteDone:
+            return
+        localTransport = self.local.transport
+        self.stream.registerProducer(localTransport, True)
+        localTransport.registerProducer(self.stream, True)
+        held, self._held, self._heldBytes = self._held, [], 0
+        if held:
+            self.stream.writeSequence(held)
+        if self._localPaused:
+            self._localPaused = False
+            localTransport.resumeProducing()
+        if self._localEOF:
+            self.stream.loseConnection()
+
+    def fromRemote(self, data: bytes) -> None:
+        if self.local is not None:
+            self.local.transport.write(data)
+
+    def remoteLost(self, reason) -> None:
+        self._remoteDone = True
+        if self.local is not None:
+            transport = self.local.transport
+            transport.unregisterProducer()
+            if reason is None or reason.check(error.ConnectionDone):
+                transport.loseConnection()
+            else:
+                transport.abortConnection()
+        self._end(reason)
+
+    def _end(self, reason) -> None:
+        if not self._ended:
+            self._ended = True
+            self.onRemoteClosed(reason)
+
+    # --- link layer -------------------------------------------------------
+
+    def abort(self) -> None:
+        """The link ended BAD/ERR or was torn down: reset the local side."""
+        if self.local is not None:
+            self.local.transport.abortConnection()
+        self.local = None
+
+    @property
+    def hasLocal(self) -> bool:
+        return self.local is not None
+
+
+class LinkSocketFactory(protocol.Factory):
+    """
+    Accepts the single local client of one link; a second concurrent
+    connection is closed at once (and logged).
+    """
+
+    def __init__(self, linkId: str, splice: Splice):
+        self.linkId = linkId
+        self.splice = splice
+        self.busy = False
+
+    def buildProtocol(self, addr):
+        if self.busy:
+            log.info("link {id}: refused a second local connection", id=self.linkId)
+            return _Refuse()
+        self.busy = True
+        p = LocalProtocol()
+        p.splice = self.splice
+        return p
+
+
+class _Refuse(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.write(b"bytestreamd: this link already has a local client\n")
+        self.transport.loseConnection()
+
+
+def listenLinkSocket(reactor, path: str, factory: protocol.Factory, mode: int,
+                     gid: Optional[int]):
+    """Listen on ``path`` with ``mode`` (and ``gid``); returns the port."""
+    if os.path.exists(path):
+        os.unlink(path)
+    port = reactor.listenUNIX(path, factory, mode=mode, wantPID=False)
+    if gid is not None:
+        os.chown(path, -1, gid)
+    return port
