@@ -1,0 +1,441 @@
+"""
+Codecs for Stream Initiation (XEP-0095), its stream-method negotiation
+(XEP-0020 feature-neg with a XEP-0004 form), the si-multiple extension and
+the two profiles we speak: our own link profile and XEP-0096 file transfer.
+
+Pure values: nothing here sends or waits.  Anything a peer could get wrong
+raises :class:`MalformedSI`, a ``ValueError`` whose words go into the
+``bad-request`` answer, so the handler never needs to know which check failed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Type
+
+from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
+
+from twisted.words.xish import domish
+from wokkel import data_form
+
+from bytestreamd import ns
+
+#: The feature-neg field that carries the bytestream methods.
+STREAM_METHOD = "stream-method"
+
+#: Bounds on what a peer may send us; far above anything legitimate.
+MAX_SID_LENGTH = 256
+MAX_METHODS = 32
+
+Headers = Dict[str, str]
+
+
+class MalformedSI(ValueError):
+    """
+    A Stream Initiation element (or a profile element in it) is not what the
+    XEPs allow; the message says what is wrong, for the ``bad-request`` text.
+    """
+
+
+def _children(element: domish.Element, uri: str, name: str) -> List[domish.Element]:
+    return [c for c in element.elements() if c.uri == uri and c.name == name]
+
+
+def _child(element: domish.Element, uri: str, name: str) -> Optional[domish.Element]:
+    found = _children(element, uri, name)
+    return found[0] if found else None
+
+
+# --- XEP-0020 feature negotiation ------------------------------------------
+
+
+def streamMethodOffer(methods: Iterable[str]) -> domish.Element:
+    """``<feature/>`` offering ``methods`` as a ``list-single`` form field."""
+    form = data_form.Form("form")
+    form.addField(data_form.Field(
+        "list-single", STREAM_METHOD,
+        options=[data_form.Option(m) for m in methods]))
+    feature = domish.Element((ns.NS_FEATURE_NEG, "feature"))
+    feature.addChild(form.toElement())
+    return feature
+
+
+def streamMethodChoice(method: str) -> domish.Element:
+    """``<feature/>`` submitting the one chosen ``method``."""
+    form = data_form.Form("submit")
+    form.addField(data_form.Field(None, STREAM_METHOD, value=method))
+    feature = domish.Element((ns.NS_FEATURE_NEG, "feature"))
+    feature.addChild(form.toElement())
+    return feature
+
+
+def _streamMethodField(feature: domish.Element) -> data_form.Field:
+    form = _child(feature, ns.NS_DATA, "x")
+    if form is None:
+        raise MalformedSI("feature-neg element has no jabber:x:data form")
+    try:
+        parsed = data_form.Form.fromElement(form)
+    except data_form.Error as e:
+        raise MalformedSI("feature-neg form is malformed: %s" % (e,))
+    fieldObj = parsed.fields.get(STREAM_METHOD)
+    if fieldObj is None:
+        raise MalformedSI("feature-neg form has no stream-method field")
+    return fieldObj
+
+
+def streamMethodsOffered(feature: domish.Element) -> List[str]:
+    """
+    The method namespaces of an offer's form, in the offerer's order.
+    An empty list is not malformed: the handler answers no-valid-streams.
+    """
+    fieldObj = _streamMethodField(feature)
+    methods: List[str] = []
+    for option in fieldObj.options:
+        value = option.value
+        if value and value not in methods:
+            methods.append(value)
+    if len(methods) > MAX_METHODS:
+        raise MalformedSI("offer lists %d stream methods, more than %d"
+                          % (len(methods), MAX_METHODS))
+    return methods
+
+
+def streamMethodChosen(feature: domish.Element) -> str:
+    """The single method namespace of a submitted form."""
+    fieldObj = _streamMethodField(feature)
+    values = [v for v in fieldObj.values if v]
+    if len(values) != 1:
+        raise MalformedSI("submitted stream-method field has %d values, "
+                          "expected exactly one" % len(values))
+    return str(values[0])
+
+
+# --- XEP-0095 offer and answer ------------------------------------------------
+
+
+@dataclass
+class SIOffer:
+    """
+    The ``<si/>`` of an offer (an iq ``set``).
+
+    ``methods`` are stream-method namespaces in the offerer's order;
+    ``multiple`` is the si-multiple child; ``payload`` is the profile's own
+    element (the child qualified by the ``profile`` namespace), if any.
+    """
+
+    id: str
+    profile: str
+    methods: List[str] = field(default_factory=list)
+    mimeType: Optional[str] = None
+    multiple: bool = False
+    payload: Optional[domish.Element] = None
+
+    def toElement(self) -> domish.Element:
+        si = domish.Element((ns.NS_SI, "si"))
+        si["id"] = self.id
+        si["profile"] = self.profile
+        if self.mimeType:
+            si["mime-type"] = self.mimeType
+        if self.payload is not None:
+            si.addChild(self.payload)
+        si.addChild(streamMethodOffer(self.methods))
+        if self.multiple:
+            si.addElement((ns.NS_SI_MULTIPLE, "si-multiple"))
+        return si
+
+    @classmethod
+    def fromElement(cls, element: domish.Element) -> "SIOffer":
+        if (element.uri, element.name) != (ns.NS_SI, "si"):
+            raise MalformedSI("not a stream initiation element")
+        sid = element.getAttribute("id")
+        if not sid:
+            raise MalformedSI("offer has no id")
+        if len(sid) > MAX_SID_LENGTH:
+            raise MalformedSI("offer id is longer than %d characters" % MAX_SID_LENGTH)
+        profile = element.getAttribute("profile")
+        if not profile:
+            raise MalformedSI("offer has no profile")
+        feature = _child(element, ns.NS_FEATURE_NEG, "feature")
+        if feature is None:
+            raise MalformedSI("offer has no feature-neg stream-method form")
+        payloads = [c for c in element.elements() if c.uri == profile]
+        return cls(
+            id=sid,
+            profile=profile,
+            methods=streamMethodsOffered(feature),
+            mimeType=element.getAttribute("mime-type"),
+            multiple=_child(element, ns.NS_SI_MULTIPLE, "si-multiple") is not None,
+            payload=payloads[0] if payloads else None,
+        )
+
+
+@dataclass
+class SIAccept:
+    """
+    The ``<si/>`` of an accepting ``result``.
+
+    Plain XEP-0095 carries one ``method``; an si-multiple answer carries the
+    ordered ``methods`` the initiator should try (and no form).  ``payload``
+    is a profile element returned to the initiator, if the profile has one.
+    """
+
+    method: Optional[str] = None
+    methods: List[str] = field(default_factory=list)
+    payload: Optional[domish.Element] = None
+
+    @property
+    def multiple(self) -> bool:
+        return bool(self.methods)
+
+    @property
+    def chosen(self) -> List[str]:
+        """What to try, in order, whichever form the answer had."""
+        if self.methods:
+            return list(self.methods)
+        return [self.method] if self.method else []
+
+    def toElement(self) -> domish.Element:
+        si = domish.Element((ns.NS_SI, "si"))
+        if self.payload is not None:
+            si.addChild(self.payload)
+        if self.methods:
+            multiple = si.addElement((ns.NS_SI_MULTIPLE, "si-multiple"))
+            for m in self.methods:
+                multiple.addElement("value", content=m)
+        elif self.method:
+            si.addChild(streamMethodChoice(self.method))
+        else:
+            raise ValueError("an SI answer needs a method")
+        return si
+
+    @classmethod
+    def fromElement(cls, element: Optional[domish.Element]) -> "SIAccept":
+        if element is None or (element.uri, element.name) != (ns.NS_SI, "si"):
+            raise MalformedSI("answer has no stream initiation element")
+        payloads = [c for c in element.elements()
+                    if c.uri not in (ns.NS_SI, ns.NS_SI_MULTIPLE, ns.NS_FEATURE_NEG)]
+        payload = payloads[0] if payloads else None
+        multiple = _child(element, ns.NS_SI_MULTIPLE, "si-multiple")
+        if multiple is not None:
+            methods: List[str] = []
+            for value in multiple.elements():
+                if value.name == "value" and str(value).strip():
+                    text = str(value).strip()
+                    if text not in methods:
+                        methods.append(text)
+            if not methods:
+                raise MalformedSI("si-multiple answer lists no method")
+            if len(methods) > MAX_METHODS:
+                raise MalformedSI("si-multiple answer lists more than %d methods"
+                                  % MAX_METHODS)
+            return cls(methods=methods, payload=payload)
+        feature = _child(element, ns.NS_FEATURE_NEG, "feature")
+        if feature is None:
+            raise MalformedSI("answer has neither a stream-method form nor si-multiple")
+        return cls(method=streamMethodChosen(feature), payload=payload)
+
+
+# --- profiles -------------------------------------------------------------------
+
+
+class Profile:
+    """
+    A profile codec: the profile element <-> the headers the link layer and
+    the control channel show (``650 OFFER ... service=ssh``).  Header values
+    are strings; absent means absent, never an empty string.
+    """
+
+    namespace: str = ""
+
+    def toElement(self) -> domish.Element:
+        raise NotImplementedError
+
+    def headers(self) -> Headers:
+        raise NotImplementedError
+
+    @classmethod
+    def fromElement(cls, element: Optional[domish.Element]) -> "Profile":
+        raise NotImplementedError
+
+    @classmethod
+    def fromHeaders(cls, headers: Mapping[str, object]) -> "Profile":
+        raise NotImplementedError
+
+
+def _cleanHeaders(headers: Mapping[str, object], allowed: Iterable[str]) -> Headers:
+    clean = {k: str(v) for k, v in headers.items() if v is not None}
+    unknown = sorted(set(clean) - set(allowed))
+    if unknown:
+        raise MalformedSI("unknown header%s %s" % ("s" if len(unknown) > 1 else "",
+                                                   ", ".join(unknown)))
+    return clean
+
+
+_SERVICE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
+
+
+def checkServiceName(name: str) -> str:
+    """A service name: 1 to 255 characters, no whitespace or control characters."""
+    if not _SERVICE.match(name):
+        raise MalformedSI("service name %r is empty, too long or has "
+                          "whitespace or control characters" % (name,))
+    return name
+
+
+@dataclass
+class LinkProfile(Profile):
+    """
+    bytestreamd's link profile: ``<link xmlns=NS_LINK_PROFILE service='NAME'/>``.
+    The only header is ``service``, the name the target maps to a local
+    endpoint (``[services]``); without it the link is a plain byte pipe.
+    """
+
+    namespace = ns.NS_LINK_PROFILE
+    service: Optional[str] = None
+
+    def toElement(self) -> domish.Element:
+        link = domish.Element((ns.NS_LINK_PROFILE, "link"))
+        if self.service is not None:
+            link["service"] = self.service
+        return link
+
+    def headers(self) -> Headers:
+        return {} if self.service is None else {"service": self.service}
+
+    @classmethod
+    def fromElement(cls, element: Optional[domish.Element]) -> "LinkProfile":
+        if element is None:
+            return cls()
+        if (element.uri, element.name) != (ns.NS_LINK_PROFILE, "link"):
+            raise MalformedSI("link profile element must be <link/>")
+        service = element.getAttribute("service")
+        if service is None:
+            return cls()
+        return cls(checkServiceName(service))
+
+    @classmethod
+    def fromHeaders(cls, headers: Mapping[str, object]) -> "LinkProfile":
+        clean = _cleanHeaders(headers, ("service",))
+        service = clean.get("service")
+        return cls(None if service is None else checkServiceName(service))
+
+
+def _nonNegative(name: str, value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    if not value.isdigit() or not value.isascii():
+        raise MalformedSI("file %s %r is not a non-negative integer" % (name, value))
+    return str(int(value))
+
+
+@dataclass
+class FileProfile(Profile):
+    """
+    XEP-0096 ``<file name size [date] [hash]><desc/><range offset length/></file>``.
+
+    Headers: ``name``, ``size``, ``date``, ``hash``, ``desc``; ``range`` is
+    ``"true"`` when the sender supports ranged transfers, with ``offset`` and
+    ``length`` when a range was asked for.
+    """
+
+    namespace = ns.NS_SI_FILE_TRANSFER
+    name: str = ""
+    size: str = "0"
+    date: Optional[str] = None
+    hash: Optional[str] = None
+    desc: Optional[str] = None
+    range: bool = False
+    offset: Optional[str] = None
+    length: Optional[str] = None
+
+    def toElement(self) -> domish.Element:
+        f = domish.Element((ns.NS_SI_FILE_TRANSFER, "file"))
+        f["name"] = self.name
+        f["size"] = self.size
+        if self.date is not None:
+            f["date"] = self.date
+        if self.hash is not None:
+            f["hash"] = self.hash
+        if self.desc is not None:
+            f.addElement("desc", content=self.desc)
+        if self.range or self.offset is not None or self.length is not None:
+            r = f.addElement("range")
+            if self.offset is not None:
+                r["offset"] = self.offset
+            if self.length is not None:
+                r["length"] = self.length
+        return f
+
+    def headers(self) -> Headers:
+        h: Headers = {"name": self.name, "size": self.size}
+        for key in ("date", "hash", "desc", "offset", "length"):
+            value = getattr(self, key)
+            if value is not None:
+                h[key] = value
+        if self.range or self.offset is not None or self.length is not None:
+            h["range"] = "true"
+        return h
+
+    @classmethod
+    def _build(cls, name, size, date, hash, desc, range, offset, length) -> "FileProfile":
+        if not name:
+            raise MalformedSI("file-transfer offer has no file name")
+        if size is None:
+            raise MalformedSI("file-transfer offer has no file size")
+        return cls(name=name, size=_nonNegative("size", size), date=date, hash=hash,
+                   desc=desc, range=bool(range) or offset is not None or length is not None,
+                   offset=_nonNegative("offset", offset),
+                   length=_nonNegative("length", length))
+
+    @classmethod
+    def fromElement(cls, element: Optional[domish.Element]) -> "FileProfile":
+        if element is None:
+            raise MalformedSI("file-transfer offer has no <file/> element")
+        if (element.uri, element.name) != (ns.NS_SI_FILE_TRANSFER, "file"):
+            raise MalformedSI("file-transfer profile element must be <file/>")
+        descEl = _child(element, ns.NS_SI_FILE_TRANSFER, "desc")
+        rangeEl = _child(element, ns.NS_SI_FILE_TRANSFER, "range")
+        return cls._build(
+            element.getAttribute("name"), element.getAttribute("size"),
+            element.getAttribute("date"), element.getAttribute("hash"),
+            None if descEl is None else str(descEl),
+            rangeEl is not None,
+            None if rangeEl is None else rangeEl.getAttribute("offset"),
+            None if rangeEl is None else rangeEl.getAttribute("length"))
+
+    @classmethod
+    def fromHeaders(cls, headers: Mapping[str, object]) -> "FileProfile":
+        h = _cleanHeaders(headers, ("name", "size", "date", "hash", "desc",
+                                    "range", "offset", "length"))
+        rangeFlag = h.get("range", "false").lower()
+        if rangeFlag not in ("true", "false", "1", "0", "yes", "no"):
+            raise MalformedSI("file range %r is not a boolean" % (h["range"],))
+        return cls._build(h.get("name"), h.get("size"), h.get("date"), h.get("hash"),
+                          h.get("desc"), rangeFlag in ("true", "1", "yes"),
+                          h.get("offset"), h.get("length"))
+
+
+#: Profile namespace -> codec.  A profile without a codec cannot be enabled.
+PROFILES: Dict[str, Type[Profile]] = {
+    ns.NS_LINK_PROFILE: LinkProfile,
+    ns.NS_SI_FILE_TRANSFER: FileProfile,
+}
+
+
+def headersFromPayload(profile: str, payload: Optional[domish.Element]) -> Headers:
+    """Decode an offer's profile element; MalformedSI if it is wrong."""
+    try:
+        codec = PROFILES[profile]
+    except KeyError:
+        raise MalformedSI("no codec for profile %s" % (profile,))
+    return codec.fromElement(payload).headers()
+
+
+def payloadFromHeaders(profile: str, headers: Mapping[str, object]) -> domish.Element:
+    """Encode headers as the profile element of an offer."""
+    try:
+        codec = PROFILES[profile]
+    except KeyError:
+        raise MalformedSI("no codec for profile %s" % (profile,))
+    return codec.fromHeaders(headers).toElement()
