@@ -1,0 +1,141 @@
+"""
+The splice between a link's local connection and its bytestream, with
+StringTransport on the local side and a recording fake bytestream.
+"""
+
+from twisted.internet import error
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from bytestreamd.errors import BytestreamBroken
+from bytestreamd.local import LinkSocketFactory, Splice
+
+
+class FakeStream:
+    method = "ibb"
+    bytesSent = 0
+    bytesReceived = 0
+
+    def __init__(self):
+        self.written = []
+        self.closed = False
+        self.aborted = False
+        self.producer = None
+        self.protocol = None
+        self.paused = False
+
+    def write(self, data):
+        self.written.append(data)
+
+    def writeSequence(self, seq):
+        self.written.extend(seq)
+
+    def loseConnection(self):
+        self.closed = True
+
+    def abortConnection(self):
+        self.aborted = True
+
+    def registerProducer(self, producer, streaming):
+        self.producer = producer
+
+    def unregisterProducer(self):
+        self.producer = None
+
+    def attachProtocol(self, protocol):
+        self.protocol = protocol
+        protocol.makeConnection(self)
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def stopProducing(self):
+        pass
+
+
+class SpliceTests(SynchronousTestCase):
+    def setUp(self):
+        self.ended = []
+        self.splice = Splice(10, self.ended.append)
+        self.factory = LinkSocketFactory("abc", self.splice)
+        self.local = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.local.makeConnection(self.transport)
+        self.stream = FakeStream()
+
+    def test_heldUntilGoodThenFlushedInOrder(self):
+        self.local.dataReceived(b"hello ")
+        self.local.dataReceived(b"world")
+        self.assertEqual(self.stream.written, [])
+        self.splice.streamReady(self.stream)
+        self.assertEqual(b"".join(self.stream.written), b"hello world")
+        self.local.dataReceived(b"!")
+        self.assertEqual(b"".join(self.stream.written), b"hello world!")
+
+    def test_holdIsBoundedByPausingTheLocalSocket(self):
+        self.local.dataReceived(b"x" * 9)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.local.dataReceived(b"x" * 2)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.splice.streamReady(self.stream)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(len(b"".join(self.stream.written)), 11)
+
+    def test_producersRegisteredBothWays(self):
+        self.splice.streamReady(self.stream)
+        self.assertIs(self.stream.producer, self.transport)
+        self.assertIs(self.transport.producer, self.stream)
+
+    def test_remoteDataReachesLocal(self):
+        self.splice.streamReady(self.stream)
+        self.stream.protocol.dataReceived(b"from peer")
+        self.assertEqual(self.transport.value(), b"from peer")
+
+    def test_localEOFBeforeGoodClosesAfterFlush(self):
+        self.local.dataReceived(b"data")
+        self.local.readConnectionLost()
+        self.assertFalse(self.stream.closed)
+        self.splice.streamReady(self.stream)
+        self.assertEqual(b"".join(self.stream.written), b"data")
+        self.assertTrue(self.stream.closed)
+
+    def test_localEOFAfterGoodClosesStream(self):
+        self.splice.streamReady(self.stream)
+        self.local.readConnectionLost()
+        self.assertTrue(self.stream.closed)
+
+    def test_cleanRemoteCloseIsEOFAfterData(self):
+        self.splice.streamReady(self.stream)
+        self.stream.protocol.dataReceived(b"last bytes")
+        self.stream.protocol.connectionLost(Failure(error.ConnectionDone()))
+        self.assertEqual(self.transport.value(), b"last bytes")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.ended), 1)
+        self.assertTrue(self.ended[0].check(error.ConnectionDone))
+
+    def test_brokenRemoteAbortsLocal(self):
+        aborted = []
+        self.transport.abortConnection = lambda: aborted.append(True)
+        self.splice.streamReady(self.stream)
+        self.stream.protocol.connectionLost(Failure(BytestreamBroken("peer vanished")))
+        self.assertEqual(aborted, [True])
+        self.assertEqual(self.ended[0].value.reason, "peer vanished")
+
+    def test_secondLocalClientRefused(self):
+        other = self.factory.buildProtocol(None)
+        t = StringTransport()
+        other.makeConnection(t)
+        self.assertIn(b"already has a local client", t.value())
+        self.assertTrue(t.disconnecting)
+
+    def test_streamBeforeLocalClientWaits(self):
+        splice = Splice(10, self.ended.append)
+        splice.streamReady(self.stream)
+        self.assertIsNone(self.stream.protocol)
+        local = LinkSocketFactory("x", splice).buildProtocol(None)
+        local.makeConnection(StringTransport())
+        self.assertIsNotNone(self.stream.protocol)
