@@ -111,6 +111,30 @@ class IStreamMethod(Interface):
         """
 
 
+class IOfferAcceptor(Interface):
+    """
+    Decides about incoming Stream Initiation offers (the link layer).
+
+    ``offer`` is a :class:`bytestreamd.negotiation.si.IncomingOffer`: it
+    stays unanswered until ``offer.accept(progress)`` or
+    ``offer.reject(reason)`` is called, or until it expires.
+    """
+
+    def offerReceived(offer: Any) -> None:
+        """
+        A valid offer arrived.  Raise
+        :class:`bytestreamd.errors.OfferRejected` to refuse it at once
+        (answered ``forbidden`` with the reason); otherwise keep it and
+        accept or reject it later (possibly from inside this call).
+        """
+
+    def offerExpired(offer: Any, reason: str) -> None:
+        """
+        A pending offer ended without ACCEPT/REJECT: ``offer_timeout``
+        expired (the peer got ``forbidden``) or the XMPP stream went away.
+        """
+
+
 class IEventSink(Interface):
     """Receives :class:`bytestreamd.events.Event` values."""
 
