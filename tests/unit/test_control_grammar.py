@@ -174,7 +174,8 @@ class ParseJIDTests(SynchronousTestCase):
 
 class ParseReplyLineTests(SynchronousTestCase):
     def test_lines(self):
-        self.assertEqual(parseReplyLine("250-link=l1 state=GOOD\n"), (250, "-", "link=l1 state=GOOD"))
+        self.assertEqual(parseReplyLine("250-link=l1 state=GOOD\n"),
+                         (250, "-", "link=l1 state=GOOD"))
         self.assertEqual(parseReplyLine("250 OK\r\n"), (250, " ", "OK"))
         self.assertEqual(parseReplyLine("650 LINK l1 INIT"), (650, " ", "LINK l1 INIT"))
         self.assertEqual(parseReplyLine("250"), (250, " ", ""))
