@@ -348,9 +348,8 @@ class ControlProtocol(protocol.Protocol):
             if spec is None:
                 raise UnknownCommand("unknown command %s" % grammar.formatValue(verb))
             specs = [spec]
-        width = max(len(spec.syntax) for spec in specs)
         return grammar.formatReply(
-            250, ["%-*s  %s" % (width, spec.syntax, spec.help) for spec in specs] + ["OK"])
+            250, ["%s -- %s" % (spec.syntax, spec.help) for spec in specs] + ["OK"])
 
     def do_QUIT(self) -> bytes:
         self._quitting = True
