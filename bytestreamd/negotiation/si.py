@@ -1,0 +1,538 @@
+"""
+Stream Initiation (XEP-0095) with XEP-0020 stream-method negotiation, the
+si-multiple extension, and XEP-0041 keepAlive-style re-offers.
+
+Negotiation ends in one of three ways and never hangs: a bytestream
+(the caller reports ``GOOD``), :class:`NegotiationFailed` (nothing was tried:
+the peer refused, does not support us, or nothing is in common), or
+:class:`MethodFailed` after every chosen method failed (the caller reports
+the final ``BAD``).  Between those, ``progress(state, method, reason)``
+reports ``INIT`` for each method tried and ``BAD`` for each that failed while
+another one is still to come -- never for the last.
+
+Methods are known only through :class:`IStreamMethod`; this module neither
+opens sockets nor parses bytestream stanzas.  See docs/negotiation.rst.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python import failure
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+from wokkel import disco as wdisco
+from wokkel import iwokkel
+from zope.interface import implementer
+
+from bytestreamd import ns
+from bytestreamd.errors import (MethodFailed, NegotiationFailed, NotConnected,
+                                OfferRejected, describeStanzaError, stanzaError)
+from bytestreamd.interfaces import StreamContext
+from bytestreamd.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
+                                 parseJID, resultFor)
+from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,
+                                 headersFromPayload, payloadFromHeaders)
+
+Progress = Callable[[str, Optional[str], Optional[str]], None]
+
+#: Names for the method namespaces we may meet in a peer's features, to say
+#: what it does support when nothing is in common.
+KNOWN_METHODS = {ns.NS_S5B: "s5b", ns.NS_IBB: "ibb"}
+
+OFFER_PATH = "/iq[@type='set']/si[@xmlns='%s']" % ns.NS_SI
+
+log = Logger()
+
+
+def _noProgress(state: str, method: Optional[str], reason: Optional[str]) -> None:
+    pass
+
+
+def _words(exc: BaseException) -> str:
+    if isinstance(exc, StanzaError):
+        return describeStanzaError(exc)
+    return str(exc) or exc.__class__.__name__
+
+
+def _siCondition(exc: StanzaError) -> str:
+    """The SI application condition when there is one, else the XMPP one."""
+    app = exc.appCondition
+    if app is not None and app.uri == ns.NS_SI:
+        return app.name
+    return exc.condition
+
+
+def _summary(failures: List[Tuple[str, str]]) -> str:
+    return "; ".join("%s: %s" % f for f in failures)
+
+
+def _bounded(clock, d: defer.Deferred, timeout: float) -> defer.Deferred:
+    """
+    Cancel ``d`` after ``timeout`` seconds and fail it with MethodFailed
+    saying so; an outside cancel stays a CancelledError.
+    """
+    expired = []
+
+    def expire():
+        expired.append(True)
+        d.cancel()
+
+    call = clock.callLater(timeout, expire)
+
+    def done(result):
+        if call.active():
+            call.cancel()
+        if expired and isinstance(result, failure.Failure):
+            return failure.Failure(MethodFailed("timed out after %gs" % timeout))
+        return result
+
+    return d.addBoth(done)
+
+
+def _asMethodFailed(f: failure.Failure) -> failure.Failure:
+    """Anything but MethodFailed or a cancel from a method is a bug; say so."""
+    if f.check(MethodFailed, defer.CancelledError):
+        return f
+    log.failure("bytestream method failed unexpectedly", f)
+    return failure.Failure(MethodFailed("internal error: %s" % _words(f.value)))
+
+
+def _call(fn, ctx: StreamContext) -> defer.Deferred:
+    try:
+        d = fn(ctx)
+    except Exception:
+        return defer.fail().addErrback(_asMethodFailed)
+    return d.addErrback(_asMethodFailed)
+
+
+@implementer(iwokkel.IDisco)
+class StreamInitiation(Handler):
+    """
+    Offers and answers Stream Initiation on the daemon's connection.
+
+    ``methods`` are the enabled bytestream methods in our preference order;
+    ``acceptor`` (an :class:`IOfferAcceptor`) decides about incoming offers.
+    ``attemptTimeout`` bounds each method attempt, ``offerTimeout`` how long
+    an incoming offer waits for ACCEPT/REJECT, ``answerTimeout`` how long we
+    wait for the peer to answer our offer (default: ``offerTimeout + 10``,
+    so a peer with the same configuration times out first and says so).
+    """
+
+    def __init__(self, clock, methods: Sequence[Any], discovery: Any, acceptor: Any,
+                 attemptTimeout: float = 30.0, offerTimeout: float = 60.0,
+                 profiles: Sequence[str] = (ns.NS_LINK_PROFILE,),
+                 answerTimeout: Optional[float] = None, maxPendingOffers: int = 64,
+                 sidFactory: Optional[Callable[[], str]] = None):
+        Handler.__init__(self)
+        unknown = [p for p in profiles if p not in PROFILES]
+        if unknown:
+            raise ValueError("no codec for SI profile %s" % ", ".join(unknown))
+        self.clock = clock
+        self.methods = list(methods)
+        self.discovery = discovery
+        self.acceptor = acceptor
+        self.attemptTimeout = attemptTimeout
+        self.offerTimeout = offerTimeout
+        self.answerTimeout = offerTimeout + 10 if answerTimeout is None else answerTimeout
+        self.profiles = tuple(profiles)
+        self.maxPendingOffers = maxPendingOffers
+        self._newSid = sidFactory or (lambda: "bsd" + secrets.token_hex(10))
+        self._offers: Dict[Tuple[str, str], IncomingOffer] = {}
+
+    # -- disco -----------------------------------------------------------------
+
+    def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
+        if nodeIdentifier:
+            return []
+        features = [ns.NS_SI, ns.NS_FEATURE_NEG, ns.NS_SI_MULTIPLE] + list(self.profiles)
+        return [wdisco.DiscoFeature(f) for f in features]
+
+    def getDiscoItems(self, requestor, target, nodeIdentifier=""):
+        return []
+
+    # -- outgoing ----------------------------------------------------------------
+
+    def offer(self, peer: JID, profile: str, headers: Dict[str, Any],
+              methodNames: Optional[Sequence[str]] = None,
+              options: Optional[Dict[str, Any]] = None,
+              progress: Optional[Progress] = None) -> "defer.Deferred[Any]":
+        """
+        Offer a bytestream to the full JID ``peer`` and open it.
+
+        Fires with the established IBytestream; fails with NegotiationFailed
+        before any INIT, MethodFailed after.  Cancelling it stops whatever is
+        in flight (disco, offer, method attempt).
+        """
+        return defer.Deferred.fromCoroutine(self._offer(
+            peer, profile, headers, methodNames, dict(options or {}),
+            progress or _noProgress))
+
+    def _ourMethods(self, methodNames: Optional[Sequence[str]]) -> List[Any]:
+        if methodNames is None:
+            return list(self.methods)
+        names = [m.name for m in self.methods]
+        unknown = [n for n in methodNames if n not in names]
+        if unknown:
+            raise NegotiationFailed("unknown or disabled bytestream method %s; enabled: %s"
+                                    % (", ".join(unknown), ", ".join(names) or "none"))
+        return [m for m in self.methods if m.name in methodNames]
+
+    async def _offer(self, peer, profile, headers, methodNames, options, progress):
+        if profile not in self.profiles:
+            raise NegotiationFailed("profile %s is not enabled" % profile,
+                                    condition="bad-profile")
+        try:
+            payload = payloadFromHeaders(profile, headers)
+        except MalformedSI as e:
+            raise NegotiationFailed("cannot offer %s: %s" % (profile, e),
+                                    condition="bad-request")
+        ours = self._ourMethods(methodNames)
+        features = await self._peerFeatures(peer)
+        missing = [f for f in (ns.NS_SI, profile) if f not in features]
+        if missing:
+            raise NegotiationFailed("peer %s does not support %s"
+                                    % (peer.full(), " nor ".join(missing)),
+                                    condition="service-unavailable")
+        remaining = [m for m in ours if m.namespace in features]
+        if not remaining:
+            theirs = sorted({m.name for m in self.methods if m.namespace in features}
+                            | {n for f, n in KNOWN_METHODS.items() if f in features})
+            raise NegotiationFailed(
+                "no bytestream method in common: we offer %s, peer supports %s"
+                % (", ".join(m.name for m in ours) or "none",
+                   ", ".join(theirs) or "none of them"),
+                condition="no-valid-streams")
+        multiple = ns.NS_SI_MULTIPLE in features
+
+        failures: List[Tuple[str, str]] = []
+        condition = None
+        while True:
+            sid = self._newSid()
+            offer = SIOffer(sid, profile, [m.namespace for m in remaining],
+                            multiple=multiple, payload=payload)
+            try:
+                answer = await self._ask(peer, offer)
+                chosen = self._chosen(peer, answer, remaining)
+            except NegotiationFailed as e:
+                if not failures:
+                    raise
+                # A keepAlive re-offer was refused: BADs were already
+                # reported, so this ends as a method failure.
+                raise MethodFailed("%s; re-offer of %s refused: %s"
+                                   % (_summary(failures),
+                                      ", ".join(m.name for m in remaining), e.reason),
+                                   condition=e.condition)
+            keepAlive = not answer.multiple
+            later = [m for m in remaining if m not in chosen] if keepAlive else []
+            ctx = StreamContext(sid, self.ownJID, peer, True, options)
+            for i, method in enumerate(chosen):
+                progress("INIT", method.name, None)
+                try:
+                    return await _bounded(self.clock, _call(method.initiate, ctx),
+                                          self.attemptTimeout)
+                except MethodFailed as e:
+                    failures.append((method.name, e.reason))
+                    condition = e.condition
+                    if i < len(chosen) - 1 or later:
+                        progress("BAD", method.name, e.reason)
+            if not later:
+                raise MethodFailed(_summary(failures), condition=condition)
+            remaining = later
+
+    async def _peerFeatures(self, peer: JID):
+        try:
+            return await self.discovery.features(peer)
+        except defer.CancelledError:
+            raise
+        except Exception as e:
+            raise NegotiationFailed(
+                "cannot reach peer %s: %s" % (peer.full(), _words(e)),
+                condition=e.condition if isinstance(e, StanzaError) else None)
+
+    async def _ask(self, peer: JID, offer: SIOffer) -> SIAccept:
+        iq = makeIQ("set", peer)
+        iq.addChild(offer.toElement())
+        try:
+            result = await self.request(iq, self.answerTimeout)
+        except StanzaError as e:
+            raise NegotiationFailed("peer %s refused the offer: %s"
+                                    % (peer.full(), describeStanzaError(e)),
+                                    condition=_siCondition(e))
+        except RequestTimeout:
+            raise NegotiationFailed("peer %s did not answer the offer within %gs"
+                                    % (peer.full(), self.answerTimeout),
+                                    condition="remote-server-timeout")
+        except NotConnected as e:
+            raise NegotiationFailed(str(e))
+        except defer.CancelledError:
+            raise
+        except Exception as e:
+            raise NegotiationFailed("offer to %s failed: %s" % (peer.full(), _words(e)))
+        sis = [c for c in result.elements() if (c.uri, c.name) == (ns.NS_SI, "si")]
+        try:
+            return SIAccept.fromElement(sis[0] if sis else None)
+        except MalformedSI as e:
+            raise NegotiationFailed("peer %s accepted with a malformed answer: %s"
+                                    % (peer.full(), e), condition="bad-request")
+
+    @staticmethod
+    def _chosen(peer: JID, answer: SIAccept, offered: List[Any]) -> List[Any]:
+        """Our method objects in the peer's order (si-multiple says: its order)."""
+        byNamespace = {m.namespace: m for m in offered}
+        chosen = [byNamespace[n] for n in answer.chosen if n in byNamespace]
+        if not chosen:
+            raise NegotiationFailed("peer %s chose %s, which we did not offer"
+                                    % (peer.full(), ", ".join(answer.chosen)),
+                                    condition="bad-request")
+        return chosen
+
+    # -- incoming ----------------------------------------------------------------
+
+    def connectionInitialized(self) -> None:
+        self.xmlstream.addObserver(OFFER_PATH, self._onOffer)
+
+    def connectionLost(self, reason) -> None:
+        offers = list(self._offers.values())
+        self._offers.clear()
+        for offer in offers:
+            offer._end("expired")
+            self.acceptor.offerExpired(offer, "XMPP connection lost")
+
+    def _answer(self, element: domish.Element) -> None:
+        try:
+            self.send(element)
+        except NotConnected:
+            log.info("cannot answer SI offer {id}: not connected", id=element.getAttribute("id"))
+
+    def _onOffer(self, iq: domish.Element) -> None:
+        iq.handled = True
+        try:
+            offer = self._parseOffer(iq)
+        except StanzaError as e:
+            log.info("refused SI offer from {peer}: {why}",
+                     peer=iq.getAttribute("from"), why=describeStanzaError(e))
+            self._answer(errorFor(iq, e))
+            return
+        self._offers[(offer.peer.full(), offer.sid)] = offer
+        offer._timer = self.clock.callLater(self.offerTimeout, self._expire, offer)
+        try:
+            self.acceptor.offerReceived(offer)
+        except OfferRejected as e:
+            offer.reject(e.reason)
+        except Exception:
+            log.failure("offer acceptor failed on {sid}", sid=offer.sid)
+            if self._settle(offer, "rejected"):
+                self._answer(errorFor(iq, stanzaError("internal-server-error")))
+
+    def _parseOffer(self, iq: domish.Element) -> "IncomingOffer":
+        def bad(text, app=None):
+            element = None if app is None else domish.Element((ns.NS_SI, app))
+            return stanzaError("bad-request", text, element, type="cancel")
+
+        peer = parseJID(iq.getAttribute("from"))
+        if peer is None:
+            raise bad("offer has no valid sender")
+        element = next(iq.elements(ns.NS_SI, "si"))
+        try:
+            offer = SIOffer.fromElement(element)
+        except MalformedSI as e:
+            raise bad(str(e))
+        if offer.profile not in self.profiles:
+            raise bad("profile %s is not supported" % offer.profile, "bad-profile")
+        try:
+            headers = headersFromPayload(offer.profile, offer.payload)
+        except MalformedSI as e:
+            raise bad(str(e))
+        methods = [m for m in self.methods if m.namespace in offer.methods]
+        if not methods:
+            raise bad("none of the offered stream methods is enabled here",
+                      "no-valid-streams")
+        if (peer.full(), offer.id) in self._offers:
+            raise bad("stream id %s is already offered" % offer.id)
+        if len(self._offers) >= self.maxPendingOffers:
+            raise stanzaError("resource-constraint", "too many pending offers",
+                              type="wait")
+        return IncomingOffer(self, iq, offer.id, peer, offer.profile, headers,
+                             methods, offer.multiple, offer.mimeType)
+
+    def _settle(self, offer: "IncomingOffer", state: str) -> bool:
+        """Take ``offer`` out of the pending set; False if it already was."""
+        if self._offers.get((offer.peer.full(), offer.sid)) is not offer:
+            return False
+        del self._offers[(offer.peer.full(), offer.sid)]
+        offer._end(state)
+        return True
+
+    def _expire(self, offer: "IncomingOffer") -> None:
+        offer._timer = None
+        reason = "offer timed out after %gs" % self.offerTimeout
+        if self._settle(offer, "expired"):
+            self._answer(errorFor(offer._iq, stanzaError("forbidden", reason, type="cancel")))
+            self.acceptor.offerExpired(offer, reason)
+
+    @property
+    def pendingOffers(self) -> List["IncomingOffer"]:
+        return list(self._offers.values())
+
+
+class IncomingOffer:
+    """
+    A valid offer waiting for a decision.
+
+    ``methods`` are the offered methods we have enabled, as IStreamMethod
+    objects in *our* preference order (``methodNames`` for their names);
+    ``multiple`` says whether the offer carried si-multiple, in which case
+    accepting answers with all of them; otherwise with the first.
+    ``state`` is ``pending``, ``accepted``, ``rejected`` or ``expired``.
+    """
+
+    def __init__(self, handler: StreamInitiation, iq: domish.Element, sid: str,
+                 peer: JID, profile: str, headers: Dict[str, str],
+                 methods: List[Any], multiple: bool, mimeType: Optional[str] = None):
+        self._handler = handler
+        self._iq = iq
+        self._timer = None
+        self.sid = sid
+        self.peer = peer
+        self.profile = profile
+        self.headers = headers
+        self.methods = methods
+        self.multiple = multiple
+        self.mimeType = mimeType
+        self.state = "pending"
+
+    def __repr__(self) -> str:
+        return "<IncomingOffer %s from %s %s>" % (self.sid, self.peer.full(), self.state)
+
+    @property
+    def methodNames(self) -> List[str]:
+        return [m.name for m in self.methods]
+
+    @property
+    def pending(self) -> bool:
+        return self.state == "pending"
+
+    def _end(self, state: str) -> None:
+        self.state = state
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def reject(self, reason: str = "Offer Declined") -> None:
+        """Answer ``forbidden`` with ``reason``; nothing if no longer pending."""
+        if self._handler._settle(self, "rejected"):
+            self._handler._answer(errorFor(self._iq, stanzaError(
+                "forbidden", reason, type="cancel")))
+
+    def accept(self, progress: Optional[Progress] = None,
+               options: Optional[Dict[str, Any]] = None) -> "defer.Deferred[Any]":
+        """
+        Answer the offer and wait for the initiator to open a bytestream by
+        any chosen method.  Fires with the IBytestream; fails with
+        MethodFailed when every method failed or ``attemptTimeout`` per
+        method passed; NegotiationFailed if the offer is no longer pending.
+        """
+        handler = self._handler
+        if not handler._settle(self, "accepted"):
+            return defer.fail(NegotiationFailed(
+                "offer %s from %s is no longer pending (%s)"
+                % (self.sid, self.peer.full(), self.state)))
+        chosen = self.methods if self.multiple else self.methods[:1]
+        own = handler.ownJID or parseJID(self._iq.getAttribute("to"))
+        ctx = StreamContext(self.sid, self.peer, own, False, dict(options or {}))
+        race = _Race(handler.clock, chosen, ctx, progress or _noProgress,
+                     handler.attemptTimeout * len(chosen))
+        if self.multiple:
+            answer = SIAccept(methods=[m.namespace for m in chosen])
+        else:
+            answer = SIAccept(method=chosen[0].namespace)
+        result = resultFor(self._iq)
+        result.addChild(answer.toElement())
+        try:
+            handler.send(result)
+        except NotConnected as e:
+            race.stop(MethodFailed("cannot answer the offer: %s" % e))
+        return race.result
+
+
+class _Race:
+    """
+    The target's side: every chosen method waits for the initiator at once
+    and the first to open wins.  ``INIT`` names the method the initiator
+    should be trying (the first one still waiting, as it tries in order);
+    when that one fails and another is still waiting, ``BAD`` then ``INIT``
+    for the next.
+    """
+
+    def __init__(self, clock, methods: List[Any], ctx: StreamContext,
+                 progress: Progress, timeout: float):
+        self.result: defer.Deferred = defer.Deferred(self._cancel)
+        self.progress = progress
+        self.timeout = timeout
+        self.finished = False
+        self.failures: List[Tuple[str, str]] = []
+        self.live: Dict[Any, Optional[defer.Deferred]] = {m: None for m in methods}
+        self.order = list(methods)
+        self.announced = methods[0]
+        self.timer = clock.callLater(timeout, self._expire)
+        progress("INIT", self.announced.name, None)
+        for method in methods:
+            if method in self.live:
+                d = _call(method.expect, ctx)
+                if method in self.live and not self.finished:
+                    self.live[method] = d
+                d.addBoth(self._done, method)
+
+    def _done(self, result, method) -> None:
+        if self.finished or method not in self.live:
+            if not isinstance(result, failure.Failure) and self.finished:
+                result.abortConnection()  # a late winner nobody wants
+            return None
+        del self.live[method]
+        if not isinstance(result, failure.Failure):
+            self._finish()
+            self.result.callback(result)
+            return None
+        reason = result.value.reason if result.check(MethodFailed) else _words(result.value)
+        self.failures.append((method.name, reason))
+        if not self.live:
+            self._finish()
+            self.result.errback(MethodFailed(_summary(self.failures),
+                                             getattr(result.value, "condition", None)))
+        elif method is self.announced:
+            self.announced = next(m for m in self.order if m in self.live)
+            self.progress("BAD", method.name, reason)
+            self.progress("INIT", self.announced.name, None)
+        return None
+
+    def _finish(self) -> None:
+        self.finished = True
+        if self.timer.active():
+            self.timer.cancel()
+        live, self.live = self.live, {}
+        for d in live.values():
+            if d is not None:
+                d.cancel()
+
+    def _expire(self) -> None:
+        waited = ", ".join(m.name for m in self.live)
+        words = "no bytestream opened within %gs (waited for %s)" % (self.timeout, waited)
+        if self.failures:
+            words += "; " + _summary(self.failures)
+        self.stop(MethodFailed(words))
+
+    def stop(self, exc: Exception) -> None:
+        if not self.finished:
+            self._finish()
+            self.result.errback(exc)
+
+    def _cancel(self, d: defer.Deferred) -> None:
+        if not self.finished:
+            self._finish()

@@ -1,0 +1,557 @@
+"""
+StreamInitiation on a ConnectionHarness, with fake bytestream methods whose
+initiate/expect Deferreds the tests fire by hand.
+"""
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber.jid import JID
+from zope.interface import implementer
+
+from bytestreamd import ns
+from bytestreamd.disco import PeerDiscovery
+from bytestreamd.errors import MethodFailed, NegotiationFailed, OfferRejected
+from bytestreamd.interfaces import IOfferAcceptor, IStreamMethod
+from bytestreamd.negotiation.si import StreamInitiation
+from bytestreamd.wire.si import SIAccept, SIOffer
+from tests.helpers import ConnectionHarness
+
+BOB = JID("bob@example.org/laptop")
+ALL = (ns.NS_SI, ns.NS_LINK_PROFILE, ns.NS_S5B, ns.NS_IBB, ns.NS_SI_MULTIPLE)
+
+
+class FakeStream:
+    def __init__(self, method):
+        self.method = method
+        self.aborted = False
+
+    def abortConnection(self):
+        self.aborted = True
+
+
+@implementer(IStreamMethod)
+class FakeMethod:
+    def __init__(self, name, namespace):
+        self.name = name
+        self.namespace = namespace
+        self.initiated = []
+        self.expected = []
+        self.cancelled = []
+
+    def _attempt(self, ctx, into):
+        d = defer.Deferred(lambda d: self.cancelled.append(ctx.sid))
+        into.append((ctx, d))
+        return d
+
+    def initiate(self, ctx):
+        return self._attempt(ctx, self.initiated)
+
+    def expect(self, ctx):
+        return self._attempt(ctx, self.expected)
+
+
+@implementer(IStreamMethod)
+class FailingMethod(FakeMethod):
+    """Always fails at once, as a method that finds nothing to try."""
+
+    def initiate(self, ctx):
+        self.initiated.append((ctx, None))
+        return defer.fail(MethodFailed("no candidate reachable"))
+
+    expect = initiate
+
+
+@implementer(IOfferAcceptor)
+class FakeAcceptor:
+    def __init__(self):
+        self.offers = []
+        self.expired = []
+        self.rejectWith = None
+        self.onOffer = None
+
+    def offerReceived(self, offer):
+        if self.rejectWith:
+            raise OfferRejected(self.rejectWith)
+        self.offers.append(offer)
+        if self.onOffer:
+            self.onOffer(offer)
+
+    def offerExpired(self, offer, reason):
+        self.expired.append((offer, reason))
+
+
+class Base(SynchronousTestCase):
+    def setUp(self):
+        self.h = ConnectionHarness()
+        self.s5b = FakeMethod("s5b", ns.NS_S5B)
+        self.ibb = FakeMethod("ibb", ns.NS_IBB)
+        self.disco = PeerDiscovery(timeout=5)
+        self.acceptor = FakeAcceptor()
+        self.si = StreamInitiation(self.h.clock, [self.s5b, self.ibb], self.disco,
+                                   self.acceptor)
+        self.h.addHandler(self.disco)
+        self.h.addHandler(self.si)
+        self.events = []
+
+    def progress(self, state, method, reason):
+        self.events.append((state, method, reason))
+
+    def lastIQ(self):
+        return [x for x in self.h.sent if x.name == "iq"][-1]
+
+    def answerDisco(self, features=ALL):
+        iq = self.lastIQ()
+        self.assertEqual(next(iq.elements()).uri, ns.NS_DISCO_INFO)
+        self.h.receive("<iq type='result' id='%s' from='%s'><query xmlns='%s'>%s</query></iq>"
+                       % (iq["id"], BOB.full(), ns.NS_DISCO_INFO,
+                          "".join("<feature var='%s'/>" % f for f in features)))
+
+    def sentOffer(self):
+        iq = self.lastIQ()
+        self.assertEqual((iq["type"], iq["to"]), ("set", BOB.full()))
+        return iq, SIOffer.fromElement(next(iq.elements(ns.NS_SI, "si")))
+
+    def answerOffer(self, iq, accept):
+        self.h.receive("<iq type='result' id='%s' from='%s'>%s</iq>"
+                       % (iq["id"], BOB.full(), accept.toElement().toXml()))
+
+    def answerError(self, iq, condition, app="", text=""):
+        if text:
+            text = "<text xmlns='%s'>%s</text>" % (ns.NS_STANZAS, text)
+        if app:
+            app = "<%s xmlns='%s'/>" % (app, ns.NS_SI)
+        self.h.receive("<iq type='error' id='%s' from='%s'><error type='cancel'>"
+                       "<%s xmlns='%s'/>%s%s</error></iq>"
+                       % (iq["id"], BOB.full(), condition, ns.NS_STANZAS, text, app))
+
+
+class OutgoingTests(Base):
+    def offer(self, **kw):
+        kw.setdefault("progress", self.progress)
+        return self.si.offer(BOB, ns.NS_LINK_PROFILE, kw.pop("headers", {"service": "ssh"}),
+                             options={"block-size": 4096}, **kw)
+
+    def test_siMultipleFallback(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, offer = self.sentOffer()
+        self.assertTrue(offer.multiple)
+        self.assertEqual(offer.methods, [ns.NS_S5B, ns.NS_IBB])
+        self.assertEqual(offer.profile, ns.NS_LINK_PROFILE)
+        self.assertEqual(offer.payload.getAttribute("service"), "ssh")
+        self.answerOffer(iq, SIAccept(methods=[ns.NS_S5B, ns.NS_IBB]))
+        self.assertEqual(self.events, [("INIT", "s5b", None)])
+        ctx, attempt = self.s5b.initiated[0]
+        self.assertEqual((ctx.sid, ctx.initiator, ctx.target, ctx.weAreInitiator),
+                         (offer.id, self.h.jid, BOB, True))
+        self.assertEqual(ctx.options, {"block-size": 4096})
+        attempt.errback(MethodFailed("proxy refused"))
+        self.assertEqual(self.events, [("INIT", "s5b", None), ("BAD", "s5b", "proxy refused"),
+                                       ("INIT", "ibb", None)])
+        ctx2, attempt2 = self.ibb.initiated[0]
+        self.assertEqual(ctx2.sid, offer.id)
+        stream = FakeStream("ibb")
+        attempt2.callback(stream)
+        self.assertIs(self.successResultOf(d), stream)
+
+    def test_failingMethodFallsBack(self):
+        failing = FailingMethod("s5b", ns.NS_S5B)
+        self.si.methods = [failing, self.ibb]
+        d = self.offer()
+        self.answerDisco()
+        iq, offer = self.sentOffer()
+        self.answerOffer(iq, SIAccept(methods=[ns.NS_S5B, ns.NS_IBB]))
+        self.assertEqual([e[:2] for e in self.events],
+                         [("INIT", "s5b"), ("BAD", "s5b"), ("INIT", "ibb")])
+        self.assertEqual(self.events[1][2], "no candidate reachable")
+        self.ibb.initiated[0][1].callback(FakeStream("ibb"))
+        self.successResultOf(d)
+
+    def test_peerOrderIsFollowed(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        self.answerOffer(iq, SIAccept(methods=[ns.NS_IBB, ns.NS_S5B]))
+        self.assertEqual(self.events, [("INIT", "ibb", None)])
+        self.assertEqual(self.s5b.initiated, [])
+        self.ibb.initiated[0][1].callback(FakeStream("ibb"))
+        self.successResultOf(d)
+
+    def test_lastFailureIsNotReported(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        self.answerOffer(iq, SIAccept(methods=[ns.NS_S5B, ns.NS_IBB]))
+        self.s5b.initiated[0][1].errback(MethodFailed("proxy refused"))
+        self.ibb.initiated[0][1].errback(MethodFailed("item-not-found", "item-not-found"))
+        self.assertEqual([e[0] for e in self.events], ["INIT", "BAD", "INIT"])
+        f = self.failureResultOf(d, MethodFailed)
+        self.assertEqual(f.value.reason, "s5b: proxy refused; ibb: item-not-found")
+
+    def test_plainPeerGetsPlainOffer(self):
+        d = self.offer()
+        self.answerDisco([ns.NS_SI, ns.NS_LINK_PROFILE, ns.NS_S5B, ns.NS_IBB])
+        iq, offer = self.sentOffer()
+        self.assertFalse(offer.multiple)
+        self.assertEqual(list(next(iq.elements(ns.NS_SI, "si"))
+                              .elements(ns.NS_SI_MULTIPLE, "si-multiple")), [])
+        self.answerOffer(iq, SIAccept(method=ns.NS_IBB))
+        self.ibb.initiated[0][1].callback(FakeStream("ibb"))
+        self.successResultOf(d)
+        self.assertEqual(self.events, [("INIT", "ibb", None)])
+
+    def test_keepAliveReoffer(self):
+        d = self.offer()
+        self.answerDisco([ns.NS_SI, ns.NS_LINK_PROFILE, ns.NS_S5B, ns.NS_IBB])
+        iq, first = self.sentOffer()
+        self.answerOffer(iq, SIAccept(method=ns.NS_S5B))
+        self.s5b.initiated[0][1].errback(MethodFailed("no candidate connected"))
+        self.assertEqual(self.events, [("INIT", "s5b", None),
+                                       ("BAD", "s5b", "no candidate connected")])
+        iq2, second = self.sentOffer()
+        self.assertNotEqual(iq2["id"], iq["id"])
+        self.assertNotEqual(second.id, first.id)
+        self.assertEqual(second.methods, [ns.NS_IBB])
+        self.answerOffer(iq2, SIAccept(method=ns.NS_IBB))
+        self.assertEqual(self.events[-1], ("INIT", "ibb", None))
+        ctx, attempt = self.ibb.initiated[0]
+        self.assertEqual(ctx.sid, second.id)
+        attempt.callback(FakeStream("ibb"))
+        self.successResultOf(d)
+
+    def test_keepAliveReofferRefused(self):
+        d = self.offer()
+        self.answerDisco([ns.NS_SI, ns.NS_LINK_PROFILE, ns.NS_S5B, ns.NS_IBB])
+        iq, _ = self.sentOffer()
+        self.answerOffer(iq, SIAccept(method=ns.NS_S5B))
+        self.s5b.initiated[0][1].errback(MethodFailed("no candidate connected"))
+        iq2, _ = self.sentOffer()
+        self.answerError(iq2, "forbidden", text="Offer Declined")
+        f = self.failureResultOf(d, MethodFailed)
+        self.assertIn("s5b: no candidate connected", f.value.reason)
+        self.assertIn("re-offer of ibb refused", f.value.reason)
+        self.assertEqual(f.value.condition, "forbidden")
+
+    def test_keepAliveLastMethodNotReported(self):
+        d = self.offer(methodNames=["ibb"])
+        self.answerDisco([ns.NS_SI, ns.NS_LINK_PROFILE, ns.NS_S5B, ns.NS_IBB])
+        iq, offer = self.sentOffer()
+        self.assertEqual(offer.methods, [ns.NS_IBB])
+        self.answerOffer(iq, SIAccept(method=ns.NS_IBB))
+        self.ibb.initiated[0][1].errback(MethodFailed("closed"))
+        self.assertEqual(self.events, [("INIT", "ibb", None)])
+        self.failureResultOf(d, MethodFailed)
+        self.assertEqual(self.lastIQ()["id"], iq["id"])
+
+    def test_peerWithoutSI(self):
+        d = self.offer()
+        self.answerDisco([ns.NS_IBB])
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertEqual(f.value.condition, "service-unavailable")
+        self.assertIn("does not support", f.value.reason)
+        self.assertIn(ns.NS_SI, f.value.reason)
+
+    def test_peerWithoutProfile(self):
+        d = self.offer()
+        self.answerDisco([ns.NS_SI, ns.NS_IBB])
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertIn(ns.NS_LINK_PROFILE, f.value.reason)
+
+    def test_discoFailure(self):
+        d = self.offer()
+        self.h.clock.advance(5.1)
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertIn("cannot reach peer", f.value.reason)
+        self.assertEqual(self.events, [])
+
+    def test_noMethodInCommon(self):
+        d = self.offer()
+        self.answerDisco([ns.NS_SI, ns.NS_LINK_PROFILE])
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertEqual(f.value.condition, "no-valid-streams")
+        self.assertEqual(f.value.reason, "no bytestream method in common: "
+                         "we offer s5b, ibb, peer supports none of them")
+
+    def test_restrictedMethodNotInCommon(self):
+        d = self.offer(methodNames=["s5b"])
+        self.answerDisco([ns.NS_SI, ns.NS_LINK_PROFILE, ns.NS_IBB])
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertEqual(f.value.reason, "no bytestream method in common: "
+                         "we offer s5b, peer supports ibb")
+
+    def test_unknownMethodName(self):
+        f = self.failureResultOf(self.offer(methodNames=["jingle"]), NegotiationFailed)
+        self.assertIn("jingle", f.value.reason)
+
+    def test_peerErrors(self):
+        for condition, app, expected in [("forbidden", "", "forbidden"),
+                                         ("bad-request", "no-valid-streams", "no-valid-streams"),
+                                         ("bad-request", "bad-profile", "bad-profile")]:
+            self.disco.forget(BOB)
+            d = self.offer()
+            self.answerDisco()
+            iq, _ = self.sentOffer()
+            self.answerError(iq, condition, app, "Nope")
+            f = self.failureResultOf(d, NegotiationFailed)
+            self.assertEqual(f.value.condition, expected)
+            self.assertIn("refused the offer: %s" % condition, f.value.reason)
+            self.assertIn("Nope", f.value.reason)
+        self.assertEqual(self.events, [])
+
+    def test_answerTimeout(self):
+        d = self.offer()
+        self.answerDisco()
+        self.h.clock.advance(69)
+        self.assertNoResult(d)
+        self.h.clock.advance(2)
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertIn("did not answer the offer within 70s", f.value.reason)
+
+    def test_malformedAnswer(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        self.h.receive("<iq type='result' id='%s' from='%s'/>" % (iq["id"], BOB.full()))
+        self.failureResultOf(d, NegotiationFailed)
+
+    def test_answerWithMethodNotOffered(self):
+        d = self.offer(methodNames=["ibb"])
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        self.answerOffer(iq, SIAccept(method=ns.NS_S5B))
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertIn("did not offer", f.value.reason)
+
+    def test_attemptTimeout(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, offer = self.sentOffer()
+        self.answerOffer(iq, SIAccept(methods=[ns.NS_S5B, ns.NS_IBB]))
+        self.h.clock.advance(29)
+        self.assertEqual(len(self.events), 1)
+        self.h.clock.advance(1.5)
+        self.assertEqual(self.s5b.cancelled, [offer.id])
+        self.assertEqual(self.events[1], ("BAD", "s5b", "timed out after 30s"))
+        self.h.clock.advance(31)
+        f = self.failureResultOf(d, MethodFailed)
+        self.assertEqual(f.value.reason, "s5b: timed out after 30s; ibb: timed out after 30s")
+
+    def test_cancelDuringAttempt(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, offer = self.sentOffer()
+        self.answerOffer(iq, SIAccept(methods=[ns.NS_S5B, ns.NS_IBB]))
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertEqual(self.s5b.cancelled, [offer.id])
+        self.assertEqual(self.ibb.initiated, [])
+        self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+    def test_cancelDuringOffer(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertNotIn(iq["id"], self.h.connection._iqDeferreds)
+        self.answerOffer(iq, SIAccept(method=ns.NS_S5B))
+        self.assertEqual(self.s5b.initiated, [])
+
+    def test_cancelDuringDisco(self):
+        d = self.offer()
+        iq = self.lastIQ()
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertNotIn(iq["id"], self.h.connection._iqDeferreds)
+
+    def test_profileNotEnabled(self):
+        d = self.si.offer(BOB, ns.NS_SI_FILE_TRANSFER, {"name": "a", "size": "1"})
+        self.assertEqual(self.failureResultOf(d, NegotiationFailed).value.condition,
+                         "bad-profile")
+
+    def test_discoFeatures(self):
+        features = {str(f) for f in self.si.getDiscoInfo(None, None)}
+        self.assertEqual(features, {ns.NS_SI, ns.NS_FEATURE_NEG, ns.NS_SI_MULTIPLE,
+                                    ns.NS_LINK_PROFILE})
+        self.assertEqual(self.si.getDiscoInfo(None, None, "node"), [])
+
+
+def offerXml(sid="s1", methods=(ns.NS_S5B, ns.NS_IBB), profile=ns.NS_LINK_PROFILE,
+             multiple=False, payload="<link xmlns='urn:x-bytestreamd:si:link:0' service='ssh'/>",
+             frm=BOB, iqId="o1"):
+    offer = SIOffer(sid, profile, list(methods), multiple=multiple)
+    si = offer.toElement().toXml()
+    if payload:
+        si = si.replace("><feature", ">%s<feature" % payload, 1)
+    return ("<iq type='set' id='%s' from='%s' to='alice@example.org/daemon'>%s</iq>"
+            % (iqId, frm.full(), si))
+
+
+class IncomingTests(Base):
+    def lastError(self):
+        iq = self.lastIQ()
+        self.assertEqual(iq["type"], "error")
+        self.assertEqual(iq["to"], BOB.full())
+        [error] = [c for c in iq.elements() if c.name == "error"]
+        conditions = [(c.uri, c.name) for c in error.elements()]
+        texts = [str(c) for c in error.elements() if c.name == "text"]
+        return error.getAttribute("type"), conditions, texts
+
+    def test_offerReceived(self):
+        self.h.receive(offerXml(methods=(ns.NS_IBB, "jabber:iq:oob", ns.NS_S5B)))
+        [offer] = self.acceptor.offers
+        self.assertEqual((offer.sid, offer.peer, offer.profile, offer.headers),
+                         ("s1", BOB, ns.NS_LINK_PROFILE, {"service": "ssh"}))
+        self.assertEqual(offer.methodNames, ["s5b", "ibb"])  # our order
+        self.assertFalse(offer.multiple)
+        self.assertTrue(offer.pending)
+        self.assertEqual([x for x in self.h.sent if x.name == "iq"], [])
+
+    def test_acceptPlain(self):
+        self.h.receive(offerXml())
+        d = self.acceptor.offers[0].accept(self.progress)
+        iq = self.lastIQ()
+        self.assertEqual((iq["type"], iq["id"], iq["to"]), ("result", "o1", BOB.full()))
+        answer = SIAccept.fromElement(next(iq.elements(ns.NS_SI, "si")))
+        self.assertEqual((answer.method, answer.multiple), (ns.NS_S5B, False))
+        self.assertEqual(self.ibb.expected, [])
+        ctx, attempt = self.s5b.expected[0]
+        self.assertEqual((ctx.sid, ctx.initiator, ctx.target, ctx.weAreInitiator),
+                         ("s1", BOB, self.h.jid, False))
+        self.assertEqual(self.events, [("INIT", "s5b", None)])
+        stream = FakeStream("s5b")
+        attempt.callback(stream)
+        self.assertIs(self.successResultOf(d), stream)
+        self.assertFalse(self.acceptor.offers[0].pending)
+
+    def test_acceptMultiple(self):
+        self.h.receive(offerXml(multiple=True))
+        d = self.acceptor.offers[0].accept(self.progress)
+        answer = SIAccept.fromElement(next(self.lastIQ().elements(ns.NS_SI, "si")))
+        self.assertEqual(answer.methods, [ns.NS_S5B, ns.NS_IBB])
+        self.assertEqual(len(self.s5b.expected), 1)
+        self.assertEqual(len(self.ibb.expected), 1)
+        stream = FakeStream("ibb")
+        self.ibb.expected[0][1].callback(stream)
+        self.assertIs(self.successResultOf(d), stream)
+        self.assertEqual(self.s5b.cancelled, ["s1"])
+        self.assertEqual(self.events, [("INIT", "s5b", None)])
+        self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+    def test_acceptMultipleFallbackAndFailure(self):
+        self.h.receive(offerXml(multiple=True))
+        d = self.acceptor.offers[0].accept(self.progress)
+        self.s5b.expected[0][1].errback(MethodFailed("activation failed"))
+        self.assertEqual(self.events, [("INIT", "s5b", None),
+                                       ("BAD", "s5b", "activation failed"),
+                                       ("INIT", "ibb", None)])
+        self.ibb.expected[0][1].errback(MethodFailed("closed by peer"))
+        self.assertEqual(len(self.events), 3)
+        f = self.failureResultOf(d, MethodFailed)
+        self.assertEqual(f.value.reason, "s5b: activation failed; ibb: closed by peer")
+
+    def test_acceptOverallTimeout(self):
+        self.h.receive(offerXml(multiple=True))
+        d = self.acceptor.offers[0].accept(self.progress)
+        self.h.clock.advance(59)
+        self.assertNoResult(d)
+        self.h.clock.advance(1.5)
+        f = self.failureResultOf(d, MethodFailed)
+        self.assertIn("within 60s", f.value.reason)
+        self.assertEqual(self.s5b.cancelled, ["s1"])
+        self.assertEqual(self.ibb.cancelled, ["s1"])
+
+    def test_acceptCancel(self):
+        self.h.receive(offerXml())
+        d = self.acceptor.offers[0].accept(self.progress)
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertEqual(self.s5b.cancelled, ["s1"])
+
+    def test_acceptFromInsideOfferReceived(self):
+        results = []
+        self.acceptor.onOffer = lambda offer: results.append(offer.accept(self.progress))
+        self.h.receive(offerXml())
+        self.assertEqual(self.lastIQ()["type"], "result")
+        self.s5b.expected[0][1].callback(FakeStream("s5b"))
+        self.successResultOf(results[0])
+        self.h.clock.advance(120)
+        self.assertEqual(self.acceptor.expired, [])
+
+    def test_missingIdIsBadRequest(self):
+        self.h.receive(offerXml(sid="s1").replace(" id='s1'", ""))
+        kind, conditions, texts = self.lastError()
+        self.assertEqual(conditions[0], (ns.NS_STANZAS, "bad-request"))
+        self.assertIn("no id", texts[0])
+        self.assertEqual(self.acceptor.offers, [])
+
+    def test_malformedPayloadIsBadRequest(self):
+        self.h.receive(offerXml(payload="<link xmlns='urn:x-bytestreamd:si:link:0' "
+                                        "service='a b'/>"))
+        kind, conditions, texts = self.lastError()
+        self.assertEqual(conditions, [(ns.NS_STANZAS, "bad-request"), (ns.NS_STANZAS, "text")])
+        self.assertIn("service name", texts[0])
+        self.assertEqual(self.acceptor.offers, [])
+
+    def test_unknownProfile(self):
+        self.h.receive(offerXml(profile=ns.NS_SI_FILE_TRANSFER, payload=""))
+        kind, conditions, _ = self.lastError()
+        self.assertEqual(kind, "cancel")
+        self.assertIn((ns.NS_STANZAS, "bad-request"), conditions)
+        self.assertIn((ns.NS_SI, "bad-profile"), conditions)
+
+    def test_noValidStreams(self):
+        self.h.receive(offerXml(methods=("jabber:iq:oob",)))
+        kind, conditions, _ = self.lastError()
+        self.assertEqual(kind, "cancel")
+        self.assertIn((ns.NS_STANZAS, "bad-request"), conditions)
+        self.assertIn((ns.NS_SI, "no-valid-streams"), conditions)
+
+    def test_offerRejected(self):
+        self.acceptor.rejectWith = "bob@example.org is not allowed"
+        self.h.receive(offerXml())
+        kind, conditions, texts = self.lastError()
+        self.assertEqual(kind, "cancel")
+        self.assertEqual(conditions[0], (ns.NS_STANZAS, "forbidden"))
+        self.assertEqual(texts, ["bob@example.org is not allowed"])
+        self.assertEqual(self.si.pendingOffers, [])
+
+    def test_reject(self):
+        self.h.receive(offerXml())
+        offer = self.acceptor.offers[0]
+        offer.reject("not now")
+        kind, conditions, texts = self.lastError()
+        self.assertEqual((conditions[0][1], texts), ("forbidden", ["not now"]))
+        sent = len(self.h.sent)
+        offer.reject("again")
+        self.assertEqual(len(self.h.sent), sent)
+        self.failureResultOf(offer.accept(self.progress), NegotiationFailed)
+        self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+    def test_offerTimeout(self):
+        self.h.receive(offerXml())
+        offer = self.acceptor.offers[0]
+        self.h.clock.advance(59)
+        self.assertEqual(self.acceptor.expired, [])
+        self.h.clock.advance(1.5)
+        kind, conditions, texts = self.lastError()
+        self.assertEqual((conditions[0][1], texts),
+                         ("forbidden", ["offer timed out after 60s"]))
+        self.assertEqual(self.acceptor.expired, [(offer, "offer timed out after 60s")])
+        f = self.failureResultOf(offer.accept(self.progress), NegotiationFailed)
+        self.assertIn("no longer pending", f.value.reason)
+
+    def test_disconnectExpiresOffers(self):
+        self.h.receive(offerXml())
+        offer = self.acceptor.offers[0]
+        self.h.disconnect()
+        self.assertEqual(self.acceptor.expired, [(offer, "XMPP connection lost")])
+        self.assertEqual(offer.state, "expired")
+        self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+    def test_duplicateSid(self):
+        self.h.receive(offerXml(iqId="o1"))
+        self.h.receive(offerXml(iqId="o2"))
+        self.assertEqual(len(self.acceptor.offers), 1)
+        self.assertEqual(self.lastIQ()["id"], "o2")
+        self.assertEqual(self.lastError()[1][0][1], "bad-request")
