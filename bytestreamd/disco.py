@@ -76,6 +76,7 @@ class PeerDiscovery(Handler):
         # A new session may meet restarted peers; requests in flight are
         # failed by the Connection itself.
         self._cache.clear()
+        Handler.connectionLost(self, reason)
 
     def _onUnavailable(self, presence: domish.Element) -> None:
         sender = parseJID(presence.getAttribute("from"))

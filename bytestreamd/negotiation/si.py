@@ -299,6 +299,7 @@ class StreamInitiation(Handler):
         self.xmlstream.addObserver(OFFER_PATH, self._onOffer)
 
     def connectionLost(self, reason) -> None:
+        Handler.connectionLost(self, reason)
         offers = list(self._offers.values())
         self._offers.clear()
         for offer in offers:

@@ -555,3 +555,66 @@ class IncomingTests(Base):
         self.assertEqual(len(self.acceptor.offers), 1)
         self.assertEqual(self.lastIQ()["id"], "o2")
         self.assertEqual(self.lastError()[1][0][1], "bad-request")
+
+
+class TwoDaemonsTests(SynchronousTestCase):
+    """Our initiator against our target, stanzas carried between two harnesses."""
+
+    def setUp(self):
+        self.a = ConnectionHarness("alice@example.org/daemon")
+        self.b = ConnectionHarness("bob@example.org/laptop")
+        self.methods = {}
+        self.acceptor = FakeAcceptor()
+        for name, h, acceptor in (("a", self.a, FakeAcceptor()), ("b", self.b, self.acceptor)):
+            s5b, ibb = FakeMethod("s5b", ns.NS_S5B), FakeMethod("ibb", ns.NS_IBB)
+            disco = PeerDiscovery()
+            si = StreamInitiation(h.clock, [s5b, ibb], disco, acceptor)
+            h.addHandler(disco)
+            h.addHandler(si)
+            self.methods[name] = (s5b, ibb, si)
+        self.seen = {id(self.a): 0, id(self.b): 0}
+
+    def pump(self):
+        moved = True
+        while moved:
+            moved = False
+            for src, dst in ((self.a, self.b), (self.b, self.a)):
+                sent = src.sent
+                for stanza in sent[self.seen[id(src)]:]:
+                    moved = True
+                    stanza["from"] = src.jid.full()
+                    query = [c for c in stanza.elements() if c.uri == ns.NS_DISCO_INFO]
+                    if query and stanza["type"] == "get":
+                        features = [str(f) for f in self.methods["b"][2].getDiscoInfo(
+                            None, None)] + [ns.NS_S5B, ns.NS_IBB]
+                        src.receive("<iq type='result' id='%s' from='%s'><query xmlns='%s'>%s"
+                                    "</query></iq>" % (stanza["id"], dst.jid.full(),
+                                                       ns.NS_DISCO_INFO, "".join(
+                                                           "<feature var='%s'/>" % f
+                                                           for f in features)))
+                    else:
+                        dst.receive(stanza.toXml())
+                self.seen[id(src)] = len(sent)
+
+    def test_offerAcceptFallback(self):
+        aEvents, bEvents = [], []
+        d = self.methods["a"][2].offer(self.b.jid, ns.NS_LINK_PROFILE, {"service": "ssh"},
+                                       progress=lambda *e: aEvents.append(e))
+        self.pump()
+        [offer] = self.acceptor.offers
+        self.assertEqual((offer.peer, offer.headers, offer.multiple),
+                         (self.a.jid, {"service": "ssh"}, True))
+        accepted = offer.accept(lambda *e: bEvents.append(e))
+        self.pump()
+        aS5b, aIbb, _ = self.methods["a"]
+        bS5b, bIbb, _ = self.methods["b"]
+        self.assertEqual(aS5b.initiated[0][0].sid, bS5b.expected[0][0].sid)
+        aS5b.initiated[0][1].errback(MethodFailed("no streamhost"))
+        bS5b.expected[0][1].errback(MethodFailed("no streamhost"))
+        aIbb.initiated[0][1].callback(FakeStream("ibb"))
+        bIbb.expected[0][1].callback(FakeStream("ibb"))
+        self.successResultOf(d)
+        self.successResultOf(accepted)
+        self.assertEqual([e[:2] for e in aEvents], [e[:2] for e in bEvents])
+        self.assertEqual([e[:2] for e in aEvents],
+                         [("INIT", "s5b"), ("BAD", "s5b"), ("INIT", "ibb")])
