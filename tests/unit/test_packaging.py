@@ -150,3 +150,11 @@ def test_example_parses_as_it_is():
     parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
     parser.read(EXAMPLE)
     assert set(parser.sections()) == set(config.KEYS)
+
+
+def test_bootstrap_is_valid_bash():
+    script = os.path.join(ROOT, "scripts", "bootstrap")
+    assert os.access(script, os.X_OK)
+    result = subprocess.run(["bash", "-n", script], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
