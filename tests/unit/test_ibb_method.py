@@ -390,6 +390,24 @@ class StreamTests(Base):
         self.assertEqual(self.stream.bytesReceived, 10)
         self.assertTrue(self.proto.made)
 
+    def test_seqWrapsOnReceive(self):
+        self.stream._seqIn = 65534   # the pair test below walks there for real
+        for seq in (65534, 65535, 0, 1):
+            self.data(seq, b"%d," % seq)
+        self.assertEqual(bytes(self.proto.received), b"65534,65535,0,1,")
+        self.assertIsNone(self.proto.reason)
+
+    def test_seq65536Refused(self):
+        self.stream._seqIn = 65535
+        self.data(65536)
+        self.assertEqual(condition(self.newSent()[0]), ("bad-request", "cancel"))
+
+    def test_errorDoesNotEchoPayload(self):
+        self.data(0, b"secret", frm=MALLORY)
+        answer = self.newSent()[0]
+        self.assertIsNone(child(answer, "data"))
+        self.assertEqual(answer["to"], MALLORY)
+
     def test_unknownSid(self):
         self.data(0, sid="nope")
         self.assertEqual(condition(self.newSent()[0]), ("item-not-found", "cancel"))
@@ -601,6 +619,12 @@ class SenderTests(Base):
         self.assertEqual(len(more), 1)
         self.assertEqual(wire.Data.fromElement(child(more[0], "data")).seq, 4)
         self.assertEqual(self.stream.bytesSent, 100)
+
+    def test_seqWrapsOnSend(self):
+        self.stream._seqOut = 65534
+        self.stream.write(b"w" * 300)
+        self.assertEqual([wire.Data.fromElement(child(s, "data")).seq for s in self.newSent()],
+                         [65534, 65535, 0])
 
     def test_smallWritesGoAtOnce(self):
         self.stream.write(b"a")
