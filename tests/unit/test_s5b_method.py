@@ -5,8 +5,6 @@ direct SOCKS5 server's limits, S5BStream's transport semantics, and two
 daemons talking through iosim.
 """
 
-from typing import List
-
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -192,8 +190,8 @@ class BasicsTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         method = fromConfig(reactor, Config)
         self.assertIsNone(method.proxies)
-        self.assertEqual(method.listen, [("0.0.0.0", 0)])
-        self.assertEqual(method.advertise, [("h.example", None)])
+        self.assertEqual(method.direct.listen, [("0.0.0.0", 0)])
+        self.assertEqual(method.direct.advertise, [("h.example", None)])
         Config.s5b_proxy = ""
         self.assertEqual(fromConfig(reactor, Config).proxies, [])
         Config.s5b_proxy = "proxy.example.org"
@@ -437,7 +435,7 @@ class InitiatorProxyTests(SynchronousTestCase):
         self.assertEqual(side.last()["to"], BOB.full())
         # Until the stream goes away.
         side.h.disconnect()
-        self.assertIsNone(side.method._proxyCache)
+        self.assertIsNone(side.method.proxyDirectory._cache)
         self.assertIn("no answer from bob@example.net/daemon",
                       self.failureResultOf(d2, MethodFailed).value.reason)
 
