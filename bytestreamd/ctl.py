@@ -420,7 +420,7 @@ class Splice:
         if fileobj is self.control.sock:
             self.control.readSome()
         elif fileobj is self.link:
-            if mask & selectors.EVENT_WRITE:
+            if mask & selectors.EVENT_WRITE and self.toLink:
                 self._sendToLink()
             if mask & selectors.EVENT_READ:
                 self._readLink()
@@ -505,6 +505,8 @@ class Splice:
             return EXIT_OK
         if self.state == "BAD":
             return self._fail("BAD", self.lastBad or "no reason given")
+        if self.linkWritable:
+            return None  # a half-close: stdin still flows to the peer
         if self.deadline is None:
             self.deadline = time.monotonic() + self.linger
         return None

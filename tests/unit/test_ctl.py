@@ -15,6 +15,7 @@ import os
 import select
 import socket
 import threading
+import time
 from typing import Callable, Dict, List, Optional
 
 import pytest
@@ -520,6 +521,36 @@ def test_connectInteractive(daemon, tmp_path):
     os.close(outR)
     assert rest == b"bye\n"
     assert link.received == b"ping\n"
+
+
+def test_connectRemoteHalfClose(daemon, tmp_path):
+    """The peer's EOF does not stop stdin from flowing the other way."""
+    def behaviour(sock):
+        sock.sendall(b"greeting")
+        sock.shutdown(socket.SHUT_WR)
+        link.readAll(sock)
+        sock.close()
+        daemon.conns[-1].send("650 LINK 1 CLOS")
+    link = FakeLink(str(tmp_path), "1", behaviour)
+    linkOpener(daemon, link, "1")
+    inR, inW = os.pipe()
+    outR, outW = os.pipe()
+    results: List[Result] = []
+    runner = threading.Thread(target=lambda: results.append(runCtl(
+        daemon, ["connect", "bob@example.org", "--linger", "0.05"],
+        stdinFd=inR, stdoutFd=outW)), daemon=True)
+    runner.start()
+    ready, _, _ = select.select([outR], [], [], WAIT)
+    assert ready and os.read(outR, 100) == b"greeting"
+    time.sleep(0.2)  # several lingers: the client must still be piping
+    os.write(inW, b"late upload")
+    os.close(inW)
+    runner.join(WAIT + 1)
+    link.join()
+    for fd in (inR, outR, outW):
+        os.close(fd)
+    assert results and results[0].code == 0, results and results[0].err
+    assert link.received == b"late upload"
 
 
 def test_connectFinalBad(daemon, tmp_path):
