@@ -844,3 +844,37 @@ class TwoDaemonsTests(SynchronousTestCase):
         self.assertEqual(appA.data, b"answer")
         appA.reason.trap(error.ConnectionDone)
         appB.reason.trap(error.ConnectionDone)
+
+
+class ProxyDirectoryTests(SynchronousTestCase):
+    def test_answerFromAnEndedSessionIsNotCached(self):
+        from bytestreamd.methods.s5b_proxies import ProxyDirectory
+        asked = []
+
+        def ask(iq, timeout, who):
+            d = defer.Deferred()
+            asked.append((iq, d))
+            return d
+
+        directory = ProxyDirectory(ask, [PROXY], 10)
+        d = directory.streamhosts(JID("example.org"))
+        directory.forget()  # the session ended while we were asking
+        iq, pending = asked[0]
+        pending.callback(parseXml(
+            "<iq type='result'><query xmlns='%s'><streamhost jid='%s' host='h' port='1'/>"
+            "</query></iq>" % (ns.NS_S5B, PROXY.full())))
+        self.assertEqual([h.jid for h in self.successResultOf(d)], [PROXY])
+        self.assertIsNone(directory._cache)
+        directory.streamhosts(JID("example.org"))
+        self.assertEqual(len(asked), 2)
+
+
+class HostAddressesTests(SynchronousTestCase):
+    def test_usable(self):
+        from bytestreamd.methods.s5b_tcp import _usable, hostAddresses
+        for address in ("127.0.0.1", "::1", "fe80::1", "169.254.1.1", "0.0.0.0", "::",
+                        "224.0.0.1", "not an address"):
+            self.assertFalse(_usable(address), address)
+        for address in ("192.0.2.1", "10.1.2.3", "2001:db8::1"):
+            self.assertTrue(_usable(address), address)
+        self.assertTrue(all(_usable(a) for a in hostAddresses()))
