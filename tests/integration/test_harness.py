@@ -11,7 +11,6 @@ import os
 import re
 import socket
 import ssl
-import subprocess
 import threading
 
 import pytest

@@ -35,7 +35,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 PROSODY = "/usr/bin/prosody"
 DOMAIN = "localhost"
