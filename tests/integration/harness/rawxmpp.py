@@ -149,20 +149,13 @@ class StanzaSplitter:
         self.start = 0
         return out
 
-    @staticmethod
-    def _tagEnd(buf: str, lt: int) -> int:
+    _TAG = re.compile(r"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+    @classmethod
+    def _tagEnd(cls, buf: str, lt: int) -> int:
         """Index of the '>' closing the tag at ``lt`` (quotes respected), or -1."""
-        quote = None
-        for i in range(lt + 1, len(buf)):
-            c = buf[i]
-            if quote:
-                if c == quote:
-                    quote = None
-            elif c in "'\"":
-                quote = c
-            elif c == ">":
-                return i
-        return -1
+        m = cls._TAG.match(buf, lt)
+        return m.end() - 1 if m else -1
 
 
 def _matcher(match: Matcher) -> Callable[[str], bool]:
