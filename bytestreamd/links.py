@@ -1,4 +1,4 @@
-"""
+r"""
 The link registry: the one module that knows every layer.
 
 A *link* is one bytestream the daemon exposes as a local socket.  This module
@@ -40,7 +40,6 @@ from bytestreamd.local import LinkSocketFactory, Splice, listenLinkSocket
 
 log = Logger()
 
-_FINAL = (BAD, CLOS, ERR)
 
 
 class Link:
@@ -65,6 +64,8 @@ class Link:
         self.offer = None
         self.headers: Dict[str, object] = {}
         self.closing = False
+        #: Reached a final state (final BAD, CLOS, ERR) or was forgotten.
+        self.done = False
 
     @property
     def sent(self) -> int:
@@ -136,6 +137,8 @@ class LinkManager:
             opts.append(("received", str(link.received)))
         if final:
             opts.append(("final", "yes"))
+        if final or state in (CLOS, ERR):
+            link.done = True
         self.emit(Event("LINK", (link.id, state), tuple(opts), linkId=link.id))
         logger = log.warn if state in (BAD, ERR) else log.info
         logger("link {id} {dir} {peer}: {state}{method}{reason}", id=link.id,
@@ -181,6 +184,7 @@ class LinkManager:
 
     def _finish(self, link: Link) -> None:
         """Forget a link that reached a final state; remove its socket."""
+        link.done = True
         self._links.pop(link.id, None)
         if link.port is not None:
             port, link.port = link.port, None
@@ -188,7 +192,7 @@ class LinkManager:
 
     def _progress(self, link: Link):
         def progress(state: str, method: Optional[str], reason: Optional[str]):
-            if link.state in _FINAL:
+            if link.done:
                 return
             self._linkEvent(link, state, method, reason)
         return progress
@@ -230,7 +234,7 @@ class LinkManager:
 
     def _established(self, link: Link, stream) -> None:
         link.negotiation = None
-        if link.state in _FINAL or link.closing:
+        if link.done or link.closing:
             stream.abortConnection()
             return
         link.stream = stream
@@ -239,7 +243,7 @@ class LinkManager:
 
     def _negotiationFailed(self, link: Link, f: failure.Failure) -> None:
         link.negotiation = None
-        if link.state in _FINAL:
+        if link.done:
             return
         if f.check(defer.CancelledError):
             if link.closing:
@@ -257,7 +261,7 @@ class LinkManager:
         self._finish(link)
 
     def _remoteEnded(self, link: Link, reason: failure.Failure) -> None:
-        if link.state in _FINAL:
+        if link.done:
             return
         if reason is None or reason.check(error.ConnectionDone):
             self._linkEvent(link, CLOS)

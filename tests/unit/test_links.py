@@ -1,0 +1,189 @@
+"""
+The link registry against fakes: a fake SI handler whose Deferreds the test
+fires, a MemoryReactor for the link sockets, a recording event sink.
+"""
+
+import os
+import tempfile
+
+from twisted.internet import defer, error
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.words.protocols.jabber.jid import JID
+
+from bytestreamd.config import Config
+from bytestreamd.errors import (MethodFailed, NegotiationFailed, NoSuchLink,
+                                NotConnected, OfferRejected, ResourceLimit,
+                                SyntaxErrorInArgument)
+from bytestreamd.links import LinkManager
+from tests.unit.test_local import FakeStream
+
+
+class FakeXMPP:
+    connected = True
+    target = "127.0.0.1:5222"
+
+    def __init__(self):
+        class C(list):
+            jid = JID("alice@example.org/daemon")
+        self.connection = C()
+        self.jid = self.connection.jid
+
+        class S:
+            lastReason = "not connected yet"
+        self.state = S()
+
+
+class FakeSI:
+    def __init__(self):
+        self.offers = []
+
+    def offer(self, peer, profile, headers, methods, options, progress):
+        d = defer.Deferred()
+        self.offers.append((peer, profile, headers, methods, options, progress, d))
+        return d
+
+
+class FakeOffer:
+    def __init__(self, peer, headers=None, profile="urn:x-bytestreamd:si:link:0"):
+        self.peer = JID(peer)
+        self.headers = headers or {}
+        self.profile = profile
+        self.rejected = None
+        self.accepted = None
+
+    def accept(self, progress=None, options=None):
+        self.accepted = defer.Deferred()
+        self.progress = progress
+        return self.accepted
+
+    def reject(self, reason="Offer Declined"):
+        self.rejected = reason
+
+
+class LinkManagerTests(SynchronousTestCase):
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.dir = tempfile.mkdtemp()
+        self.config = Config(jid=JID("alice@example.org/daemon"), password="x",
+                             runtime_dir=self.dir, max_links=2,
+                             accept_allow=("bob@example.org",),
+                             services={"echo": "tcp:host=127.0.0.1:port=7"})
+        self.xmpp = FakeXMPP()
+        self.si = FakeSI()
+        self.manager = LinkManager(self.reactor, self.config, self.xmpp, self.si,
+                                   None, ["s5b", "ibb"])
+        self.events = []
+        self.manager.subscribe(self.events.append)
+
+    def eventLines(self):
+        return [" ".join((e.kind,) + e.words) + "".join(
+            " %s=%s" % kv for kv in e.options) for e in self.events]
+
+    def test_openCreatesSocketAndNegotiates(self):
+        info = self.manager.open(JID("bob@example.org/daemon"), "owner", service="echo")
+        self.assertEqual(info.state, "NEGO")
+        self.assertEqual(info.socket, os.path.join(self.dir, "links", info.id))
+        self.assertEqual(self.reactor.unixServers[0][0], info.socket)
+        peer, profile, headers, methods, options, progress, d = self.si.offers[0]
+        self.assertEqual(headers, {"service": "echo"})
+        progress("INIT", "s5b", None)
+        progress("BAD", "s5b", "127.0.0.1:1: connection refused")
+        progress("INIT", "ibb", None)
+        d.callback(FakeStream())
+        self.assertEqual(
+            [l.split(" peer=")[0] for l in self.eventLines()],
+            ["LINK %s INIT method=s5b" % info.id,
+             "LINK %s BAD method=s5b" % info.id,
+             "LINK %s INIT method=ibb" % info.id,
+             "LINK %s GOOD method=ibb" % info.id])
+        self.assertIn("reason=127.0.0.1:1: connection refused", self.eventLines()[1])
+        self.assertEqual(self.manager.links()[0].state, "GOOD")
+
+    def test_finalFailureIsBadWithFinalAndRemovesTheLink(self):
+        info = self.manager.open(JID("bob@example.org/daemon"), "owner")
+        self.si.offers[0][-1].errback(NegotiationFailed(
+            "no bytestream method in common", condition="no-valid-streams"))
+        last = self.events[-1]
+        self.assertEqual(last.words, (info.id, "BAD"))
+        self.assertIn(("final", "yes"), last.options)
+        self.assertIn(("reason", "no bytestream method in common"), last.options)
+        self.assertEqual(self.manager.links(), [])
+
+    def test_cleanEndIsClosAndErrorIsErr(self):
+        a = self.manager.open(JID("bob@example.org/daemon"), "o")
+        b = self.manager.open(JID("bob@example.org/daemon"), "o")
+        streams = [FakeStream(), FakeStream()]
+        for (offer, stream) in zip(self.si.offers, streams):
+            offer[-1].callback(stream)
+        # Attach local clients so the streams get protocols.
+        for factory in [s[1] for s in self.reactor.unixServers]:
+            factory.buildProtocol(None).makeConnection(StringTransport())
+        streams[0].protocol.connectionLost(Failure(error.ConnectionDone()))
+        streams[1].protocol.connectionLost(Failure(MethodFailed("x")))
+        states = {e.words[0]: e.words[1] for e in self.events}
+        self.assertEqual(states[a.id], "CLOS")
+        self.assertEqual(states[b.id], "ERR")
+        self.assertEqual(self.manager.links(), [])
+
+    def test_limitsAndValidation(self):
+        self.manager.open(JID("bob@example.org/daemon"), "o")
+        self.manager.open(JID("bob@example.org/daemon"), "o")
+        self.assertRaises(ResourceLimit, self.manager.open, JID("bob@example.org/d"), "o")
+        self.assertRaises(SyntaxErrorInArgument, self.manager.open,
+                          JID("bob@example.org"), "o")
+        self.xmpp.connected = False
+        self.assertRaises(NotConnected, self.manager.open, JID("bob@example.org/d"), "o")
+
+    def test_unknownMethodIsSyntaxError(self):
+        self.assertRaises(SyntaxErrorInArgument, self.manager.open,
+                          JID("bob@example.org/d"), "o", methods=["jingle"])
+
+    def test_offerFromStrangerRefused(self):
+        self.assertRaises(OfferRejected, self.manager.offerReceived,
+                          FakeOffer("mallory@evil.example/x"))
+        self.assertEqual(self.events, [])
+
+    def test_offerFromAllowedIsAnEventThenAccept(self):
+        offer = FakeOffer("bob@example.org/daemon", {"service": "other"})
+        self.manager.offerReceived(offer)
+        event = self.events[-1]
+        self.assertEqual(event.kind, "OFFER")
+        linkId = event.words[0]
+        self.assertIn(("from", "bob@example.org/daemon"), event.options)
+        info = self.manager.accept(linkId, "owner")
+        self.assertTrue(info.socket.endswith(linkId))
+        offer.progress("INIT", "ibb", None)
+        offer.accepted.callback(FakeStream())
+        self.assertEqual(self.events[-1].words, (linkId, "GOOD"))
+
+    def test_rejectAndUnknownIds(self):
+        offer = FakeOffer("bob@example.org/daemon")
+        self.manager.offerReceived(offer)
+        linkId = self.events[-1].words[0]
+        self.manager.reject(linkId, "not now")
+        self.assertEqual(offer.rejected, "not now")
+        self.assertRaises(NoSuchLink, self.manager.accept, linkId, "o")
+        self.assertRaises(NoSuchLink, self.manager.close, "nope")
+
+    def test_serviceOfferConnectsEndpointFirst(self):
+        offer = FakeOffer("bob@example.org/daemon", {"service": "echo"})
+        self.manager.offerReceived(offer)
+        host, port, factory = self.reactor.tcpClients[0][:3]
+        self.assertEqual((host, port), ("127.0.0.1", 7))
+        self.assertIsNone(offer.accepted)  # not before the service answers
+        factory.clientConnectionFailed(None, Failure(error.ConnectionRefusedError()))
+        self.assertEqual(offer.rejected, "service echo unavailable")
+        self.assertEqual(self.manager.links(), [])
+
+    def test_closeWhileNegotiatingIsClos(self):
+        info = self.manager.open(JID("bob@example.org/daemon"), "o")
+        self.manager.close(info.id)
+        self.assertEqual(self.events[-1].words, (info.id, "CLOS"))
+        self.assertEqual(self.manager.links(), [])
+
+    def test_serverEventsBroadcast(self):
+        self.manager.serverStateChanged(False, "connection refused")
+        self.assertTrue(self.events[-1].broadcast)
+        self.assertEqual(self.events[-1].words, ("disconnected",))
