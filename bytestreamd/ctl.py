@@ -351,7 +351,8 @@ class Splice:
     """
 
     def __init__(self, control: ControlConnection, linkId: str, link: socket.socket,
-                 console: Console, linger: float = LINGER, verbose: bool = False):
+                 console: Console, linger: float = LINGER, verbose: bool = False,
+                 readStdin: bool = True):
         self.control = control
         self.linkId = linkId
         self.link = link
@@ -359,7 +360,8 @@ class Splice:
         self.linger = linger
         self.verbose = verbose
         self.toLink = bytearray()
-        self.stdinOpen = True
+        self.readStdin = readStdin
+        self.stdinOpen = readStdin
         self.linkWritable = True
         self.linkReadable = True
         self.closed = False
@@ -455,7 +457,7 @@ class Splice:
         self._maybeHalfClose()
 
     def _maybeHalfClose(self) -> None:
-        if not self.stdinOpen and not self.toLink and self.linkWritable:
+        if self.readStdin and not self.stdinOpen and not self.toLink and self.linkWritable:
             self.linkWritable = False
             try:
                 self.link.shutdown(socket.SHUT_WR)
@@ -505,7 +507,7 @@ class Splice:
             return EXIT_OK
         if self.state == "BAD":
             return self._fail("BAD", self.lastBad or "no reason given")
-        if self.linkWritable:
+        if self.linkWritable and (self.stdinOpen or self.toLink):
             return None  # a half-close: stdin still flows to the peer
         if self.deadline is None:
             self.deadline = time.monotonic() + self.linger
@@ -555,7 +557,7 @@ def _pipe(control: ControlConnection, reply: Reply, console: Console,
     try:
         console.out.flush()
         return Splice(control, linkId, link, console, linger=args.linger,
-                      verbose=args.verbose).run()
+                      verbose=args.verbose, readStdin=not args.no_stdin).run()
     finally:
         link.close()
 
@@ -789,6 +791,9 @@ def buildParser() -> argparse.ArgumentParser:
                            help="only an offer from JID (bare JIDs match any resource)")
             p.add_argument("--max-wait", metavar="SECONDS", type=_positive,
                            help="give up when no offer came within SECONDS")
+        p.add_argument("-d", "--no-stdin", action="store_true",
+                       help="do not read stdin (receive only); without it, EOF on "
+                            "stdin ends the link once its bytes are delivered")
         p.add_argument("--linger", metavar="SECONDS", type=_positive, default=LINGER,
                        help=argparse.SUPPRESS)
     p = add("send", cmdNotImplemented, "send FILE to JID (" + NOT_IMPLEMENTED + ")")

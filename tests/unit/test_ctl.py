@@ -655,6 +655,27 @@ def test_listenAcceptsMatchingOffer(daemon, tmp_path):
     assert link.received == b"from me"
 
 
+def test_listenNoStdin(daemon, tmp_path):
+    """-d: stdin at EOF (/dev/null in a script) must not end the link."""
+    def behaviour(sock):
+        sock.sendall(b"payload")
+        sock.settimeout(0.3)
+        try:
+            link.received = sock.recv(10)  # nothing, and no EOF from the client
+        except socket.timeout:
+            link.received = b"<still open>"
+        sock.close()
+        daemon.conns[-1].send("650 LINK 6 CLOS")
+    link = FakeLink(str(tmp_path), "6", behaviour)
+    daemon.reply("WATCH", "250 OK", "650 OFFER 6 from=bob@example.org/daemon")
+    daemon.reply("ACCEPT", "250 link=6 socket=%s" % link.path)
+    result = runCtl(daemon, ["listen", "-d", "--linger", "0.05"], stdin=b"ignored")
+    link.join()
+    assert result.code == 0, result.err
+    assert result.data == b"payload"
+    assert link.received == b"<still open>"
+
+
 def test_listenFromFilter(daemon, tmp_path):
     link = FakeLink(str(tmp_path), "5", lambda sock: None)
     daemon.reply("WATCH", "250 OK",
