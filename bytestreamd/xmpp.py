@@ -142,9 +142,11 @@ class ServerState(Handler):
     8.5.2.1.1) while full-JID iqs, which is all bytestreams need, still arrive.
     """
 
-    def __init__(self, listener: Callable[[bool, str], None]):
+    def __init__(self, listener: Callable[[bool, str], None],
+                 failed: Optional[Callable[[str], None]] = None):
         Handler.__init__(self)
         self._listener = listener
+        self._failed = failed
         self.connected = False
         self.lastReason = "not connected yet"
 
@@ -160,6 +162,14 @@ class ServerState(Handler):
             self.connected = False
             self.lastReason = _describeDisconnect(reason)
             self._listener(False, self.lastReason)
+        else:
+            # Never got as far as a bound session: TLS or authentication
+            # went wrong, or the server hung up.  Nothing changes for the
+            # control channel (still disconnected) but the operator must
+            # see why, at every attempt.
+            self.lastReason = "login failed: " + _describeDisconnect(reason)
+            if self._failed is not None:
+                self._failed(self.lastReason)
 
 
 def _describeDisconnect(reason) -> str:
@@ -167,7 +177,33 @@ def _describeDisconnect(reason) -> str:
         return "connection closed"
     if reason.check(error.ConnectionDone):
         return "connection closed by the server"
-    return reason.getErrorMessage() or reason.type.__name__
+    text = reason.getErrorMessage() or reason.type.__name__
+    if "certificate verify failed" in text or "VerificationError" in text:
+        text = ("TLS certificate of the server did not verify (%s); add its "
+                "CA to [xmpp] ca_certs" % (text,))
+    elif reason.type.__module__.startswith("OpenSSL"):
+        text = "TLS error: %s" % (text,)
+    return text
+
+
+class _ReportingEndpoint:
+    """Logs why a connection attempt failed (ClientService only says it retries)."""
+
+    def __init__(self, endpoint, target: str):
+        self._endpoint = endpoint
+        self._target = target
+        self.lastError: Optional[str] = None
+
+    def connect(self, factory):
+        d = self._endpoint.connect(factory)
+
+        def failed(f):
+            self.lastError = f.getErrorMessage()
+            log.warn("cannot connect to XMPP server {target}: {why}",
+                     target=self._target, why=self.lastError)
+            return f
+
+        return d.addErrback(failed)
 
 
 class Identity(Handler):
@@ -224,7 +260,7 @@ class XMPPClientService(service.MultiService):
         factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, _noDelay)
         self.connection = Connection(factory, reactor, jid)
         self.connection.logTraffic = logTraffic
-        self.state = ServerState(self._stateChanged)
+        self.state = ServerState(self._stateChanged, self._loginFailed)
         self.state.setHandlerParent(self.connection)
         disco.DiscoHandler().setHandlerParent(self.connection)
         Identity().setHandlerParent(self.connection)
@@ -238,8 +274,9 @@ class XMPPClientService(service.MultiService):
         else:
             endpoint = SRVEndpoint(reactor, jid.host)
             self.target = "%s (SRV)" % (jid.host,)
+        self._endpoint = _ReportingEndpoint(endpoint, self.target)
         self._client = ClientService(
-            endpoint, factory, retryPolicy=backoffPolicy(1.0, 30.0),
+            self._endpoint, factory, retryPolicy=backoffPolicy(1.0, 30.0),
             clock=reactor)
         self._client.setServiceParent(self)
 
@@ -264,6 +301,10 @@ class XMPPClientService(service.MultiService):
                      target=self.target, reason=reason)
         for listener in list(self._listeners):
             listener(connected, reason)
+
+    def _loginFailed(self, reason: str) -> None:
+        log.error("XMPP connection to {target} as {jid} failed: {why}; retrying",
+                  target=self.target, jid=self.jid.full(), why=reason)
 
     def _initFailed(self, reason) -> None:
         # Authentication or TLS failed: say why, then let the stream close so
