@@ -80,7 +80,8 @@ class Link:
             id=self.id, state=self.state, peer=self.peer.full(),
             direction=self.direction, method=self.method,
             socket=self.socketPath, service=self.service, profile=self.profile,
-            sent=self.sent, received=self.received, reason=self.reason)
+            sent=self.sent, received=self.received, reason=self.reason,
+            extra=(("sid", self.stream.sid),) if self.stream is not None else ())
 
 
 @implementer(IControlBackend)
