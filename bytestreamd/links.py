@@ -285,10 +285,6 @@ class LinkManager:
             raise OfferRejected("too many links")
         headers = dict(getattr(offer, "headers", {}) or {})
         service = headers.get("service")
-        if service is not None and service not in self.config.services:
-            # Named a service we do not expose: say so now rather than let a
-            # watcher accept something nobody configured.
-            pass
         link = Link(self._newId(), peer, "in", None, service, offer.profile)
         link.offer = offer
         link.headers = headers

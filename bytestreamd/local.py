@@ -114,15 +114,13 @@ class Splice:
     def localLost(self, reason) -> None:
         if self.local is None:
             return
-        wasEOF = self._localEOF
         self.local = None
+        self._localEOF = True
         if self.stream is not None and not self._remoteDone:
+            # Whether the client closed cleanly or vanished, what it wrote
+            # is complete as far as anyone can tell: close after delivering.
             self.stream.unregisterProducer()
-            if wasEOF or (reason is not None and reason.check(error.ConnectionDone)):
-                self._localEOF = True
-                if not self._held:
-                    self.stream.loseConnection()
-            else:
+            if not self._held:
                 self.stream.loseConnection()
 
     # --- remote side ------------------------------------------------------

@@ -14,6 +14,7 @@ from bytestreamd.local import LinkSocketFactory, Splice
 
 class FakeStream:
     method = "ibb"
+    sid = "sid-1"
     bytesSent = 0
     bytesReceived = 0
 
