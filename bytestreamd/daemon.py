@@ -17,7 +17,7 @@ from typing import List
 from twisted.application import service
 from twisted.logger import Logger
 
-from bytestreamd import sdnotify
+from bytestreamd import ns, sdnotify
 from bytestreamd.control.protocol import ControlFactory
 from bytestreamd.disco import PeerDiscovery
 from bytestreamd.errors import ConfigError
@@ -117,7 +117,8 @@ class Daemon(service.MultiService):
         self.si = StreamInitiation(
             reactor, self.methods, self.discovery, _LateAcceptor(self),
             attemptTimeout=config.attempt_timeout,
-            offerTimeout=config.offer_timeout)
+            offerTimeout=config.offer_timeout,
+            profiles=(ns.NS_LINK_PROFILE, ns.NS_SI_FILE_TRANSFER))
         self.xmpp.addHandler(self.si)
         self.manager = LinkManager(reactor, config, self.xmpp, self.si,
                                    self.discovery, [m.name for m in self.methods])

@@ -37,6 +37,7 @@ from bytestreamd.events import (
     BAD, CLOS, ERR, GOOD, INIT, NEGOTIATING, OFFER, Event, LinkInfo)
 from bytestreamd.interfaces import IControlBackend
 from bytestreamd.local import LinkSocketFactory, Splice, listenLinkSocket
+from bytestreamd.wire.si import FileProfile, MalformedSI, fileRangeAnswer
 
 log = Logger()
 
@@ -63,6 +64,9 @@ class Link:
         self.negotiation: Optional[defer.Deferred] = None
         self.offer = None
         self.headers: Dict[str, object] = {}
+        #: What the accepting side asked of the sender (file transfer:
+        #: ``offset``/``length`` of a range); shown on GOOD.
+        self.answer: Dict[str, str] = {}
         self.closing = False
         #: Reached a final state (final BAD, CLOS, ERR) or was forgotten.
         self.done = False
@@ -81,7 +85,20 @@ class Link:
             direction=self.direction, method=self.method,
             socket=self.socketPath, service=self.service, profile=self.profile,
             sent=self.sent, received=self.received, reason=self.reason,
-            extra=(("sid", self.stream.sid),) if self.stream is not None else ())
+            extra=((("sid", self.stream.sid),) if self.stream is not None else ())
+            + self.fileDetails())
+
+    def fileDetails(self) -> tuple:
+        """``name``, ``size`` (and the range asked for) of a file transfer."""
+        if self.profile != ns.NS_SI_FILE_TRANSFER:
+            return ()
+        pairs = [(key, str(self.headers[key])) for key in ("name", "size")
+                 if self.headers.get(key) is not None]
+        return tuple(pairs) + tuple(self.rangeDetails())
+
+    def rangeDetails(self) -> List[tuple]:
+        return [(key, self.answer[key]) for key in ("offset", "length")
+                if key in self.answer]
 
 
 @implementer(IControlBackend)
@@ -121,7 +138,8 @@ class LinkManager:
                 log.failure("event sink failed")
 
     def _linkEvent(self, link: Link, state: str, method: Optional[str] = None,
-                   reason: Optional[str] = None, final: bool = False) -> None:
+                   reason: Optional[str] = None, final: bool = False,
+                   extra: tuple = ()) -> None:
         link.state = state
         if method is not None:
             link.method = method
@@ -131,6 +149,7 @@ class LinkManager:
         if link.method and state != BAD or method:
             opts.append(("method", method or link.method))
         opts.append(("peer", link.peer.full()))
+        opts.extend(extra)
         if reason:
             opts.append(("reason", reason))
         if state in (CLOS, ERR):
@@ -201,7 +220,15 @@ class LinkManager:
     # --- outgoing -----------------------------------------------------------
 
     def open(self, peer: JID, owner, service=None, methods=None,
-             blockSize=None, stanza=None) -> LinkInfo:
+             blockSize=None, stanza=None, profile=None, headers=None) -> LinkInfo:
+        """
+        ``profile`` is the SI profile namespace (default: the link profile);
+        for XEP-0096 file transfer, ``headers`` are the file's ``name``,
+        ``size``, ``date``, ``hash``, ``desc`` and ``range`` (``"true"`` when
+        the sender can start at an offset).
+        """
+        profile = profile or ns.NS_LINK_PROFILE
+        headers = self._offerHeaders(profile, service, headers)
         if not self.xmpp.connected:
             raise NotConnected()
         if methods:
@@ -215,7 +242,8 @@ class LinkManager:
                 "%s is a bare JID: a link needs the peer's full JID "
                 "(user@domain/resource)" % (peer.full(),))
         self._checkLimit()
-        link = Link(self._newId(), peer, "out", owner, service, ns.NS_LINK_PROFILE)
+        link = Link(self._newId(), peer, "out", owner, service, profile)
+        link.headers = dict(headers)
         self._links[link.id] = link
         self._openSocket(link)
         options = {}
@@ -223,15 +251,47 @@ class LinkManager:
             options["block-size"] = blockSize
         if stanza:
             options["stanza"] = stanza
-        headers = {"service": service} if service else {}
         log.info("link {id}: opening to {peer}{svc}", id=link.id, peer=peer.full(),
-                 svc=" for service %s" % service if service else "")
-        d = self.si.offer(peer, ns.NS_LINK_PROFILE, headers, methods, options,
-                          self._progress(link))
+                 svc=" for service %s" % service if service else
+                 (" for file %r (%s bytes)" % (headers["name"], headers["size"])
+                  if profile == ns.NS_SI_FILE_TRANSFER else ""))
+        if profile == ns.NS_SI_FILE_TRANSFER:
+            # Only a file-transfer answer can ask for something (a range).
+            d = self.si.offer(peer, profile, headers, methods, options,
+                              self._progress(link),
+                              answered=lambda asked: self._answered(link, asked))
+        else:
+            d = self.si.offer(peer, profile, headers, methods, options,
+                              self._progress(link))
         link.negotiation = d
         d.addCallbacks(lambda stream: self._established(link, stream),
                        lambda f: self._negotiationFailed(link, f))
         return link.info()
+
+    @staticmethod
+    def _offerHeaders(profile: str, service, headers) -> Dict[str, str]:
+        """The headers to offer for ``profile``, checked; 512 if they are wrong."""
+        if profile == ns.NS_LINK_PROFILE:
+            if headers:
+                raise SyntaxErrorInArgument(
+                    "%s are file-transfer options (profile=file)" % ", ".join(sorted(headers)))
+            return {"service": service} if service else {}
+        if profile != ns.NS_SI_FILE_TRANSFER:
+            raise SyntaxErrorInArgument("unknown profile %s" % (profile,))
+        if service:
+            raise SyntaxErrorInArgument("service= cannot be used with profile=file")
+        try:
+            return FileProfile.fromHeaders(dict(headers or {})).headers()
+        except MalformedSI as e:
+            raise SyntaxErrorInArgument(str(e))
+
+    def _answered(self, link: Link, asked: Dict[str, str]) -> None:
+        if asked and link.headers.get("range") != "true":
+            # XEP-0096: without <range/> in the offer the whole file is sent.
+            log.warn("link {id}: {peer} asked for a range we did not offer; "
+                     "sending the whole file", id=link.id, peer=link.peer.full())
+            asked = {}
+        link.answer = dict(asked)
 
     def _established(self, link: Link, stream) -> None:
         link.negotiation = None
@@ -239,7 +299,7 @@ class LinkManager:
             stream.abortConnection()
             return
         link.stream = stream
-        self._linkEvent(link, GOOD, stream.method)
+        self._linkEvent(link, GOOD, stream.method, extra=tuple(link.rangeDetails()))
         link.splice.streamReady(stream)
 
     def _negotiationFailed(self, link: Link, f: failure.Failure) -> None:
@@ -284,7 +344,9 @@ class LinkManager:
             log.warn("refused an offer from {peer}: max_links reached", peer=peer.full())
             raise OfferRejected("too many links")
         headers = dict(getattr(offer, "headers", {}) or {})
-        service = headers.get("service")
+        # Only a link-profile offer can name a [services] entry: a file offer
+        # always waits for ACCEPT (its headers have no service anyway).
+        service = headers.get("service") if offer.profile == ns.NS_LINK_PROFILE else None
         link = Link(self._newId(), peer, "in", None, service, offer.profile)
         link.offer = offer
         link.headers = headers
@@ -302,6 +364,8 @@ class LinkManager:
         for key in ("name", "size", "date", "hash", "desc"):
             if headers.get(key) not in (None, ""):
                 opts.append((key, str(headers[key])))
+        if offer.profile == ns.NS_SI_FILE_TRANSFER and headers.get("range") == "true":
+            opts.append(("range", "yes"))
         self.emit(Event("OFFER", (link.id,), tuple(opts), linkId=link.id))
 
     def offerExpired(self, offer, reason: str = "offer timed out") -> None:
@@ -315,19 +379,46 @@ class LinkManager:
         from bytestreamd.config import allowed
         return allowed(self.config, peer)
 
-    def accept(self, linkId: str, owner) -> LinkInfo:
+    def accept(self, linkId: str, owner, offset: Optional[int] = None,
+               length: Optional[int] = None) -> LinkInfo:
+        """
+        ``offset``/``length`` ask a file-transfer sender for part of the
+        file (XEP-0096 ranged transfer); only when its offer had ``<range/>``.
+        """
         link = self._get(linkId)
         if link.state != OFFER:
             raise NoSuchLink("link %s is not a pending offer (state %s)"
                              % (linkId, link.state))
+        payload = None
+        if offset is not None or length is not None:
+            payload = self._rangeAnswer(link, offset, length)
         link.owner = owner
         self._openSocket(link)
-        self._startAccept(link)
+        self._startAccept(link, payload)
         return link.info()
 
-    def _startAccept(self, link: Link) -> None:
+    def _rangeAnswer(self, link: Link, offset: Optional[int], length: Optional[int]):
+        if link.profile != ns.NS_SI_FILE_TRANSFER or link.headers.get("range") != "true":
+            raise SyntaxErrorInArgument(
+                "offset=/length= need a file offer that allows ranged transfers "
+                "(range=yes); offer %s has none" % (link.id,))
+        size = int(str(link.headers.get("size", "0")))
+        start = offset or 0
+        if start > size or (length is not None and start + length > size):
+            raise SyntaxErrorInArgument(
+                "range offset=%d%s is beyond the file's size %d"
+                % (start, "" if length is None else " length=%d" % length, size))
+        link.answer = {"offset": str(start)}
+        if length is not None:
+            link.answer["length"] = str(length)
+        return fileRangeAnswer(start, length)
+
+    def _startAccept(self, link: Link, payload=None) -> None:
         link.state = INIT
-        d = link.offer.accept(self._progress(link))
+        if payload is not None:
+            d = link.offer.accept(self._progress(link), payload=payload)
+        else:
+            d = link.offer.accept(self._progress(link))
         link.negotiation = d
         d.addCallbacks(lambda stream: self._established(link, stream),
                        lambda f: self._negotiationFailed(link, f))

@@ -19,6 +19,7 @@ A line that is too long is answered once and skipped up to its LF, unlike
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
@@ -27,7 +28,7 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bytestreamd import events
+from bytestreamd import events, ns
 from bytestreamd.control import grammar
 from bytestreamd.errors import (
     ControlError,
@@ -48,6 +49,21 @@ MAX_PENDING = 64
 _SHORT = 200
 
 _STANZAS = ("iq", "message")
+
+#: ``OPEN ... profile=`` names -> SI profile namespaces.
+_PROFILES = {
+    "link": ns.NS_LINK_PROFILE, ns.NS_LINK_PROFILE: ns.NS_LINK_PROFILE,
+    "file": ns.NS_SI_FILE_TRANSFER, "file-transfer": ns.NS_SI_FILE_TRANSFER,
+    ns.NS_SI_FILE_TRANSFER: ns.NS_SI_FILE_TRANSFER,
+}
+#: The OPEN options that describe a file (profile=file only).
+_FILE_OPTIONS = ("name", "size", "hash", "date", "desc", "range")
+#: XEP-0082 DateTime: CCYY-MM-DDThh:mm:ss[.sss]TZD (seconds optional, as
+#: XEP-0096's own example shows).
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
+_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+_YES = ("yes", "true", "1")
+_NO = ("no", "false", "0")
 _FINAL_STATES = (events.CLOS, events.ERR)
 
 
@@ -64,10 +80,16 @@ class _Spec:
 
 _COMMANDS: Dict[str, _Spec] = {
     "OPEN": _Spec(
-        "OPEN <jid> [service=NAME] [methods=m1,m2] [block-size=N] [stanza=iq|message]",
-        "open an outgoing link; progress comes as 650 LINK events",
-        args=("jid",), options=("service", "methods", "block-size", "stanza")),
-    "ACCEPT": _Spec("ACCEPT <id>", "accept an offered link", args=("id",)),
+        "OPEN <jid> [service=NAME] [methods=m1,m2] [block-size=N] [stanza=iq|message] "
+        "[profile=link|file] [name=NAME size=N [hash=MD5] [date=ISO8601] [desc=TEXT] "
+        "[range=yes]]",
+        "open an outgoing link (profile=file: offer a file, XEP-0096); "
+        "progress comes as 650 LINK events",
+        args=("jid",), options=("service", "methods", "block-size", "stanza", "profile")
+        + _FILE_OPTIONS),
+    "ACCEPT": _Spec("ACCEPT <id> [offset=N] [length=N]",
+                    "accept an offered link (offset/length: part of a ranged file offer)",
+                    args=("id",), options=("offset", "length")),
     "REJECT": _Spec("REJECT <id> [reason=TEXT]", "refuse an offered link",
                     args=("id",), options=("reason",)),
     "CLOSE": _Spec("CLOSE <id>", "close a link or withdraw an offer", args=("id",)),
@@ -294,19 +316,37 @@ class ControlProtocol(protocol.Protocol):
 
     def do_OPEN(self, jid: str, service: Optional[str] = None,
                 methods: Optional[str] = None, block_size: Optional[str] = None,
-                stanza: Optional[str] = None) -> bytes:
+                stanza: Optional[str] = None, profile: Optional[str] = None,
+                **fileOptions: str) -> bytes:
         peer = grammar.parseJID(jid)
         if service is not None and not service:
             raise SyntaxErrorInArgument("service= needs a name")
+        namespace = _parseProfile(profile)
+        extra: Dict[str, Any] = {}
+        if namespace == ns.NS_SI_FILE_TRANSFER:
+            if service is not None:
+                raise SyntaxErrorInArgument("service= cannot be used with profile=file")
+            # Only a file offer passes these, so backends that know nothing
+            # of profiles keep working.
+            extra = {"profile": namespace, "headers": _fileHeaders(fileOptions)}
+        elif fileOptions:
+            raise SyntaxErrorInArgument(
+                "%s= describe a file: it needs profile=file" % sorted(fileOptions)[0])
         info = self.backend.open(
             peer, owner=self, service=service,
             methods=None if methods is None else _parseMethods(methods),
             blockSize=None if block_size is None else _parseBlockSize(block_size),
-            stanza=None if stanza is None else _parseStanza(stanza))
+            stanza=None if stanza is None else _parseStanza(stanza), **extra)
         return self._linkReply(info)
 
-    def do_ACCEPT(self, linkId: str) -> bytes:
-        return self._linkReply(self.backend.accept(_linkId(linkId), owner=self))
+    def do_ACCEPT(self, linkId: str, offset: Optional[str] = None,
+                  length: Optional[str] = None) -> bytes:
+        extra: Dict[str, int] = {}
+        if offset is not None:
+            extra["offset"] = _parseCount("offset", offset)
+        if length is not None:
+            extra["length"] = _parseCount("length", length)
+        return self._linkReply(self.backend.accept(_linkId(linkId), owner=self, **extra))
 
     def _linkReply(self, info: LinkInfo) -> bytes:
         self._links.add(info.id)
@@ -428,6 +468,58 @@ def _parseBlockSize(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
         raise SyntaxErrorInArgument("block-size= must be a number from 1 to 65535")
     return int(text)
+
+
+def _parseProfile(text: Optional[str]) -> str:
+    if text is None:
+        return ns.NS_LINK_PROFILE
+    namespace = _PROFILES.get(text if "/" in text or ":" in text else text.lower())
+    if namespace is None:
+        raise SyntaxErrorInArgument("profile= must be link or file")
+    return namespace
+
+
+def _parseCount(key: str, text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise SyntaxErrorInArgument("%s= must be a number of bytes (0 or more)" % key)
+    return int(text)
+
+
+def _plainText(key: str, text: str, allowed: str = "") -> str:
+    """No control characters (XML could not carry most of them anyway)."""
+    for ch in text:
+        if (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0) and ch not in allowed:
+            raise SyntaxErrorInArgument("%s= must not contain control characters" % key)
+    return text
+
+
+def _fileHeaders(options: Dict[str, str]) -> Dict[str, str]:
+    """The XEP-0096 headers of ``OPEN ... profile=file``; 512 on a bad value."""
+    name, size = options.get("name"), options.get("size")
+    if not name:
+        raise SyntaxErrorInArgument("profile=file needs name=NAME")
+    if size is None:
+        raise SyntaxErrorInArgument("profile=file needs size=N (bytes)")
+    headers = {"name": _plainText("name", name),
+               "size": str(_parseCount("size", size))}
+    if "hash" in options:
+        if not _MD5.match(options["hash"]):
+            raise SyntaxErrorInArgument("hash= must be the file's MD5 as 32 hex digits")
+        headers["hash"] = options["hash"].lower()
+    if "date" in options:
+        if not _DATETIME.match(options["date"]):
+            raise SyntaxErrorInArgument(
+                "date= must be a XEP-0082 DateTime, e.g. 2026-01-31T12:00:00Z")
+        headers["date"] = options["date"]
+    if "desc" in options:
+        headers["desc"] = _plainText("desc", options["desc"], "\n\t")
+    if "range" in options:
+        flag = options["range"].lower()
+        if flag not in _YES + _NO:
+            raise SyntaxErrorInArgument("range= must be yes or no")
+        if flag in _YES:
+            headers["range"] = "true"
+    return headers
 
 
 def _parseStanza(text: str) -> str:

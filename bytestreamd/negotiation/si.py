@@ -38,7 +38,7 @@ from bytestreamd.interfaces import StreamContext
 from bytestreamd.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
                                  parseJID, resultFor)
 from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,
-                                 headersFromPayload, payloadFromHeaders)
+                                 answerHeaders, headersFromPayload, payloadFromHeaders)
 
 Progress = Callable[[str, Optional[str], Optional[str]], None]
 
@@ -162,17 +162,22 @@ class StreamInitiation(Handler):
     def offer(self, peer: JID, profile: str, headers: Dict[str, Any],
               methodNames: Optional[Sequence[str]] = None,
               options: Optional[Dict[str, Any]] = None,
-              progress: Optional[Progress] = None) -> "defer.Deferred[Any]":
+              progress: Optional[Progress] = None,
+              answered: Optional[Callable[[Dict[str, str]], None]] = None
+              ) -> "defer.Deferred[Any]":
         """
         Offer a bytestream to the full JID ``peer`` and open it.
 
         Fires with the established IBytestream; fails with NegotiationFailed
         before any INIT, MethodFailed after.  Cancelling it stops whatever is
-        in flight (disco, offer, method attempt).
+        in flight (disco, offer, method attempt).  ``answered(headers)`` is
+        called with what each accepting answer's profile element asks of us
+        (a file-transfer ``offset``/``length``; ``{}`` for most answers),
+        before the methods are tried.
         """
         return defer.Deferred.fromCoroutine(self._offer(
             peer, profile, headers, methodNames, dict(options or {}),
-            progress or _noProgress))
+            progress or _noProgress, answered))
 
     def _ourMethods(self, methodNames: Optional[Sequence[str]]) -> List[Any]:
         if methodNames is None:
@@ -184,7 +189,8 @@ class StreamInitiation(Handler):
                                     % (", ".join(unknown), ", ".join(names) or "none"))
         return [m for m in self.methods if m.name in methodNames]
 
-    async def _offer(self, peer, profile, headers, methodNames, options, progress):
+    async def _offer(self, peer, profile, headers, methodNames, options, progress,
+                     answered=None):
         if profile not in self.profiles:
             raise NegotiationFailed("profile %s is not enabled" % profile,
                                     condition="bad-profile")
@@ -220,6 +226,7 @@ class StreamInitiation(Handler):
             try:
                 answer = await self._ask(peer, offer)
                 chosen = self._chosen(peer, answer, remaining)
+                asked = self._answerHeaders(peer, profile, answer)
             except NegotiationFailed as e:
                 if not failures:
                     raise
@@ -229,6 +236,8 @@ class StreamInitiation(Handler):
                                    % (_summary(failures),
                                       ", ".join(m.name for m in remaining), e.reason),
                                    condition=e.condition)
+            if answered is not None:
+                answered(asked)
             keepAlive = not answer.multiple
             later = [m for m in remaining if m not in chosen] if keepAlive else []
             ctx = StreamContext(sid, self.ownJID, peer, True, options)
@@ -278,6 +287,14 @@ class StreamInitiation(Handler):
         sis = [c for c in result.elements() if (c.uri, c.name) == (ns.NS_SI, "si")]
         try:
             return SIAccept.fromElement(sis[0] if sis else None)
+        except MalformedSI as e:
+            raise NegotiationFailed("peer %s accepted with a malformed answer: %s"
+                                    % (peer.full(), e), condition="bad-request")
+
+    @staticmethod
+    def _answerHeaders(peer: JID, profile: str, answer: SIAccept) -> Dict[str, str]:
+        try:
+            return answerHeaders(profile, answer.payload)
         except MalformedSI as e:
             raise NegotiationFailed("peer %s accepted with a malformed answer: %s"
                                     % (peer.full(), e), condition="bad-request")
@@ -433,12 +450,15 @@ class IncomingOffer:
                 "forbidden", reason, type="cancel")))
 
     def accept(self, progress: Optional[Progress] = None,
-               options: Optional[Dict[str, Any]] = None) -> "defer.Deferred[Any]":
+               options: Optional[Dict[str, Any]] = None,
+               payload: Optional[domish.Element] = None) -> "defer.Deferred[Any]":
         """
         Answer the offer and wait for the initiator to open a bytestream by
         any chosen method.  Fires with the IBytestream; fails with
         MethodFailed when every method failed or ``attemptTimeout`` per
         method passed; NegotiationFailed if the offer is no longer pending.
+        ``payload`` is a profile element for the answer (a file-transfer
+        ``<file><range/></file>``, see :func:`~bytestreamd.wire.si.fileRangeAnswer`).
         """
         handler = self._handler
         if not handler._settle(self, "accepted"):
@@ -451,9 +471,9 @@ class IncomingOffer:
         race = _Race(handler.clock, chosen, ctx, progress or _noProgress,
                      handler.attemptTimeout * len(chosen))
         if self.multiple:
-            answer = SIAccept(methods=[m.namespace for m in chosen])
+            answer = SIAccept(methods=[m.namespace for m in chosen], payload=payload)
         else:
-            answer = SIAccept(method=chosen[0].namespace)
+            answer = SIAccept(method=chosen[0].namespace, payload=payload)
         result = resultFor(self._iq)
         result.addChild(answer.toElement())
         try:

@@ -416,6 +416,46 @@ class FileProfile(Profile):
                           h.get("offset"), h.get("length"))
 
 
+def fileRangeAnswer(offset: Optional[int] = None,
+                    length: Optional[int] = None) -> domish.Element:
+    """
+    The ``<file><range offset length/></file>`` of a file-transfer SI result:
+    XEP-0096's way for the receiver to ask for part of the file (resume).
+    ``<desc/>`` and the file's attributes are not repeated in a result.
+    """
+    f = domish.Element((ns.NS_SI_FILE_TRANSFER, "file"))
+    r = f.addElement("range")
+    if offset is not None:
+        r["offset"] = str(int(offset))
+    if length is not None:
+        r["length"] = str(int(length))
+    return f
+
+
+def answerHeaders(profile: str, payload: Optional[domish.Element]) -> Headers:
+    """
+    What the accepting peer's profile element asks of the sender.  Only the
+    file-transfer profile has anything: ``offset`` (and ``length`` when
+    given) of a ``<range/>``.  No range, or one without attributes, means the
+    whole file (XEP-0096 section 2), and gives ``{}``.
+    """
+    if profile != ns.NS_SI_FILE_TRANSFER or payload is None:
+        return {}
+    if (payload.uri, payload.name) != (ns.NS_SI_FILE_TRANSFER, "file"):
+        return {}
+    rangeEl = _child(payload, ns.NS_SI_FILE_TRANSFER, "range")
+    if rangeEl is None:
+        return {}
+    offset = _nonNegative("offset", rangeEl.getAttribute("offset"))
+    length = _nonNegative("length", rangeEl.getAttribute("length"))
+    if offset is None and length is None:
+        return {}
+    headers: Headers = {"offset": offset or "0"}
+    if length is not None:
+        headers["length"] = length
+    return headers
+
+
 #: Profile namespace -> codec.  A profile without a codec cannot be enabled.
 PROFILES: Dict[str, Type[Profile]] = {
     ns.NS_LINK_PROFILE: LinkProfile,
