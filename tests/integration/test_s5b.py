@@ -102,30 +102,40 @@ class Exchange:
         assert bobGood.options.get("method") == method, (method, self.bobEvents)
         return good
 
-    def sendBothWays(self, there: bytes, back: bytes, timeout: float = 120.0) -> None:
+    def sendBothWays(self, there: bytes, back: bytes, bobFirst: bool = False,
+                     timeout: float = 120.0) -> None:
         """
-        alice sends ``there`` and half-closes; bob reads it to EOF, then
-        answers ``back`` and half-closes; alice must still receive all of it.
+        The first side (alice, or bob if ``bobFirst``) sends ``there`` and
+        half-closes; the other reads it to EOF, then answers ``back`` and
+        half-closes; the first side must still receive all of it.
         """
+        first, second = self.alicePump, self.bobPump
+        names = ("alice", "bob")
+        if bobFirst:
+            first, second = second, first
+            names = ("bob", "alice")
         for i in range(0, len(there), 65536):
-            self.alicePump.send(there[i:i + 65536])
-        self.alicePump.shutdownWrite()
-        assert self.bobPump.waitEOF(timeout), \
-            "bob saw no EOF after alice's half-close (%d of %d bytes)" % (
-                len(self.bobPump.received), len(there))
-        assert self.bobPump.error is None, self.bobPump.error
-        assert len(self.bobPump.received) == len(there)
-        assert hashlib.sha256(self.bobPump.received).digest() == hashlib.sha256(there).digest()
-        assert not self.alicePump.eof.is_set(), \
-            "alice's link socket was closed after her own EOF; half-close lost the read side"
+            first.send(there[i:i + 65536])
+        first.shutdownWrite()
+        assert second.waitEOF(timeout), \
+            "%s saw no EOF after %s's half-close (%d of %d bytes)" % (
+                names[1], names[0], len(second.received), len(there))
+        assert second.error is None, second.error
+        assert len(second.received) == len(there)
+        assert hashlib.sha256(second.received).digest() == hashlib.sha256(there).digest()
+        assert not first.eof.is_set(), (
+            "%s's link socket was closed after %s's own EOF (write side shut down): the "
+            "read side must stay open for %s's answer. %s events: %s" % (
+                names[0], names[0], names[1], names[0],
+                self.bobEvents if bobFirst else self.aliceEvents))
         for i in range(0, len(back), 65536):
-            self.bobPump.send(back[i:i + 65536])
-        self.bobPump.shutdownWrite()
-        assert self.alicePump.waitEOF(timeout), \
-            "alice never got EOF for bob's answer (%d of %d bytes)" % (
-                len(self.alicePump.received), len(back))
-        assert self.alicePump.error is None, self.alicePump.error
-        assert bytes(self.alicePump.received) == back
+            second.send(back[i:i + 65536])
+        second.shutdownWrite()
+        assert first.waitEOF(timeout), \
+            "%s never got EOF for %s's answer (%d of %d bytes)" % (
+                names[0], names[1], len(first.received), len(back))
+        assert first.error is None, first.error
+        assert bytes(first.received) == back
 
     def exchangeThenClose(self, there: bytes, back: bytes, timeout: float = 120.0) -> None:
         """
@@ -244,11 +254,7 @@ def test_half_close_other_way_over_s5b(daemons):
     ex = Exchange(alice, bob)
     try:
         ex.waitGood("s5b")
-        # swap roles: bob writes and half-closes first
-        ex.alicePump, ex.bobPump = ex.bobPump, ex.alicePump
-        there = os.urandom(2 * MiB + 1)
-        ex.sendBothWays(there, os.urandom(MiB + 3))
-        ex.alicePump, ex.bobPump = ex.bobPump, ex.alicePump
+        ex.sendBothWays(os.urandom(2 * MiB + 1), os.urandom(MiB + 3), bobFirst=True)
         ex.waitClosed()
     finally:
         ex.close()
