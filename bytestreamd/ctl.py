@@ -14,10 +14,12 @@ Exit codes: 0 success, 1 the daemon or the link said no (reply code, final
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import selectors
 import socket
+import stat
 import sys
 import time
 from collections import deque
@@ -41,9 +43,7 @@ MAX_LINE = 1 << 20
 _CHUNK = 65536
 
 #: Keys whose values are byte counts; ``--json`` makes them numbers.
-_NUMERIC = frozenset({"sent", "received", "size", "block-size"})
-
-NOT_IMPLEMENTED = "not implemented yet: file transfer needs the XEP-0096 profile"
+_NUMERIC = frozenset({"sent", "received", "size", "block-size", "offset", "length"})
 
 
 class CtlError(Exception):
@@ -702,8 +702,576 @@ def _offerMatches(event: Event, args: argparse.Namespace) -> bool:
     return True
 
 
-def cmdNotImplemented(control: Any, args: argparse.Namespace, console: Console) -> int:
-    raise CtlError(NOT_IMPLEMENTED, EXIT_USAGE)
+# --- file transfer (XEP-0096) -------------------------------------------------
+
+#: The SI profile of XEP-0096 file transfer, as OFFER events name it.
+FILE_TRANSFER = "http://jabber.org/protocol/si/profile/file-transfer"
+#: How often the progress bar is redrawn, in seconds.
+PROGRESS_INTERVAL = 0.2
+#: Longest name (in UTF-8 bytes) ``receive`` writes; leaves room for the
+#: temporary ``.NAME.part`` within the usual 255-byte limit.
+MAX_NAME = 240
+
+
+def _human(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
+        count /= 1024.0
+    return "%d B" % count  # pragma: no cover
+
+
+class ProgressBar:
+    """
+    ``name  3.1 MiB / 5.0 MiB  62%  1.2 MiB/s`` redrawn in place on stderr --
+    only when stderr is a terminal: a log file or a pipe gets no bar.
+    """
+
+    def __init__(self, err: TextIO, label: str, total: int, start: int = 0,
+                 clock=time.monotonic, enabled: Optional[bool] = None):
+        self.err = err
+        self.label = label
+        self.total = total
+        self.start = start
+        self.clock = clock
+        if enabled is None:
+            isatty = getattr(err, "isatty", None)
+            enabled = bool(isatty and isatty())
+        self.enabled = enabled
+        self.began = clock()
+        self.lastDraw: Optional[float] = None
+        self.done = start
+        self.width = 0
+
+    def update(self, done: int, force: bool = False) -> None:
+        self.done = done
+        if not self.enabled:
+            return
+        now = self.clock()
+        if not force and self.lastDraw is not None and now - self.lastDraw < PROGRESS_INTERVAL:
+            return
+        self.lastDraw = now
+        elapsed = max(now - self.began, 1e-6)
+        rate = (done - self.start) / elapsed
+        pct = 100 if not self.total else int(done * 100 / self.total)
+        line = "%s  %s / %s  %3d%%  %s/s" % (self.label, _human(done), _human(self.total),
+                                          pct, _human(rate))
+        self.err.write("\r" + line.ljust(self.width))
+        self.width = len(line)
+        self.err.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self.lastDraw is not None:
+            self.update(self.done, force=True)
+            self.err.write("\n")
+            self.err.flush()
+
+    @property
+    def seconds(self) -> float:
+        return self.clock() - self.began
+
+
+@dataclass
+class LocalFile:
+    """What ``send`` offers: the XEP-0096 attributes of one regular file."""
+
+    path: str
+    name: str
+    size: int
+    date: str
+    md5: Optional[str]
+
+    @classmethod
+    def inspect(cls, path: str, withHash: bool = True) -> "LocalFile":
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise CtlError("cannot read %s: %s" % (path, exc.strerror or exc), EXIT_USAGE)
+        if not _isRegular(st.st_mode):
+            raise CtlError("%s is not a regular file (its size must be known to offer it)"
+                           % path, EXIT_USAGE)
+        name = os.path.basename(os.path.normpath(path))
+        date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime))
+        digest = None
+        if withHash:
+            h = hashlib.md5()
+            try:
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as exc:
+                raise CtlError("cannot read %s: %s" % (path, exc.strerror or exc), EXIT_USAGE)
+            digest = h.hexdigest()
+        return cls(path, name, st.st_size, date, digest)
+
+
+def _isRegular(mode: int) -> bool:
+    return stat.S_ISREG(mode)
+
+
+def safeFileName(offered: Optional[str]) -> Optional[str]:
+    """
+    The name a received file may have in the target directory: the last
+    path component only (``/`` and ``\\`` both count), without control
+    characters or leading dots (no hidden files, no ``..``), at most
+    :data:`MAX_NAME` bytes.  ``None`` when nothing usable is left.
+    """
+    if not offered:
+        return None
+    name = offered.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ord(ch) >= 0x20 and not 0x7F <= ord(ch) < 0xA0)
+    name = name.strip().lstrip(".").strip()
+    encoded = name.encode("utf-8")
+    if len(encoded) > MAX_NAME:
+        name = encoded[:MAX_NAME].decode("utf-8", "ignore").rstrip()
+    return name or None
+
+
+def _linkFailure(linkId: str, event: Event) -> CtlError:
+    return CtlError("link %s %s: %s" % (linkId, event.state,
+                                         event.options.get("reason", "no reason given")))
+
+
+def _waitGood(control: ControlConnection, linkId: str, console: Console,
+              verbose: bool) -> Event:
+    """The link's GOOD event; CtlError on its final BAD or ERR."""
+    while True:
+        event = control.nextEvent()
+        assert event is not None
+        if event.kind != "LINK" or event.subject != linkId:
+            continue
+        if event.state == "GOOD":
+            return event
+        if event.final:
+            raise _linkFailure(linkId, event)
+        if verbose:
+            console.err.write("bytestreamctl: link %s %s\n" % (
+                linkId, event.text.split(" ", 2)[-1]))
+            console.err.flush()
+
+
+class _FileLink:
+    """
+    Moves one file through one link socket while watching the link's events:
+    the events, not the socket, say whether the transfer ended well.  A
+    subclass says what to do with the socket (:class:`_Sender` writes,
+    :class:`_Receiver` reads).
+    """
+
+    def __init__(self, control: ControlConnection, linkId: str, link: socket.socket,
+                 progress: ProgressBar, linger: float = LINGER):
+        self.control = control
+        self.linkId = linkId
+        self.link = link
+        self.progress = progress
+        self.linger = linger
+        self.linkOpen = True
+        self.closed: Optional[Event] = None
+        self.deadline: Optional[float] = None
+
+    def run(self) -> Event:
+        """Returns the CLOS event once the transfer is complete; CtlError else."""
+        self.link.setblocking(False)
+        sel = _pollSelector()
+        try:
+            return self._loop(sel)
+        finally:
+            sel.close()
+            self.progress.finish()
+
+    def _loop(self, sel: selectors.BaseSelector) -> Event:
+        registered: Dict[Any, int] = {}
+        while True:
+            while self.control.events:
+                event = self.control.events.popleft()
+                if event.kind != "LINK" or event.subject != self.linkId:
+                    continue
+                if event.state == "CLOS":
+                    self.closed = event
+                elif event.state == "ERR" or event.final:
+                    raise _linkFailure(self.linkId, event)
+            if self.control.eof and self.closed is None:
+                raise ControlClosed()
+            if self.closed is not None and self.finished():
+                return self.closed
+            if not self.linkOpen and self.deadline is None:
+                self.deadline = time.monotonic() + self.linger
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise self.incomplete()
+            wanted: Dict[Any, int] = {}
+            if not self.control.eof:
+                wanted[self.control.sock] = selectors.EVENT_READ
+            if self.linkOpen:
+                wanted[self.link] = self.linkInterest()
+            for fileobj in list(registered):
+                if fileobj not in wanted:
+                    sel.unregister(fileobj)
+                    del registered[fileobj]
+            for fileobj, mask in wanted.items():
+                if fileobj not in registered:
+                    sel.register(fileobj, mask)
+                elif registered[fileobj] != mask:
+                    sel.modify(fileobj, mask)
+                registered[fileobj] = mask
+            timeout = None
+            if self.deadline is None and self.closed is not None:
+                # CLOS came: the socket's EOF is due once its bytes are read.
+                self.deadline = time.monotonic() + self.linger
+            if self.deadline is not None:
+                timeout = max(0.0, self.deadline - time.monotonic())
+            for key, mask in sel.select(timeout):
+                if key.fileobj is self.control.sock:
+                    self.control.readSome()
+                else:
+                    self.linkReady(mask)
+
+    def linkInterest(self) -> int:
+        raise NotImplementedError
+
+    def linkReady(self, mask: int) -> None:
+        raise NotImplementedError
+
+    def finished(self) -> bool:
+        raise NotImplementedError
+
+    def incomplete(self) -> CtlError:
+        raise NotImplementedError
+
+    def drain(self) -> bytes:
+        """One read from the link socket; marks it ended at EOF."""
+        try:
+            data = self.link.recv(_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError:
+            data = b""
+        if not data:
+            self.linkOpen = False
+        elif self.deadline is not None:
+            self.deadline = time.monotonic() + self.linger  # still flowing
+        return data
+
+
+class _Sender(_FileLink):
+    """Writes ``count`` bytes of ``fd`` from ``offset``, then half-closes."""
+
+    def __init__(self, control, linkId, link, progress, fd: int, offset: int, count: int,
+                 linger: float = LINGER):
+        _FileLink.__init__(self, control, linkId, link, progress, linger)
+        self.fd = fd
+        self.position = offset
+        self.end = offset + count
+        self.buffer = b""
+        self.shut = False
+        self.sent = 0
+
+    def linkInterest(self) -> int:
+        return selectors.EVENT_READ | (0 if self.shut else selectors.EVENT_WRITE)
+
+    def finished(self) -> bool:
+        return self.complete or not self.linkOpen
+
+    def linkReady(self, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE and not self.shut:
+            self._write()
+        if mask & selectors.EVENT_READ:
+            self.drain()  # a file receiver sends nothing; EOF ends the link
+
+    def _write(self) -> None:
+        if not self.buffer and self.position < self.end:
+            self.buffer = os.pread(self.fd, min(_CHUNK, self.end - self.position),
+                                   self.position)
+            if not self.buffer:
+                raise CtlError("the file became shorter while it was sent "
+                               "(%d bytes, %d expected)" % (self.position, self.end))
+            self.position += len(self.buffer)
+        if self.buffer:
+            try:
+                n = self.link.send(self.buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # The daemon dropped the local connection: the link failed
+                # (its event says why) or the receiver closed it early.
+                self.linkOpen = False
+                return
+            self.buffer = self.buffer[n:]
+            self.sent += n
+            self.progress.update(self.position - len(self.buffer))
+        if not self.buffer and self.position >= self.end:
+            self.shut = True
+            try:
+                self.link.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    @property
+    def complete(self) -> bool:
+        """Every byte was written and the write side shut."""
+        return self.shut and self.position >= self.end and not self.buffer
+
+    def incomplete(self) -> CtlError:
+        if not self.complete:
+            return CtlError("link %s: the link socket closed after %d of %d bytes, "
+                            "without an event saying why" % (
+                                self.linkId, self.position - len(self.buffer), self.end))
+        return CtlError("link %s: the link socket closed but no CLOS came" % self.linkId)
+
+
+class _Receiver(_FileLink):
+    """Appends what the link brings to ``out`` (hashing it) up to ``expected``."""
+
+    def __init__(self, control, linkId, link, progress, out, md5, have: int,
+                 expected: int, linger: float = LINGER):
+        _FileLink.__init__(self, control, linkId, link, progress, linger)
+        self.out = out
+        self.md5 = md5
+        self.have = have
+        self.expected = expected
+
+    def linkInterest(self) -> int:
+        return selectors.EVENT_READ
+
+    def linkReady(self, mask: int) -> None:
+        data = self.drain()
+        if not data:
+            return
+        if self.have + len(data) > self.expected:
+            raise CtlError("the sender sent more than the %d bytes it offered" % self.expected)
+        self.out.write(data)
+        self.md5.update(data)
+        self.have += len(data)
+        self.progress.update(self.have)
+
+    def finished(self) -> bool:
+        return not self.linkOpen
+
+    def incomplete(self) -> CtlError:
+        return CtlError("link %s: the link socket closed after %d of %d bytes, "
+                        "without a CLOS event" % (self.linkId, self.have, self.expected))
+
+
+def _sendCommand(jid: str, local: LocalFile, args: argparse.Namespace) -> str:
+    pairs: List[Tuple[str, Optional[str]]] = [
+        ("profile", "file"), ("name", local.name), ("size", str(local.size)),
+        ("hash", local.md5), ("date", local.date), ("desc", args.desc), ("range", "yes"),
+        ("methods", ",".join(_splitMethods(args.methods)) if args.methods else None),
+        ("block-size", None if args.block_size is None else str(args.block_size)),
+        ("stanza", args.stanza),
+    ]
+    return " ".join(["OPEN", formatValue(jid)] + [
+        "%s=%s" % (key, formatValue(value)) for key, value in pairs if value is not None])
+
+
+def cmdSend(control: ControlConnection, args: argparse.Namespace, console: Console) -> int:
+    local = LocalFile.inspect(args.file, withHash=not args.no_hash)
+    try:
+        fd = os.open(local.path, os.O_RDONLY)
+    except OSError as exc:
+        raise CtlError("cannot read %s: %s" % (local.path, exc.strerror or exc), EXIT_USAGE)
+    try:
+        reply = control.check(_sendCommand(args.jid, local, args))
+        options = reply.options()
+        linkId, path = options.get("link"), options.get("socket")
+        if not linkId or not path or path == "-":
+            raise CtlError("the daemon's reply names no link socket: %s" % reply.text)
+        good = _waitGood(control, linkId, console, args.verbose)
+        offset, count = _rangeOf(good, local.size)
+        if offset is None:
+            control.command("CLOSE " + formatValue(linkId))
+            raise CtlError("link %s: the receiver asked for a range outside the file "
+                           "(%s)" % (linkId, good.text))
+        if args.verbose and (offset or count != local.size):
+            console.err.write("bytestreamctl: the receiver asked for %d bytes from "
+                              "offset %d\n" % (count, offset))
+        link = _connectLink(control, linkId, path, args.linger)
+        try:
+            progress = ProgressBar(console.err, local.name, local.size, offset)
+            sender = _Sender(control, linkId, link, progress, fd, offset, count, args.linger)
+            closed = sender.run()
+        finally:
+            link.close()
+        if not sender.complete:
+            raise CtlError("link %s ended (%s) after %d of %d bytes were sent" % (
+                linkId, closed.text, sender.position - len(sender.buffer), sender.end))
+    finally:
+        os.close(fd)
+    if args.json:
+        _printJSON(console, {
+            "link": linkId, "file": local.path, "name": local.name, "size": local.size,
+            "md5": local.md5, "offset": offset, "length": count,
+            "method": good.options.get("method"), "peer": args.jid,
+            "sent": sender.sent, "seconds": round(progress.seconds, 3)})
+    elif progress.enabled or args.verbose:
+        console.err.write("bytestreamctl: sent %s (%d bytes%s) to %s via %s\n" % (
+            local.name, sender.sent, " from offset %d" % offset if offset else "", args.jid,
+            good.options.get("method", closed.options.get("method", "?"))))
+        console.err.flush()
+    return EXIT_OK
+
+
+def _rangeOf(good: Event, size: int) -> Tuple[Optional[int], int]:
+    """(offset, count) the GOOD event asks for; offset None if impossible."""
+    offset, length = good.options.get("offset", "0"), good.options.get("length")
+    if not offset.isdigit() or (length is not None and not length.isdigit()):
+        return None, 0
+    start = int(offset)
+    if start > size:
+        return None, 0
+    count = size - start if length is None else min(int(length), size - start)
+    return start, count
+
+
+@dataclass
+class _Offer:
+    """A file offer as ``receive`` sees it."""
+
+    id: str
+    sender: str
+    name: str
+    size: int
+    md5: Optional[str]
+    ranged: bool
+
+
+def _nextFileOffer(control: ControlConnection, args: argparse.Namespace,
+                   console: Console) -> Tuple[Event, Optional[_Offer]]:
+    deadline = None if args.max_wait is None else time.monotonic() + args.max_wait
+    # Offers that came before WATCH sent no event to us: LINKS shows them.
+    pending = deque(_pendingOffers(control))
+    while True:
+        event = pending.popleft() if pending else control.nextEvent(deadline)
+        if event is None:
+            raise CtlError("no file offer within %g s" % args.max_wait)
+        if event.kind != "OFFER" or not event.subject:
+            continue
+        if event.options.get("profile") != FILE_TRANSFER:
+            continue
+        sender = event.options.get("from", "")
+        if args.peer is not None and args.peer not in (sender, sender.split("/", 1)[0]):
+            continue
+        size = event.options.get("size", "")
+        name = safeFileName(event.options.get("name"))
+        if name is None or not (size.isascii() and size.isdigit()):
+            return event, None
+        md5 = event.options.get("hash")
+        return event, _Offer(event.subject, sender, name, int(size),
+                             md5.lower() if md5 else None,
+                             event.options.get("range") == "yes")
+
+
+def _pendingOffers(control: ControlConnection) -> List[Event]:
+    """Incoming offers still waiting, from ``LINKS``, as OFFER events."""
+    offers = []
+    for line in control.check("LINKS").lines[:-1]:
+        row = _parse(line)[1]
+        if row.get("state") != "OFFER" or row.get("direction") != "in" or not row.get("link"):
+            continue
+        options = {"from": row.get("peer", "")}
+        options.update((k, v) for k, v in row.items() if k in (
+            "profile", "service", "name", "size", "hash", "range"))
+        offers.append(Event("OFFER", [row["link"]], options, "OFFER %s (pending)" % row["link"]))
+    return offers
+
+
+def _refuse(control: ControlConnection, offerId: str, reason: str, message: str) -> CtlError:
+    control.command("REJECT %s reason=%s" % (formatValue(offerId), formatValue(reason)))
+    return CtlError(message)
+
+
+def cmdReceive(control: ControlConnection, args: argparse.Namespace,
+               console: Console) -> int:
+    directory = args.dir or "."
+    if not os.path.isdir(directory):
+        raise CtlError("--dir %s is not a directory" % directory, EXIT_USAGE)
+    control.check("WATCH")
+    event, offer = _nextFileOffer(control, args, console)
+    if offer is None:
+        raise _refuse(control, event.subject or "", "unusable file name or size",
+                      "refused offer %s: unusable file name or size (%s)" % (
+                          event.subject, event.text))
+    final = os.path.join(directory, offer.name)
+    temp = os.path.join(directory, "." + offer.name + ".part")
+    if os.path.lexists(final) and not args.overwrite:
+        raise _refuse(control, offer.id, "file exists",
+                      "refused %s from %s: %s exists (use --overwrite)" % (
+                          offer.name, offer.sender, final))
+    have = 0
+    if args.resume and offer.ranged and os.path.isfile(temp):
+        partial = os.path.getsize(temp)
+        if 0 < partial <= offer.size:
+            have = partial
+    md5 = hashlib.md5()
+    try:
+        out = open(temp, "r+b" if have else "wb")
+    except OSError as exc:
+        raise _refuse(control, offer.id, "cannot write the file",
+                      "cannot write %s: %s" % (temp, exc.strerror or exc))
+    keep = False
+    try:
+        if have:
+            for chunk in iter(lambda: out.read(1 << 20), b""):
+                md5.update(chunk)
+            out.seek(have)
+            out.truncate()
+        if args.verbose:
+            console.err.write("bytestreamctl: accepting %s (%d bytes) from %s%s\n" % (
+                offer.name, offer.size, offer.sender,
+                ", resuming at %d" % have if have else ""))
+        command = "ACCEPT " + formatValue(offer.id) + (" offset=%d" % have if have else "")
+        reply = control.check(command)
+        options = reply.options()
+        linkId, path = options.get("link", offer.id), options.get("socket")
+        if not path or path == "-":
+            raise CtlError("the daemon's reply names no link socket: %s" % reply.text)
+        keep = args.resume
+        link = _connectLink(control, linkId, path, args.linger)
+        try:
+            progress = ProgressBar(console.err, offer.name, offer.size, have)
+            receiver = _Receiver(control, linkId, link, progress, out, md5, have,
+                                 offer.size, args.linger)
+            receiver.run()
+        finally:
+            link.close()
+        if receiver.have != offer.size:
+            raise CtlError("%s is incomplete: received %d of %d bytes" % (
+                offer.name, receiver.have, offer.size))
+        digest = md5.hexdigest()
+        if offer.md5 is not None and digest != offer.md5:
+            keep = False  # wrong bytes: nothing to resume from
+            raise CtlError("%s is corrupt: md5 %s, the offer said %s" % (
+                offer.name, digest, offer.md5))
+        out.flush()
+        os.fsync(out.fileno())
+        out.close()
+        if os.path.lexists(final) and not args.overwrite:
+            raise CtlError("%s appeared while receiving; not overwritten (use --overwrite)"
+                           % final)
+        os.replace(temp, final)
+    except BaseException as exc:
+        out.close()
+        if keep and os.path.exists(temp) and os.path.getsize(temp):
+            if isinstance(exc, CtlError):
+                exc.message += " (partial file kept as %s for --resume)" % temp
+        else:
+            _unlink(temp)
+        raise
+    if args.json:
+        _printJSON(console, {
+            "file": final, "name": offer.name, "size": offer.size, "from": offer.sender,
+            "md5": digest, "hash-checked": offer.md5 is not None, "offset": have,
+            "link": linkId})
+    else:
+        console.out.write(final + "\n")
+        console.out.flush()
+    return EXIT_OK
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _printJSON(console: Console, obj: Any, indent: Optional[int] = 2) -> None:
@@ -796,11 +1364,33 @@ def buildParser() -> argparse.ArgumentParser:
                             "stdin ends the link once its bytes are delivered")
         p.add_argument("--linger", metavar="SECONDS", type=_positive, default=LINGER,
                        help=argparse.SUPPRESS)
-    p = add("send", cmdNotImplemented, "send FILE to JID (" + NOT_IMPLEMENTED + ")")
+    p = add("send", cmdSend, "offer FILE to JID (XEP-0096 file transfer) and send it",
+            withJson=True)
     p.add_argument("file", metavar="FILE")
     p.add_argument("jid", metavar="JID")
-    p = add("receive", cmdNotImplemented, "receive offered files (" + NOT_IMPLEMENTED + ")")
-    p.add_argument("--dir", metavar="DIR", help="directory to save files in")
+    p.add_argument("--desc", metavar="TEXT", help="description shown to the receiver")
+    p.add_argument("--no-hash", action="store_true",
+                   help="do not compute and offer the file's MD5")
+    p.add_argument("--methods", metavar="M1,M2", action="append",
+                   help="bytestream methods in preference order, e.g. s5b,ibb")
+    p.add_argument("--block-size", metavar="N", type=int, help="IBB block size")
+    p.add_argument("--stanza", choices=("iq", "message"), help="IBB stanza kind")
+    p.add_argument("--linger", metavar="SECONDS", type=_positive, default=LINGER,
+                   help=argparse.SUPPRESS)
+    p = add("receive", cmdReceive, "accept the next file offer (XEP-0096) and save the file",
+            withJson=True)
+    p.add_argument("--dir", metavar="DIR", help="directory to save the file in (default: .)")
+    p.add_argument("--from", dest="peer", metavar="JID",
+                   help="only an offer from JID (bare JIDs match any resource)")
+    p.add_argument("--max-wait", metavar="SECONDS", type=_positive,
+                   help="give up when no file offer came within SECONDS")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing file of the same name")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a partial file left by an earlier --resume, when the "
+                        "sender allows ranged transfers; keep the partial file on failure")
+    p.add_argument("--linger", metavar="SECONDS", type=_positive, default=LINGER,
+                   help=argparse.SUPPRESS)
     return parser
 
 
@@ -813,8 +1403,6 @@ def run(argv: Optional[Sequence[str]], console: Console) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     control: Optional[ControlConnection] = None
     try:
-        if args.func is cmdNotImplemented:
-            return cmdNotImplemented(None, args, console)
         path = args.control or defaultControlPath(console.environ, console.euid)
         control = ControlConnection.connect(path, args.timeout)
         return args.func(control, args, console)

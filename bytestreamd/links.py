@@ -92,8 +92,10 @@ class Link:
         """``name``, ``size`` (and the range asked for) of a file transfer."""
         if self.profile != ns.NS_SI_FILE_TRANSFER:
             return ()
-        pairs = [(key, str(self.headers[key])) for key in ("name", "size")
+        pairs = [(key, str(self.headers[key])) for key in ("name", "size", "hash")
                  if self.headers.get(key) is not None]
+        if self.headers.get("range") == "true":
+            pairs.append(("range", "yes"))
         return tuple(pairs) + tuple(self.rangeDetails())
 
     def rangeDetails(self) -> List[tuple]:
