@@ -13,8 +13,10 @@ beyond that the local socket is paused, so nothing is dropped.
 Contract (INTERFACE.md "Files and sockets"):
 
 * one local client at a time; a second connection is closed at once;
-* local EOF closes the link cleanly once every byte written was delivered;
-* a clean remote close delivers every byte, then EOF;
+* local EOF closes the link cleanly once every byte written was delivered
+  -- on a method that can half-close (SOCKS5) only our sending side, so the
+  peer's answer still arrives (ssh-style), on IBB the whole link;
+* a clean remote close (or a remote half-close) delivers every byte, then EOF;
 * BAD/ERR aborts the local connection (a reset, not an EOF), so a reader can
   never mistake a broken link for a complete transfer.
 """
@@ -56,13 +58,26 @@ class LocalProtocol(protocol.Protocol):
         self.splice.localLost(reason)
 
 
+@implementer(interfaces.IHalfCloseableProtocol)
 class RemoteProtocol(protocol.Protocol):
-    """The protocol attached to the bytestream; talks to its Splice."""
+    """
+    The protocol attached to the bytestream; talks to its Splice.
+
+    Half-closeable: a method that can carry a half-close (SOCKS5: TCP)
+    reports the peer's EOF as ``readConnectionLost`` and keeps the other
+    direction open; IBB, which has no half-close, just ends the stream.
+    """
 
     splice: "Splice"
 
     def dataReceived(self, data: bytes):
         self.splice.fromRemote(data)
+
+    def readConnectionLost(self):
+        self.splice.remoteEOF()
+
+    def writeConnectionLost(self):
+        pass
 
     def connectionLost(self, reason=None):
         self.splice.remoteLost(reason)
@@ -152,6 +167,15 @@ class Splice:
     def fromRemote(self, data: bytes) -> None:
         if self.local is not None:
             self.local.transport.write(data)
+
+    def remoteEOF(self) -> None:
+        """The peer will send nothing more: pass the EOF on, keep reading."""
+        if self.local is not None:
+            transport = self.local.transport
+            loseWrite = getattr(transport, "loseWriteConnection", None)
+            if loseWrite is not None:
+                transport.unregisterProducer()
+                loseWrite()
 
     def remoteLost(self, reason) -> None:
         self._remoteDone = True

@@ -140,3 +140,27 @@ class SpliceTests(SynchronousTestCase):
         local = LinkSocketFactory("x", splice).buildProtocol(None)
         local.makeConnection(StringTransport())
         self.assertIsNotNone(self.stream.protocol)
+
+
+class HalfCloseTests(SynchronousTestCase):
+    """A method that half-closes (SOCKS5) keeps the other direction open."""
+
+    def test_remoteEOFHalfClosesLocalAndKeepsReading(self):
+        ended = []
+        splice = Splice(10, ended.append)
+        local = LinkSocketFactory("x", splice).buildProtocol(None)
+        transport = StringTransport()
+        halfClosed = []
+        transport.loseWriteConnection = lambda: halfClosed.append(True)
+        local.makeConnection(transport)
+        stream = FakeStream()
+        splice.streamReady(stream)
+        stream.protocol.dataReceived(b"answer")
+        stream.protocol.readConnectionLost()
+        self.assertEqual(halfClosed, [True])
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(ended, [])
+        local.dataReceived(b"more from the local side")
+        self.assertIn(b"more from the local side", b"".join(stream.written))
+        local.readConnectionLost()
+        self.assertTrue(stream.closed)
