@@ -138,18 +138,26 @@ class SlixPeer:
         Wait for the peer to exit (killed after ``timeout``) and return its
         JSON result; a missing result becomes ``{"ok": False, "error": ...}``.
         """
+        late = None
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            return {"ok": False, "error": "slixmpp peer still running after %.0fs" % timeout}
+            late = "slixmpp peer still running after %.0fs (terminated)" % timeout
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
         self._reader.join(2)
         try:
             with open(self.resultPath) as f:
                 result = json.load(f)
         except (OSError, ValueError) as e:
-            return {"ok": False, "error": "no result from the slixmpp peer (exit %s): %s"
-                    % (self.process.returncode, e)}
+            result = {"ok": False, "error": "no result from the slixmpp peer (exit %s): %s"
+                      % (self.process.returncode, e)}
+        if late:
+            result["ok"] = False
+            result["error"] = "%s; %s" % (late, result.get("error"))
         result["exit"] = self.process.returncode
         return result
 
@@ -313,12 +321,14 @@ async def _receive(xmpp, options, result: Dict[str, Any]) -> None:
 
     def onIBBData(stream):
         data.extend(stream.read())
+        result["received"] = len(data)
 
     def onIBBEnd(stream):
         state["ended"] = "ibb close"
 
     def onS5BData(chunk):
         data.extend(chunk)
+        result["received"] = len(data)
 
     def onS5BClosed(exc):
         # socks5_closed carries no sid: slixmpp connects to every streamhost
@@ -337,7 +347,10 @@ async def _receive(xmpp, options, result: Dict[str, Any]) -> None:
     xmpp.add_event_handler("socks5_closed", onS5BClosed)
 
     print("READY %s" % xmpp.boundjid.full, flush=True)
-    iq = await asyncio.wait_for(offered, options.timeout)
+    try:
+        iq = await asyncio.wait_for(offered, options.timeout)
+    except asyncio.TimeoutError:
+        raise RuntimeError("no SI offer within %.0fs" % options.timeout) from None
     sid = iq["si"]["id"]
     options_ = iq["si"]["feature_neg"]["form"].get_fields()["stream-method"]["options"]
     result["offered"] = [SHORT.get(o["value"], o["value"]) for o in options_]
@@ -423,9 +436,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except Exception:  # noqa: BLE001 - leaving anyway
                 pass
 
+    async def guarded() -> None:
+        # SIGTERM (SlixPeer.wait giving up) cancels the run, so the result
+        # file still says how far it got.
+        import signal
+        task = asyncio.current_task()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await asyncio.wait_for(run(), options.timeout * 3)
+
     started = time.monotonic()
     try:
-        asyncio.run(asyncio.wait_for(run(), options.timeout * 3))
+        asyncio.run(guarded())
     except BaseException as e:  # noqa: BLE001 - every failure goes into the result
         result["ok"] = False
         result["error"] = "%s: %s" % (type(e).__name__, e)
