@@ -311,13 +311,41 @@ async def _receive(xmpp, options, result: Dict[str, Any]) -> None:
     offered = loop.create_future()
     data = bytearray()
     state: Dict[str, Any] = {"size": None}
+    result["offers"] = []
+
+    async def takeOffer(iq):
+        # Every offer from the sender is accepted: a peer whose first method
+        # failed may re-offer the remaining ones with a new SI id (XEP-0041
+        # keepAlive, as bytestreamd does); what came before is discarded.
+        sid = iq["si"]["id"]
+        fields = iq["si"]["feature_neg"]["form"].get_fields()
+        choices = fields["stream-method"]["options"] if "stream-method" in fields else []
+        pending = await si.api["get_pending"](iq["to"], sid, iq["from"])
+        if pending is None:
+            return
+        method = SHORT.get(pending["method"], pending["method"])
+        offer = {"sid": sid, "offered": [SHORT.get(o["value"], o["value"]) for o in choices],
+                 "method": method}
+        result["offers"].append(offer)
+        result.update(offer)
+        result["from"] = str(iq["from"])
+        result["profile"] = iq["si"]["profile"]
+        result["name"] = iq["si"]["file"]["name"]
+        result["offeredSize"] = int(iq["si"]["file"]["size"] or -1)
+        result["offeredHash"] = iq["si"]["file"]["hash"] or None
+        del data[:]
+        state.update(size=result["offeredSize"], method=method, streamStarted=False,
+                     ended=None)
+        await si.accept(iq["from"], sid, ifrom=iq["to"], stream_handler=onStream)
+        if not offered.done():
+            offered.set_result(iq)
 
     def onRequest(iq):
         if options.sender and iq["from"].bare != options.sender.split("/")[0]:
             return
-        if offered.done():
+        if len(result["offers"]) >= 4:
             return
-        offered.set_result(iq)
+        asyncio.ensure_future(takeOffer(iq))
 
     def onIBBData(stream):
         data.extend(stream.read())
@@ -348,24 +376,9 @@ async def _receive(xmpp, options, result: Dict[str, Any]) -> None:
 
     print("READY %s" % xmpp.boundjid.full, flush=True)
     try:
-        iq = await asyncio.wait_for(offered, options.timeout)
+        await asyncio.wait_for(offered, options.timeout)
     except asyncio.TimeoutError:
         raise RuntimeError("no SI offer within %.0fs" % options.timeout) from None
-    sid = iq["si"]["id"]
-    options_ = iq["si"]["feature_neg"]["form"].get_fields()["stream-method"]["options"]
-    result["offered"] = [SHORT.get(o["value"], o["value"]) for o in options_]
-    result["from"] = str(iq["from"])
-    result["sid"] = sid
-    result["profile"] = iq["si"]["profile"]
-    result["name"] = iq["si"]["file"]["name"]
-    result["offeredSize"] = int(iq["si"]["file"]["size"] or -1)
-    result["offeredHash"] = iq["si"]["file"]["hash"] or None
-    state["size"] = result["offeredSize"]
-    pending = await si.api["get_pending"](iq["to"], sid, iq["from"])
-    method = pending["method"]
-    state["method"] = SHORT.get(method, method)
-    result["method"] = state["method"]
-    await si.accept(iq["from"], sid, ifrom=iq["to"], stream_handler=onStream)
     deadline = loop.time() + options.timeout
     complete = None
     while loop.time() < deadline:
