@@ -316,6 +316,10 @@ class LinkManager:
         else:
             exc = f.value
             reason = getattr(exc, "reason", None) or f.getErrorMessage()
+            condition = getattr(exc, "condition", None)
+            if condition and condition not in reason:
+                # Scripts match on the XMPP condition; people read the words.
+                reason = "%s (%s)" % (reason, condition)
             if not f.check(MethodFailed, NegotiationFailed, NotConnected, OfferRejected):
                 log.failure("link {id}: negotiation failed unexpectedly", f, id=link.id)
             self._linkEvent(link, BAD, reason=reason, final=True)

@@ -196,9 +196,12 @@ class S5BMethod(Handler):
             proxies = await self.proxyDirectory.streamhosts(JID(ctx.initiator.host))
             hosts = (direct + proxies)[:self.maxCandidates]
             if not hosts:
+                problems = self.proxyDirectory.problems
                 raise MethodFailed(
                     "no streamhost to offer: no direct address (listening on %s) "
-                    "and no proxy" % self.direct.describeListening())
+                    "and no proxy%s" % (
+                        self.direct.describeListening(),
+                        " (%s)" % "; ".join(problems.values()) if problems else ""))
             iq = makeIQ("set", ctx.target)
             iq.addChild(Query(ctx.sid, hosts, MODE_TCP).toElement())
             answerTimeout = self.candidateTimeout * len(hosts) + self.requestTimeout

@@ -71,6 +71,9 @@ class ProxyDirectory:
 
     def __init__(self, ask: Ask, proxies: Optional[Sequence[JID]], timeout: float):
         self._ask = ask
+        #: Why each configured or discovered proxy is not being used, for
+        #: the BAD reason when no streamhost is left to offer.
+        self.problems: dict = {}
         self.proxies = None if proxies is None else list(proxies)
         self.timeout = timeout
         self._cache: Optional[List[StreamHost]] = None
@@ -158,7 +161,10 @@ class ProxyDirectory:
         iq.addChild(AddressRequest().toElement())
         try:
             result = await self._ask(iq, self.timeout, "proxy %s" % jid.full())
-            return AddressAnswer.fromElement(queryOf(result, ns.NS_S5B)).streamhosts
+            hosts = AddressAnswer.fromElement(queryOf(result, ns.NS_S5B)).streamhosts
+            self.problems.pop(jid.full(), None)
+            return hosts
         except (MethodFailed, MalformedS5B) as e:
             log.info("s5b: not using proxy {jid}: {e}", jid=jid.full(), e=e)
+            self.problems[jid.full()] = str(e)
             return []
