@@ -26,6 +26,7 @@ daemon log (with every stanza) and the slixmpp DEBUG log are printed.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -127,10 +128,13 @@ def resource(tag: str) -> str:
     return "slix-%s-%s" % (tag, secrets.token_hex(3))
 
 
-def daemonFor(daemons, slixBare: str, methods: Optional[str] = None) -> DaemonProcess:
+def daemonFor(daemons, slixBare: str, methods: Optional[str] = None,
+              more: Optional[Dict[str, Dict[str, str]]] = None) -> DaemonProcess:
     extra: Dict[str, Dict[str, str]] = {"daemon": {"log_traffic": "yes"}}
     if methods:
         extra["links"] = {"methods": methods}
+    for section, items in (more or {}).items():
+        extra.setdefault(section, {}).update(items)
     return daemons("bob", accept=slixBare, extra=extra)
 
 
@@ -254,10 +258,21 @@ def test_slixmpp_sends_to_daemon_over_s5b_via_proxy(prosody, daemons, slixAccoun
 # bytestreamd -> slixmpp
 # ---------------------------------------------------------------------------
 
+def usedStreamhost(peer: SlixPeer) -> Optional[str]:
+    """The jid of the <streamhost-used/> slixmpp (as target) answered with."""
+    for line in peer.stanzas("streamhost-used"):
+        if "SEND:" in line:
+            found = re.search(r"<streamhost-used jid=\"([^\"]+)\"", line)
+            if found:
+                return found.group(1)
+    return None
+
+
 def daemonToSlix(prosody, daemons, slixBare, peers, tmp_path, daemonMethods: Optional[str],
-                 size: int) -> Tuple[DaemonProcess, ControlClient, Dict]:
+                 size: int, extra: Optional[Dict[str, Dict[str, str]]] = None
+                 ) -> Tuple[DaemonProcess, ControlClient, Dict, SlixPeer]:
     """bob's daemon (``[links] methods``) sends one file to a slixmpp receiver."""
-    bob = daemonFor(daemons, slixBare, daemonMethods)
+    bob = daemonFor(daemons, slixBare, daemonMethods, extra)
     watch = bob.control(watch=True)
     tag = (daemonMethods or "default").replace(",", "-").replace(" ", "")
     name = "to-slixmpp-%s.bin" % tag
@@ -288,12 +303,12 @@ def daemonToSlix(prosody, daemons, slixBare, peers, tmp_path, daemonMethods: Opt
     assert got["sha256"] == digest, "sha256 of the file slixmpp received differs"
     if got.get("offeredHash"):
         assert got["offeredHash"] == got["md5"], got
-    return bob, watch, got
+    return bob, watch, got, receiver
 
 
 @pytest.mark.timeout(240)
 def test_daemon_sends_to_slixmpp_over_ibb(prosody, daemons, slixAccount, peers, tmp_path):
-    bob, watch, got = daemonToSlix(prosody, daemons, slixAccount, peers, tmp_path,
+    bob, watch, got, receiver = daemonToSlix(prosody, daemons, slixAccount, peers, tmp_path,
                                    "ibb", 1 * MiB + 5)
     assert got["offered"] == ["ibb"], got
     assert got["method"] == "ibb", got
@@ -306,12 +321,31 @@ def test_daemon_sends_to_slixmpp_over_s5b(prosody, daemons, slixAccount, peers, 
     the proxy; slixmpp connects to all of them and uses the first that
     answered in document order.
     """
-    bob, watch, got = daemonToSlix(prosody, daemons, slixAccount, peers, tmp_path,
+    bob, watch, got, receiver = daemonToSlix(prosody, daemons, slixAccount, peers, tmp_path,
                                    "s5b", 4 * MiB + 11)
     assert got["offered"] == ["s5b"], got
     assert got["method"] == "s5b", got
     good = [e for e in linkEventsOf(watch) if e.words[2:3] == ["GOOD"]]
     assert good and good[0].options.get("method") == "s5b", watch.events
+    assert usedStreamhost(receiver) in (bob.jid, prosody.proxyJID), \
+        receiver.stanzas("streamhost-used")
+
+
+@pytest.mark.timeout(240)
+def test_daemon_sends_to_slixmpp_via_proxy(prosody, daemons, slixAccount, peers, tmp_path):
+    """
+    The daemon's direct candidate is unusable (advertised on a port nobody
+    listens on): slixmpp as target gets "connection refused" there, answers
+    with the proxy, and bytestreamd as initiator must connect to proxy65
+    and activate the stream before sending.
+    """
+    from .harness import freePort
+    dead = "127.0.0.1:%d" % freePort()
+    bob, watch, got, receiver = daemonToSlix(prosody, daemons, slixAccount, peers, tmp_path,
+                                             "s5b", 2 * MiB + 1,
+                                             extra={"s5b": {"advertise": dead}})
+    assert got["method"] == "s5b", got
+    assert usedStreamhost(receiver) == prosody.proxyJID, receiver.stanzas("streamhost-used")
 
 
 @pytest.mark.timeout(240)
@@ -322,7 +356,7 @@ def test_daemon_sends_to_slixmpp_with_both_methods(prosody, daemons, slixAccount
     fixed preference, XEP-0095 lets the receiver choose): the file must
     arrive all the same, over IBB.
     """
-    bob, watch, got = daemonToSlix(prosody, daemons, slixAccount, peers, tmp_path,
+    bob, watch, got, receiver = daemonToSlix(prosody, daemons, slixAccount, peers, tmp_path,
                                    "s5b, ibb", 512 * KiB)
     assert sorted(got["offered"]) == ["ibb", "s5b"], got
     assert got["method"] == "ibb", "slixmpp no longer prefers IBB: %r" % got
