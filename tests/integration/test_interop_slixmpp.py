@@ -360,3 +360,84 @@ def test_daemon_sends_to_slixmpp_with_both_methods(prosody, daemons, slixAccount
                                    "s5b, ibb", 512 * KiB)
     assert sorted(got["offered"]) == ["ibb", "s5b"], got
     assert got["method"] == "ibb", "slixmpp no longer prefers IBB: %r" % got
+
+
+# ---------------------------------------------------------------------------
+# slixmpp's rough edges, and what bytestreamd makes of them
+# ---------------------------------------------------------------------------
+
+@pytest.mark.timeout(240)
+def test_slixmpp_without_proxy_offers_no_streamhost(prosody, daemons, slixAccount, peers,
+                                                    tmp_path):
+    """
+    On a server without proxy65, slixmpp's SOCKS5 initiator still sends its
+    <query/>, with no <streamhost/> (XEP-0065 says one or more). bytestreamd
+    must refuse it with an error rather than hang, end the link with a
+    reason, and leave no file behind.
+    """
+    bob = daemonFor(daemons, slixAccount)
+    watch = bob.control(watch=True)
+    src = str(tmp_path / "never.bin")
+    writeRandomFile(src, 64 * KiB)
+    outDir = tmp_path / "received"
+    outDir.mkdir()
+    receiver, receiverOut = startCtl(
+        bob, tmp_path, "receive", "receive", "--dir", str(outDir), "--from", slixAccount,
+        "--max-wait", str(TRANSFER_TIMEOUT))
+    time.sleep(1.0)
+    sender = SlixPeer.start(prosody, SLIX, resource("noproxy"), tmp_path, "send",
+                            "--to", bob.jid, "--file", src, "--methods", "s5b",
+                            "--no-proxies", timeout=60)
+    peers.append(sender)
+    sent = sender.wait(90)
+    assert not sent["ok"], sent
+    error = sent.get("error", "")
+    assert "IqError" in error or "iq" in error.lower(), \
+        "slixmpp should get an error answer to its empty streamhost query: %r" % sent
+    rc = finish(receiver, 90)
+    assert rc not in (0, None), "bytestreamctl receive: exit %s\n%s" % (rc, readText(receiverOut))
+    ended = [e for e in linkEventsOf(watch) if e.words[2:3] in (["BAD"], ["ERR"])]
+    assert ended and ended[-1].options.get("reason"), watch.events
+    assert os.listdir(str(outDir)) == [], os.listdir(str(outDir))
+
+
+@pytest.mark.timeout(240)
+def test_daemon_block_size_above_slixmpp_maximum(prosody, daemons, slixAccount, peers,
+                                                 tmp_path):
+    """
+    slixmpp refuses IBB blocks above 8192 bytes with <resource-constraint/>;
+    XEP-0047 lets the initiator retry with a smaller block size, and
+    bytestreamd does. But slixmpp 1.17 consumes the SI pre-authorisation of
+    the sid on the first <open/>, before checking the block size, so it
+    refuses the retry with <not-acceptable/>. Pinned: bytestreamd retries
+    smaller, then fails cleanly and finally with the peer's condition; if a
+    later slixmpp keeps the authorisation, the file must arrive intact.
+    """
+    bob = daemonFor(daemons, slixAccount, "ibb")
+    watch = bob.control(watch=True)
+    src = str(tmp_path / "big-blocks.bin")
+    digest = writeRandomFile(src, 256 * KiB)
+    inDir = tmp_path / "slix-in"
+    inDir.mkdir()
+    receiver = SlixPeer.start(prosody, SLIX, resource("bs"), tmp_path, "receive",
+                              "--dir", str(inDir), "--from", bob.bareJID, timeout=60)
+    peers.append(receiver)
+    assert receiver.waitReady(30), receiver.logTail(30)
+    done = runCtl(bob, "send", "--block-size", "16384", src, receiver.jid, timeout=120)
+    got = receiver.wait(90 if done.returncode == 0 else 5)
+
+    opens = [line for line in receiver.stanzas("<open ") if "RECV:" in line]
+    sizes = [int(m.group(1)) for m in
+             (re.search(r"block-size=[\"'](\d+)[\"']", line) for line in opens) if m]
+    assert sizes and sizes[0] == 16384, opens
+    if done.returncode == 0:
+        assert got["ok"] and got["sha256"] == digest, got
+        return
+    assert len(sizes) >= 2 and sizes[1] <= 8192, \
+        "bytestreamd did not retry <open/> with a smaller block size: %s" % sizes
+    bad = [e for e in linkEventsOf(watch) if e.words[2:3] in (["BAD"], ["ERR"])]
+    assert bad and bad[-1].words[2] == "BAD" and bad[-1].options.get("final") == "yes", \
+        watch.events
+    reason = bad[-1].options.get("reason", "")
+    assert "not-acceptable" in reason or "resource-constraint" in reason, reason
+    assert not got["ok"] and not os.listdir(str(inDir)), got

@@ -282,8 +282,14 @@ async def _send(xmpp, options, result: Dict[str, Any]) -> None:
             closed = asyncio.get_running_loop().create_future()
             xmpp.add_event_handler(
                 "socks5_closed", lambda exc: closed.done() or closed.set_result(exc))
-            sock = await xmpp.plugin["xep_0065"].handshake(peer, sid=sid,
-                                                           timeout=options.timeout)
+            s5b = xmpp.plugin["xep_0065"]
+            if options.no_proxies:
+                # What slixmpp does on a server without a proxy65: it still
+                # sends the streamhost query, with no <streamhost/> at all.
+                async def noProxies(*args, **kwargs):
+                    return {}
+                s5b.discover_proxies = noProxies
+            sock = await s5b.handshake(peer, sid=sid, timeout=options.timeout)
             if sock is None:
                 raise RuntimeError("SOCKS5 handshake with %s failed (no socket)" % peer)
             result["streamhosts"] = {str(k): list(v) for k, v in
@@ -425,6 +431,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--to", help="send: full JID of the receiver")
     parser.add_argument("--file", help="send: the file")
     parser.add_argument("--block-size", type=int, default=4096)
+    parser.add_argument("--no-proxies", action="store_true",
+                        help="send: act as on a server without proxy65 (no streamhost)")
     parser.add_argument("--dir", help="receive: directory to write into")
     parser.add_argument("--from", dest="sender", help="receive: only offers from this JID")
     options = parser.parse_args(argv)
