@@ -41,7 +41,8 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def transfer(work: str, sender, receiver, size: int, label: str) -> float:
+def transfer(work: str, sender, receiver, size: int, label: str,
+             methods: str) -> float:
     """
     Open a link sender -> receiver, accept it on the receiver's watching
     control connection, move ``size`` random bytes nc-to-nc, verify.
@@ -54,7 +55,7 @@ def transfer(work: str, sender, receiver, size: int, label: str) -> float:
     ctlR = receiver.control(watch=True)
     peer = "%s@localhost/daemon" % receiver.account
     say("%s: OPEN %s  (on %s's control socket)" % (label, peer, sender.account))
-    reply = ctlS.command("OPEN %s service=demo" % peer)
+    reply = ctlS.command("OPEN %s service=demo methods=%s" % (peer, methods))
     say("  -> %s" % reply)
     sockS = reply.lines[0].split("socket=", 1)[1]
     offer = ctlR.waitEvent(lambda l: " OFFER " in l, 15)
@@ -67,10 +68,10 @@ def transfer(work: str, sender, receiver, size: int, label: str) -> float:
     say("  %s sees: %s" % (sender.account, good))
     if " GOOD " not in good:
         raise SystemExit("demo: the link failed: " + good)
-    say("  nc -U %s > %s   and   nc -N -U %s < %s" % (sockR, dst, sockS, src))
+    say("  nc -d -U %s > %s   and   nc -N -U %s < %s" % (sockR, dst, sockS, src))
     start = time.monotonic()
     with open(dst, "wb") as out, open(src, "rb") as inp:
-        recv = subprocess.Popen(["nc", "-U", sockR], stdout=out)
+        recv = subprocess.Popen(["nc", "-d", "-U", sockR], stdout=out)
         send = subprocess.Popen(["nc", "-N", "-U", sockS], stdin=inp,
                                 stdout=subprocess.DEVNULL)
         recv.wait(300)
@@ -102,7 +103,9 @@ def main() -> int:
             prosody.register(name)
         prosody.start()
         say("prosody c2s on 127.0.0.1:%d, CA %s" % (prosody.c2sPort, prosody.caPath))
-        common = {"links": {"methods": "ibb"}}
+        # Both methods, loopback SOCKS5 candidates (a real deployment offers
+        # its interface addresses; the demo stays on 127.0.0.1).
+        common = {"links": {"methods": "s5b, ibb"}, "s5b": {"listen": "127.0.0.1:0"}}
         alice = DaemonProcess(prosody, "alice", os.path.join(work, "alice"),
                               dict(common, accept={"allow": "bob@localhost"}))
         bob = DaemonProcess(prosody, "bob", os.path.join(work, "bob"),
@@ -112,9 +115,9 @@ def main() -> int:
             d.start()
             say("%s's daemon is up: control socket %s" % (d.account, d.controlPath))
         size = args.mib << 20
-        transfer(work, alice, bob, size, "alice-to-bob")
-        transfer(work, bob, alice, size, "bob-to-alice")
-        say("OK: %d MiB went each way through an XMPP link and arrived intact"
+        transfer(work, alice, bob, size, "alice-to-bob", "ibb")
+        transfer(work, bob, alice, size, "bob-to-alice", "s5b")
+        say("OK: %d MiB went each way (in-band, then SOCKS5) and arrived intact"
             % args.mib)
         return 0
     finally:
