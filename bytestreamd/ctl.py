@@ -947,6 +947,12 @@ class _FileLink:
             data = b""
         if not data:
             self.linkOpen = False
+            # The peer is done.  A SOCKS5 link is half-closed here and ends
+            # (CLOS) only once our side is closed too; we have nothing to send.
+            try:
+                self.link.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
         elif self.deadline is not None:
             self.deadline = time.monotonic() + self.linger  # still flowing
         return data

@@ -414,3 +414,23 @@ def test_helpShowsTheFileOptions(capsys):
     text = capsys.readouterr().out
     for option in ("--dir", "--from", "--max-wait", "--overwrite", "--resume", "--json"):
         assert option in text
+
+
+def test_receiveClosesItsSideOfAHalfClosedLink(daemon, tmp_path):
+    """SOCKS5: the peer's EOF comes first; CLOS only once our side is closed too."""
+    import socket as socketModule
+    out = inDir(tmp_path)
+
+    def behaviour(sock):
+        sock.sendall(DATA)
+        sock.shutdown(socketModule.SHUT_WR)
+        link.readAll(sock)  # returns at the client's EOF (times out without it)
+        daemon.conns[-1].send("650 LINK 6 CLOS")
+    link = FakeLink(str(tmp_path), "6", behaviour)
+    daemon.reply("WATCH", "250 OK", offerLine("6"))
+    daemon.reply("LINKS", "250 OK")
+    daemon.reply("ACCEPT", "250 link=6 socket=%s" % link.path)
+    result = runCtl(daemon, ["receive", "--dir", str(out), "--linger", "10"])
+    link.join()
+    assert result.code == 0, result.err
+    assert (out / "data.bin").read_bytes() == DATA
