@@ -33,7 +33,7 @@ from twisted.words.protocols.jabber import client as jclient
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
-from wokkel import disco
+from wokkel import disco, iwokkel
 from wokkel.generic import FallbackHandler, VersionHandler
 from zope.interface import implementer
 
@@ -206,13 +206,22 @@ class _ReportingEndpoint:
         return d.addErrback(failed)
 
 
+@implementer(iwokkel.IDisco)
 class Identity(Handler):
-    """Our disco#info identity: an automated client."""
+    """
+    Our disco#info identity (an automated client) and the disco features
+    themselves, which XEP-0030 says every entity supports and wokkel's
+    DiscoHandler does not list on its own.
+    """
 
     def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
         if nodeIdentifier:
             return defer.succeed([])
-        return defer.succeed([disco.DiscoIdentity("client", "bot", "bytestreamd")])
+        return defer.succeed([
+            disco.DiscoIdentity("client", "bot", "bytestreamd"),
+            disco.DiscoFeature(disco.NS_DISCO_INFO),
+            disco.DiscoFeature(disco.NS_DISCO_ITEMS),
+        ])
 
     def getDiscoItems(self, requestor, target, nodeIdentifier=""):
         return defer.succeed([])
