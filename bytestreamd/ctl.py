@@ -1213,7 +1213,7 @@ def cmdReceive(control: ControlConnection, args: argparse.Namespace,
     except OSError as exc:
         raise _refuse(control, offer.id, "cannot write the file",
                       "cannot write %s: %s" % (temp, exc.strerror or exc))
-    keep = False
+    keep = bool(have)  # a partial file from an earlier run stays until replaced
     try:
         if have:
             for chunk in iter(lambda: out.read(1 << 20), b""):

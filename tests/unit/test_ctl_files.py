@@ -434,3 +434,15 @@ def test_receiveClosesItsSideOfAHalfClosedLink(daemon, tmp_path):
     link.join()
     assert result.code == 0, result.err
     assert (out / "data.bin").read_bytes() == DATA
+
+
+def test_receiveKeepsThePartialFileWhenAcceptFails(daemon, tmp_path):
+    out = inDir(tmp_path)
+    (out / ".data.bin.part").write_bytes(DATA[:1000])
+    daemon.reply("WATCH", "250 OK", offerLine("6"))
+    daemon.reply("LINKS", "250 OK")
+    daemon.reply("ACCEPT", "552 no such link or offer: 6")
+    result = runCtl(daemon, ["receive", "--dir", str(out), "--resume"])
+    assert result.code == 1
+    assert "552 no such link or offer: 6" in result.err
+    assert (out / ".data.bin.part").read_bytes() == DATA[:1000]
