@@ -108,7 +108,8 @@ class LinkManagerTests(SynchronousTestCase):
         last = self.events[-1]
         self.assertEqual(last.words, (info.id, "BAD"))
         self.assertIn(("final", "yes"), last.options)
-        self.assertIn(("reason", "no bytestream method in common"), last.options)
+        self.assertIn(("reason", "no bytestream method in common (no-valid-streams)"),
+                      last.options)
         self.assertEqual(self.manager.links(), [])
 
     def test_cleanEndIsClosAndErrorIsErr(self):
