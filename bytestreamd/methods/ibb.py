@@ -632,10 +632,14 @@ class IBBMethod(Handler):
             if f.check(jerror.StanzaError):
                 condition = f.value.condition
                 if condition == "resource-constraint" and size > self.minBlockSize:
+                    pending.setdefault("constrained", []).append(size)
                     attempt(max(self.minBlockSize, size // 2))
                     return
                 reason = "ibb: %s refused open (block-size %d): %s" % (
                     ctx.target.full(), size, failureText(f))
+                if pending.get("constrained"):
+                    reason += " (after resource-constraint at block-size %s)" % (
+                        ", ".join(str(n) for n in pending["constrained"]),)
             elif f.check(RequestTimeout):
                 condition = "timeout"
                 reason = "ibb: no answer from %s to open within %gs" % (

@@ -70,7 +70,9 @@ def _siCondition(exc: StanzaError) -> str:
 
 
 def _summary(failures: List[Tuple[str, str]]) -> str:
-    return "; ".join("%s: %s" % f for f in failures)
+    # Methods may already name themselves ("ibb: ..."); say it once.
+    return "; ".join(reason if reason.startswith(name + ":") else "%s: %s" % (name, reason)
+                     for name, reason in failures)
 
 
 def _bounded(clock, d: defer.Deferred, timeout: float) -> defer.Deferred:
