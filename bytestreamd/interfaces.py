@@ -153,11 +153,20 @@ class IControlBackend(Interface):
 
     def open(peer: JID, owner: object, service: Optional[str] = None,
              methods: Optional[list] = None, blockSize: Optional[int] = None,
-             stanza: Optional[str] = None) -> Any:
-        """Start an outgoing link; returns its LinkInfo at once."""
+             stanza: Optional[str] = None, profile: Optional[str] = None,
+             headers: Optional[dict] = None) -> Any:
+        """
+        Start an outgoing link; returns its LinkInfo at once.  ``profile``
+        is an SI profile namespace (default: the link profile) and
+        ``headers`` its fields (XEP-0096: name, size, hash, date, desc, range).
+        """
 
-    def accept(linkId: str, owner: object) -> Any:
-        """Accept a pending offer; returns its LinkInfo."""
+    def accept(linkId: str, owner: object, offset: Optional[int] = None,
+               length: Optional[int] = None) -> Any:
+        """
+        Accept a pending offer; returns its LinkInfo.  ``offset``/``length``
+        ask a ranged file offer for part of the file (XEP-0096 resume).
+        """
 
     def reject(linkId: str, reason: Optional[str] = None) -> None:
         """Refuse a pending offer."""
