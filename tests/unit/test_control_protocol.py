@@ -38,7 +38,8 @@ class FakeBackend:
         for sink in list(self.sinks):
             sink(event)
 
-    def open(self, peer, owner, service=None, methods=None, blockSize=None, stanza=None):
+    def open(self, peer, owner, service=None, methods=None, blockSize=None, stanza=None,
+             profile=None, headers=None):
         self.calls.append(("open", peer, owner, service, methods, blockSize, stanza))
         if self.raiseOnOpen is not None:
             raise self.raiseOnOpen
@@ -48,7 +49,7 @@ class FakeBackend:
         return LinkInfo(linkId, "NEGO", peer.full(), "out",
                         socket="/run/bytestreamd/links/" + linkId)
 
-    def accept(self, linkId, owner):
+    def accept(self, linkId, owner, offset=None, length=None):
         self.calls.append(("accept", linkId, owner))
         if linkId == "nope":
             raise NoSuchLink("no such offer nope")
