@@ -135,10 +135,14 @@ class Reaper:
                 print("cleanup: %s" % e, file=sys.stderr)
 
     def installSignals(self) -> None:
-        """SIGTERM/SIGHUP behave like Ctrl-C, so ``finally`` blocks run."""
+        """
+        SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, so ``finally``
+        blocks run. SIGINT explicitly too: a shell starting us in the
+        background without job control hands it down ignored.
+        """
         def interrupt(signum, frame):
             raise KeyboardInterrupt("signal %d" % signum)
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, interrupt)
 
 
@@ -309,7 +313,15 @@ class IQScanner:
         return found
 
 
+def _childSignals() -> None:
+    """A ceiling client leaves Ctrl-C to the parent, which terminates it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _rawLogin(prosody: ProsodyServer, account: str, resource: str) -> RawXMPPClient:
+    _childSignals()
     client = RawXMPPClient("127.0.0.1", prosody.c2sPort, prosody.jid(account, resource),
                            prosody.passwords[account], prosody.caPath, answerIQs=False)
     client.login(presence=False)
@@ -424,6 +436,8 @@ def ibbCeilingRun(prosody: ProsodyServer, size: int, blockSize: int, inflight: i
 
     def stop() -> None:
         for process in (sender, receiver):
+            if process.pid is None:  # never started
+                continue
             if process.is_alive():
                 process.terminate()
             process.join(5)
