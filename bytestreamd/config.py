@@ -70,7 +70,7 @@ class Config:
     methods: Tuple[str, ...] = ("s5b", "ibb")
     ibb_block_size: int = 4096
     ibb_stanza: str = "iq"
-    ibb_window: int = 16
+    ibb_window: int = 32
     max_links: int = 64
     link_buffer: int = 262144
     offer_timeout: float = 60.0
@@ -330,7 +330,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
     methods = _methods(r)
     ibbBlockSize = r.integer("links", "ibb_block_size", 4096, 1, 65535)
     ibbStanza = r.choice("links", "ibb_stanza", "iq", ("iq", "message"))
-    ibbWindow = r.integer("links", "ibb_window", 16, 1, 256)
+    ibbWindow = r.integer("links", "ibb_window", 32, 1, 256)
     maxLinks = r.integer("links", "max_links", 64, 1)
     linkBuffer = r.size("links", "link_buffer", 262144, 1024)
     offerTimeout = r.seconds("links", "offer_timeout", 60.0)

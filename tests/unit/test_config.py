@@ -66,7 +66,7 @@ def test_defaults():
     assert c.runtime_dir == "/run/bytestreamd-test"
     assert (c.socket_mode, c.socket_group) == (0o600, None)
     assert c.methods == ("s5b", "ibb")
-    assert (c.ibb_block_size, c.ibb_stanza, c.ibb_window) == (4096, "iq", 16)
+    assert (c.ibb_block_size, c.ibb_stanza, c.ibb_window) == (4096, "iq", 32)
     assert (c.max_links, c.link_buffer) == (64, 262144)
     assert (c.offer_timeout, c.attempt_timeout) == (60.0, 30.0)
     assert c.s5b_listen == (("0.0.0.0", 0),)
