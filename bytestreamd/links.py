@@ -37,6 +37,7 @@ from bytestreamd.events import (
     BAD, CLOS, ERR, GOOD, INIT, NEGOTIATING, OFFER, Event, LinkInfo)
 from bytestreamd.interfaces import IControlBackend
 from bytestreamd.local import LinkSocketFactory, Splice, listenLinkSocket
+from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.wire.si import FileProfile, MalformedSI, fileRangeAnswer
 
 log = Logger()
@@ -498,42 +499,8 @@ class LinkManager:
                 link.owner = None
 
     def status(self) -> List[tuple]:
-        conn = self.xmpp.connection
-        states: Dict[str, int] = {}
-        for link in self._links.values():
-            states[link.state] = states.get(link.state, 0) + 1
-        pairs = [
-            ("jid", (conn.jid or self.xmpp.jid).full()),
-            ("server", "connected" if self.xmpp.connected else "disconnected"),
-            ("server-target", self.xmpp.target),
-            ("methods", ",".join(self.methodNames)),
-            ("features", ",".join(sorted(self.features()))),
-            ("links", str(len(self._links))),
-        ]
-        if not self.xmpp.connected:
-            pairs.append(("reason", self.xmpp.state.lastReason))
-        for state in sorted(states):
-            pairs.append(("links-" + state.lower(), str(states[state])))
-        return pairs
-
-    def features(self) -> List[str]:
-        """The disco features we advertise (for STATUS)."""
-        names = {ns.NS_IBB: "ibb", ns.NS_S5B: "s5b", ns.NS_SI: "si",
-                 ns.NS_SI_MULTIPLE: "si-multiple", ns.NS_LINK_PROFILE: "link-profile",
-                 ns.NS_FEATURE_NEG: "feature-neg",
-                 ns.NS_SI_FILE_TRANSFER: "file-transfer"}
-        out = []
-        for handler in self.xmpp.connection:
-            get = getattr(handler, "getDiscoInfo", None)
-            if get is None:
-                continue
-            d = get(None, None, "")
-            result = []
-            d.addCallback(result.extend) if isinstance(d, defer.Deferred) else result.extend(d)
-            for item in result:
-                if item.__class__.__name__ == "DiscoFeature":
-                    out.append(names.get(str(item), str(item)))
-        return out
+        return daemonStatus(self.xmpp, self.methodNames,
+                            [link.state for link in self._links.values()])
 
     @defer.inlineCallbacks
     def probe(self, peer: JID):
@@ -543,23 +510,7 @@ class LinkManager:
             identities, features = yield self.discovery.info(peer)
         except Exception as e:
             raise PeerError("cannot reach %s: %s" % (peer.full(), _words(e)))
-        methods = [name for name, var in (("s5b", ns.NS_S5B), ("ibb", ns.NS_IBB))
-                   if var in features]
-        profiles = sorted(f.rsplit("/", 1)[-1] if f.startswith(ns.NS_SI + "/profile/")
-                          else ("link" if f == ns.NS_LINK_PROFILE else f)
-                          for f in features
-                          if f.startswith(ns.NS_SI + "/profile/") or f == ns.NS_LINK_PROFILE)
-        pairs = [
-            ("jid", peer.full()),
-            ("si", "yes" if ns.NS_SI in features else "no"),
-            ("methods", ",".join(methods) or "-"),
-            ("profiles", ",".join(profiles) or "-"),
-            ("si-multiple", "yes" if ns.NS_SI_MULTIPLE in features else "no"),
-            ("jingle", "yes" if "urn:xmpp:jingle:1" in features else "no"),
-            ("identities", ",".join("%s/%s" % i for i in sorted(identities)) or "-"),
-            ("features", ",".join(sorted(features))),
-        ]
-        return pairs
+        return peerSummary(peer.full(), identities, features)
 
     def shutdown(self) -> None:
         """Daemon stopping: end every link (the peer sees a close)."""
