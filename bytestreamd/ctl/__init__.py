@@ -1433,7 +1433,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # complaining when it flushes the dead stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
