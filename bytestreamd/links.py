@@ -38,7 +38,7 @@ from bytestreamd.events import (
 from bytestreamd.interfaces import IControlBackend
 from bytestreamd.local import LinkSocketFactory, Splice, listenLinkSocket
 from bytestreamd.report import daemonStatus, peerSummary
-from bytestreamd.wire.si import FileProfile, MalformedSI, fileRangeAnswer
+from bytestreamd.profiles import fileDetails, offerHeaders, rangeDetails, rangeRequest
 
 log = Logger()
 
@@ -90,18 +90,10 @@ class Link:
             + self.fileDetails())
 
     def fileDetails(self) -> tuple:
-        """``name``, ``size`` (and the range asked for) of a file transfer."""
-        if self.profile != ns.NS_SI_FILE_TRANSFER:
-            return ()
-        pairs = [(key, str(self.headers[key])) for key in ("name", "size", "hash")
-                 if self.headers.get(key) is not None]
-        if self.headers.get("range") == "true":
-            pairs.append(("range", "yes"))
-        return tuple(pairs) + tuple(self.rangeDetails())
+        return fileDetails(self.profile, self.headers, self.answer)
 
-    def rangeDetails(self) -> List[tuple]:
-        return [(key, self.answer[key]) for key in ("offset", "length")
-                if key in self.answer]
+    def rangeDetails(self) -> tuple:
+        return rangeDetails(self.answer)
 
 
 @implementer(IControlBackend)
@@ -231,7 +223,7 @@ class LinkManager:
         the sender can start at an offset).
         """
         profile = profile or ns.NS_LINK_PROFILE
-        headers = self._offerHeaders(profile, service, headers)
+        headers = offerHeaders(profile, service, headers)
         if not self.xmpp.connected:
             raise NotConnected()
         if methods:
@@ -270,23 +262,6 @@ class LinkManager:
         d.addCallbacks(lambda stream: self._established(link, stream),
                        lambda f: self._negotiationFailed(link, f))
         return link.info()
-
-    @staticmethod
-    def _offerHeaders(profile: str, service, headers) -> Dict[str, str]:
-        """The headers to offer for ``profile``, checked; 512 if they are wrong."""
-        if profile == ns.NS_LINK_PROFILE:
-            if headers:
-                raise SyntaxErrorInArgument(
-                    "%s are file-transfer options (profile=file)" % ", ".join(sorted(headers)))
-            return {"service": service} if service else {}
-        if profile != ns.NS_SI_FILE_TRANSFER:
-            raise SyntaxErrorInArgument("unknown profile %s" % (profile,))
-        if service:
-            raise SyntaxErrorInArgument("service= cannot be used with profile=file")
-        try:
-            return FileProfile.fromHeaders(dict(headers or {})).headers()
-        except MalformedSI as e:
-            raise SyntaxErrorInArgument(str(e))
 
     def _answered(self, link: Link, asked: Dict[str, str]) -> None:
         if asked and link.headers.get("range") != "true":
@@ -398,27 +373,12 @@ class LinkManager:
                              % (linkId, link.state))
         payload = None
         if offset is not None or length is not None:
-            payload = self._rangeAnswer(link, offset, length)
+            link.answer, payload = rangeRequest(link.id, link.profile, link.headers,
+                                                offset, length)
         link.owner = owner
         self._openSocket(link)
         self._startAccept(link, payload)
         return link.info()
-
-    def _rangeAnswer(self, link: Link, offset: Optional[int], length: Optional[int]):
-        if link.profile != ns.NS_SI_FILE_TRANSFER or link.headers.get("range") != "true":
-            raise SyntaxErrorInArgument(
-                "offset=/length= need a file offer that allows ranged transfers "
-                "(range=yes); offer %s has none" % (link.id,))
-        size = int(str(link.headers.get("size", "0")))
-        start = offset or 0
-        if start > size or (length is not None and start + length > size):
-            raise SyntaxErrorInArgument(
-                "range offset=%d%s is beyond the file's size %d"
-                % (start, "" if length is None else " length=%d" % length, size))
-        link.answer = {"offset": str(start)}
-        if length is not None:
-            link.answer["length"] = str(length)
-        return fileRangeAnswer(start, length)
 
     def _startAccept(self, link: Link, payload=None) -> None:
         link.state = INIT
