@@ -19,6 +19,7 @@ from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
 from twisted.python import failure
+from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel import disco as wdisco
@@ -186,3 +187,49 @@ def _query(result: domish.Element, uri: str) -> domish.Element:
             return child
     raise MalformedDisco("answer from %s has no %s query"
                          % (result.getAttribute("from", "?"), uri))
+
+
+class DiscoResponder(wdisco.DiscoHandler):
+    """
+    wokkel's disco#info/#items responder (it asks every IDisco sibling
+    handler what to advertise), minus one weakness: wokkel parses each
+    request's ``from`` and ``to`` with ``jid.internJID``, which caches every
+    JID it ever sees in a module-level dict that is never pruned -- memory any
+    peer can grow by asking from ever new resources.  Requests are parsed
+    with plain ``JID()`` here; everything else is wokkel's.
+    """
+
+    def _request(self, iq: domish.Element, verb: str) -> wdisco._DiscoRequest:
+        query = iq.query
+        node = query.getAttribute("node", "") if query is not None else ""
+        return wdisco._DiscoRequest(verb, node,
+                                    recipient=parseJID(iq.getAttribute("to")),
+                                    sender=parseJID(iq.getAttribute("from")))
+
+    def _onDiscoInfo(self, iq: domish.Element):
+        request = self._request(iq, "info")
+
+        def toResponse(info):
+            if request.nodeIdentifier and not info:
+                raise StanzaError("item-not-found")
+            response = wdisco.DiscoInfo()
+            response.nodeIdentifier = request.nodeIdentifier
+            for item in info:
+                response.append(item)
+            return response.toElement()
+
+        return self.info(request.sender, request.recipient,
+                         request.nodeIdentifier).addCallback(toResponse)
+
+    def _onDiscoItems(self, iq: domish.Element):
+        request = self._request(iq, "items")
+
+        def toResponse(items):
+            response = wdisco.DiscoItems()
+            response.nodeIdentifier = request.nodeIdentifier
+            for item in items:
+                response.append(item)
+            return response.toElement()
+
+        return self.items(request.sender, request.recipient,
+                          request.nodeIdentifier).addCallback(toResponse)

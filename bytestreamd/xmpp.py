@@ -38,6 +38,7 @@ from wokkel.generic import FallbackHandler, VersionHandler
 from zope.interface import implementer
 
 import bytestreamd
+from bytestreamd.disco import DiscoResponder
 from bytestreamd.stanzas import Connection, Handler
 
 log = Logger()
@@ -271,7 +272,7 @@ class XMPPClientService(service.MultiService):
         self.connection.logTraffic = logTraffic
         self.state = ServerState(self._stateChanged, self._loginFailed)
         self.state.setHandlerParent(self.connection)
-        disco.DiscoHandler().setHandlerParent(self.connection)
+        DiscoResponder().setHandlerParent(self.connection)
         Identity().setHandlerParent(self.connection)
         VersionHandler("bytestreamd", bytestreamd.__version__).setHandlerParent(
             self.connection)

@@ -144,3 +144,45 @@ class PeerDiscoveryTests(SynchronousTestCase):
         self.assertEqual([(i.entity, i.node, i.name) for i in items],
                          [(JID("proxy.example.org"), "", "Proxy"),
                           (JID("pubsub.example.org"), "n", None)])
+
+
+class DiscoResponderTests(SynchronousTestCase):
+    """Answers like wokkel's DiscoHandler, without interning requester JIDs."""
+
+    def setUp(self):
+        from bytestreamd.disco import DiscoResponder
+        from bytestreamd.xmpp import Identity
+        from twisted.words.protocols.jabber import jid as jidModule
+        self.jidModule = jidModule
+        self.h = ConnectionHarness()
+        self.h.addHandler(DiscoResponder())
+        self.h.addHandler(Identity())
+
+    def test_infoListsIdentityAndFeaturesWithoutInterning(self):
+        cache = getattr(self.jidModule, "__internJIDs")
+        before = len(cache)
+        self.h.receive("<iq type='get' id='d1' from='peer@example.org/r%s' "
+                       "to='alice@example.org/daemon'>"
+                       "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+                       % len(cache))
+        answer = self.h.sent[-1]
+        self.assertEqual((answer["type"], answer["id"]), ("result", "d1"))
+        features = {f["var"] for f in answer.query.elements() if f.name == "feature"}
+        self.assertIn("http://jabber.org/protocol/disco#info", features)
+        identity = [e for e in answer.query.elements() if e.name == "identity"][0]
+        self.assertEqual((identity["category"], identity["type"]), ("client", "bot"))
+        self.assertEqual(len(cache), before)
+
+    def test_unknownNodeIsItemNotFound(self):
+        self.h.receive("<iq type='get' id='d2' from='peer@example.org/r' "
+                       "to='alice@example.org/daemon'>"
+                       "<query xmlns='http://jabber.org/protocol/disco#info' node='x'/></iq>")
+        answer = self.h.sent[-1]
+        self.assertEqual(answer["type"], "error")
+        self.assertEqual(answer.error.firstChildElement().name, "item-not-found")
+
+    def test_items(self):
+        self.h.receive("<iq type='get' id='d3' from='peer@example.org/r' "
+                       "to='alice@example.org/daemon'>"
+                       "<query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+        self.assertEqual(self.h.sent[-1]["type"], "result")
