@@ -18,7 +18,7 @@ Incoming stanzas are dispatched by hand from two name-only observers (see
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Type, TypeVar
 
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
@@ -40,8 +40,14 @@ from bytestreamd.wire import ibb as wire
 
 _NS = ns.NS_IBB
 
+_Request = TypeVar("_Request", wire.Open, wire.Close)
+
 #: Smallest block size an initiator falls back to on resource-constraint.
 MIN_BLOCK_SIZE = 512
+
+
+def _inUse(sid: str) -> MethodFailed:
+    return MethodFailed("ibb: session %s already in use" % sid)
 
 
 def _ibbChild(stanza: domish.Element) -> Optional[domish.Element]:
@@ -147,7 +153,7 @@ class IBBMethod(Handler):
         except MethodFailed as e:
             return defer.fail(e)
         if ctx.sid in self._streams or ctx.sid in self._expected:
-            return defer.fail(MethodFailed("ibb: session %s already in use" % ctx.sid))
+            return defer.fail(_inUse(ctx.sid))
         pending: Dict[str, Any] = {}
 
         def cancel(_):
@@ -167,7 +173,7 @@ class IBBMethod(Handler):
         def opened(_, size: int) -> None:
             pending.pop("request", None)
             if ctx.sid in self._streams:
-                result.errback(MethodFailed("ibb: session %s already in use" % ctx.sid))
+                result.errback(_inUse(ctx.sid))
                 return
             result.callback(self._newStream(ctx, size, stanza))
 
@@ -200,7 +206,7 @@ class IBBMethod(Handler):
 
     def expect(self, ctx: StreamContext) -> defer.Deferred:
         if ctx.sid in self._streams or ctx.sid in self._expected:
-            return defer.fail(MethodFailed("ibb: session %s already in use" % ctx.sid))
+            return defer.fail(_inUse(ctx.sid))
 
         def cancel(d):
             if self._expected.get(ctx.sid, (None, None))[1] is d:
@@ -274,23 +280,33 @@ class IBBMethod(Handler):
         if payload is not None and payload.name == "data":
             self._onData(message, payload, False)
 
-    def _onOpen(self, iq: domish.Element, payload: domish.Element) -> None:
+    def _parseRequest(self, iq: domish.Element, payload: domish.Element,
+                      codec: Type[_Request]) -> Optional[_Request]:
+        """
+        Take an ``<open/>`` or ``<close/>`` iq and decode its payload with
+        ``codec``; a malformed one is refused (``bad-request``) and gives
+        ``None``.
+        """
         iq.handled = True
         try:
-            request = wire.Open.fromElement(payload)
+            return codec.fromElement(payload)
         except wire.MalformedIBB as e:
             self._refuse(iq, "bad-request", str(e))
+            return None
+
+    def _onOpen(self, iq: domish.Element, payload: domish.Element) -> None:
+        request = self._parseRequest(iq, payload, wire.Open)
+        if request is None:
             return
         sid = request.sid
         if sid in self._streams:
             self._refuse(iq, "not-acceptable", "IBB session %s is already open" % sid)
             return
-        expected = self._expected.get(sid)
-        if expected is None:
-            self._refuse(iq, "not-acceptable", "no IBB session %s was negotiated" % sid)
-            return
-        ctx, d = expected
-        if not _sameJID(iq.getAttribute("from"), ctx.initiator.full(), ctx.initiator):
+        ctx, d = self._expected.get(sid, (None, None))
+        # An open from anyone but the negotiated initiator is answered like
+        # one for an unknown sid, which does not tell them the sid exists.
+        if ctx is None or not _sameJID(iq.getAttribute("from"),
+                                       ctx.initiator.full(), ctx.initiator):
             self._refuse(iq, "not-acceptable", "no IBB session %s was negotiated" % sid)
             return
         if request.blockSize > self.maxBlockSize:
@@ -310,11 +326,8 @@ class IBBMethod(Handler):
         stream._dataReceived(stanza, data, isIQ)
 
     def _onClose(self, iq: domish.Element, payload: domish.Element) -> None:
-        iq.handled = True
-        try:
-            request = wire.Close.fromElement(payload)
-        except wire.MalformedIBB as e:
-            self._refuse(iq, "bad-request", str(e))
+        request = self._parseRequest(iq, payload, wire.Close)
+        if request is None:
             return
         stream = self._streams.get(request.sid)
         if stream is None:
