@@ -20,8 +20,10 @@ from typing import Callable, Dict, List, Optional
 
 import pytest
 
-from bytestreamd import ctl
 from bytestreamd.control.grammar import parseCommand
+from bytestreamd.ctl import run
+from bytestreamd.ctl.client import CtlError, defaultControlPath
+from bytestreamd.ctl.output import Console
 
 WAIT = 5.0
 
@@ -170,11 +172,11 @@ def runCtl(daemon: Optional[FakeDaemon], argv: List[str], stdin: bytes = b"",
     inFd = os.open(inPath, os.O_RDONLY) if stdinFd is None else stdinFd
     outFd = os.open(outPath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) if stdoutFd is None else stdoutFd
     out, err = io.StringIO(), io.StringIO()
-    console = ctl.Console(inFd, outFd, out, err, environ or {}, 1000)
+    console = Console(inFd, outFd, out, err, environ or {}, 1000)
     if daemon is not None and "--control" not in argv:
         argv = ["--control", daemon.path] + argv
     codes: List[int] = []
-    thread = threading.Thread(target=lambda: codes.append(ctl.run(argv, console)), daemon=True)
+    thread = threading.Thread(target=lambda: codes.append(run(argv, console)), daemon=True)
     thread.start()
     thread.join(WAIT)
     assert not thread.is_alive(), "bytestreamctl did not finish; stderr: %r" % err.getvalue()
@@ -193,14 +195,14 @@ def runCtl(daemon: Optional[FakeDaemon], argv: List[str], stdin: bytes = b"",
 
 
 def test_defaultControlPath():
-    assert ctl.defaultControlPath({}, 0) == "/run/bytestreamd/control"
-    assert ctl.defaultControlPath({"XDG_RUNTIME_DIR": "/run/user/5"}, 5) == \
+    assert defaultControlPath({}, 0) == "/run/bytestreamd/control"
+    assert defaultControlPath({"XDG_RUNTIME_DIR": "/run/user/5"}, 5) == \
         "/run/user/5/bytestreamd/control"
-    assert ctl.defaultControlPath(
+    assert defaultControlPath(
         {"XDG_RUNTIME_DIR": "/run/user/5", "BYTESTREAMD_CONTROL": "/tmp/c",
          "RUNTIME_DIRECTORY": "/nope"}, 5) == "/tmp/c"
-    with pytest.raises(ctl.CtlError) as info:
-        ctl.defaultControlPath({"RUNTIME_DIRECTORY": "/nope"}, 5)
+    with pytest.raises(CtlError) as info:
+        defaultControlPath({"RUNTIME_DIRECTORY": "/nope"}, 5)
     assert info.value.exitCode == 2
 
 
@@ -417,7 +419,7 @@ def test_eventsDoNotSplitReplies(daemon):
 
 def test_helpListsEveryCommand(daemon, capsys):
     # send and receive are tested in test_ctl_files.py
-    assert ctl.run(["--help"], ctl.Console(0, 1, io.StringIO(), io.StringIO(), {}, 0)) == 0
+    assert run(["--help"], Console(0, 1, io.StringIO(), io.StringIO(), {}, 0)) == 0
     helpText = capsys.readouterr().out
     for name in ("status", "links", "open", "close", "watch", "connect", "listen",
                  "send", "receive"):

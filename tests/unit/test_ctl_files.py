@@ -11,11 +11,13 @@ import io
 import json
 import os
 
-from bytestreamd import ctl
-from bytestreamd.control.grammar import parseCommand
+from bytestreamd.control.grammar import formatValue, parseCommand
+from bytestreamd.ctl import run
+from bytestreamd.ctl.files import FILE_TRANSFER, safeFileName
+from bytestreamd.ctl.output import Console, ProgressBar
 from tests.unit.test_ctl import FakeLink, daemon, runCtl  # noqa: F401  (fixture)
 
-FT = ctl.FILE_TRANSFER
+FT = FILE_TRANSFER
 DATA = bytes(range(256)) * 40 + b"tail"  # 10244 bytes
 MD5 = hashlib.md5(DATA).hexdigest()
 
@@ -29,7 +31,7 @@ def writeFile(tmp_path, name="data.bin", data=DATA):
 def offerLine(offerId="6", name="data.bin", size=len(DATA), md5=MD5, ranged=True,
               sender="alice@example.org/daemon"):
     line = "650 OFFER %s from=%s profile=%s name=%s size=%d" % (
-        offerId, sender, FT, ctl.formatValue(name), size)
+        offerId, sender, FT, formatValue(name), size)
     if md5:
         line += " hash=" + md5
     if ranged:
@@ -367,15 +369,15 @@ def test_receiveGivesUpAndChecksTheDir(daemon, tmp_path):
 
 
 def test_safeFileName():
-    assert ctl.safeFileName("report.pdf") == "report.pdf"
-    assert ctl.safeFileName("a b.txt") == "a b.txt"
-    assert ctl.safeFileName("/etc/passwd") == "passwd"
-    assert ctl.safeFileName("..\\..\\windows\\evil.exe") == "evil.exe"
-    assert ctl.safeFileName("...hidden") == "hidden"
-    assert ctl.safeFileName("bad\x00\x1b[31mname\x7f") == "bad[31mname"
-    assert ctl.safeFileName("é" * 200) == "é" * 120
+    assert safeFileName("report.pdf") == "report.pdf"
+    assert safeFileName("a b.txt") == "a b.txt"
+    assert safeFileName("/etc/passwd") == "passwd"
+    assert safeFileName("..\\..\\windows\\evil.exe") == "evil.exe"
+    assert safeFileName("...hidden") == "hidden"
+    assert safeFileName("bad\x00\x1b[31mname\x7f") == "bad[31mname"
+    assert safeFileName("é" * 200) == "é" * 120
     for bad in (None, "", ".", "..", "dir/", " . ", "\x01\x02"):
-        assert ctl.safeFileName(bad) is None, bad
+        assert safeFileName(bad) is None, bad
 
 
 class FakeTTY(io.StringIO):
@@ -386,7 +388,7 @@ class FakeTTY(io.StringIO):
 def test_progressBarOnlyOnATerminal():
     now = [100.0]
     tty = FakeTTY()
-    bar = ctl.ProgressBar(tty, "f.bin", 4 * 1048576, clock=lambda: now[0])
+    bar = ProgressBar(tty, "f.bin", 4 * 1048576, clock=lambda: now[0])
     now[0] = 101.0
     bar.update(1048576)
     bar.update(2 * 1048576)  # too soon: not drawn
@@ -398,19 +400,19 @@ def test_progressBarOnlyOnATerminal():
     assert lines[2].startswith("f.bin  3.0 MiB / 4.0 MiB   75%  1.5 MiB/s")
     assert tty.getvalue().endswith("\n")
     plain = io.StringIO()
-    bar = ctl.ProgressBar(plain, "f.bin", 10)
+    bar = ProgressBar(plain, "f.bin", 10)
     bar.update(5, force=True)
     bar.finish()
     assert plain.getvalue() == ""
 
 
 def test_helpShowsTheFileOptions(capsys):
-    console = ctl.Console(0, 1, io.StringIO(), io.StringIO(), {}, 0)
-    assert ctl.run(["send", "--help"], console) == 0
+    console = Console(0, 1, io.StringIO(), io.StringIO(), {}, 0)
+    assert run(["send", "--help"], console) == 0
     text = capsys.readouterr().out
     for option in ("--desc", "--no-hash", "--methods", "--json"):
         assert option in text
-    assert ctl.run(["receive", "--help"], console) == 0
+    assert run(["receive", "--help"], console) == 0
     text = capsys.readouterr().out
     for option in ("--dir", "--from", "--max-wait", "--overwrite", "--resume", "--json"):
         assert option in text
