@@ -20,3 +20,4 @@ unit:
 
 bench: bootstrap
 	$(PYTHON) bench/ibb
+	$(PYTHON) bench/s5b
