@@ -14,10 +14,12 @@ turned into wire form at exactly one boundary each:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from twisted.words.protocols.jabber.error import StanzaError
-from twisted.words.xish import domish
+if TYPE_CHECKING:  # Twisted is imported where it is used: bytestreamctl
+    # imports this module and should start in tens of milliseconds.
+    from twisted.words.protocols.jabber.error import StanzaError
+    from twisted.words.xish import domish
 
 
 class BytestreamdError(Exception):
@@ -152,6 +154,7 @@ def stanzaError(
     ``appCondition`` is an application-specific child, e.g.
     ``<no-valid-streams xmlns='http://jabber.org/protocol/si'/>``.
     """
+    from twisted.words.protocols.jabber.error import StanzaError
     return StanzaError(condition, type=type, text=text, appCondition=appCondition)
 
 

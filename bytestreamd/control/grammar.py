@@ -17,9 +17,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
-from twisted.words.protocols.jabber.jid import JID
+if TYPE_CHECKING:
+    from twisted.words.protocols.jabber.jid import JID
+
 
 from bytestreamd.errors import SyntaxErrorInArgument
 from bytestreamd.events import Event
@@ -237,6 +239,7 @@ def parseJID(text: str) -> JID:
     if at and not local:
         raise SyntaxErrorInArgument("bad JID %s: empty localpart" % shown)
     try:
+        from twisted.words.protocols.jabber.jid import JID  # not at CLI start-up
         jid = JID(text)
     except Exception as exc:
         raise SyntaxErrorInArgument("bad JID %s: %s" % (shown, exc))

@@ -697,3 +697,15 @@ def test_listenGivesUp(daemon):
     assert result.code == 1
     assert "no matching offer within 0.2 s" in result.err
     assert daemon.lines == ["WATCH"]
+
+
+def test_bytestreamctlStartsWithoutTwisted():
+    """A ProxyCommand starts for every ssh connection: keep Twisted out of it."""
+    import subprocess
+    import sys
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, bytestreamd.ctl; "
+         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'))"],
+        capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
