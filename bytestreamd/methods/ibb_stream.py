@@ -306,10 +306,7 @@ class IBBStream:
             return
         seq, length = entry
         if errorStanza is not None:
-            exc = jerror.exceptionFromStanza(errorStanza)
-            self._broken("peer refused data seq %d: %s"
-                         % (seq, failureText(failure.Failure(exc))),
-                         condition=exc.condition)
+            self._peerRefused("data seq %d" % seq, errorStanza)
             return
         self.bytesSent += length
         if self._inflight:
@@ -330,44 +327,45 @@ class IBBStream:
                      % (seq, self._ackTimeout), condition="timeout")
 
     def _messageError(self, errorStanza: domish.Element) -> None:
+        self._peerRefused("a data message", errorStanza)
+
+    def _peerRefused(self, what: str, errorStanza: domish.Element) -> None:
+        """The peer answered our data with an error: break with its condition."""
         exc = jerror.exceptionFromStanza(errorStanza)
-        self._broken("peer refused a data message: %s"
-                     % failureText(failure.Failure(exc)), condition=exc.condition)
+        self._broken("peer refused %s: %s" % (what, failureText(failure.Failure(exc))),
+                     condition=exc.condition)
 
     # -- receiving ----------------------------------------------------------
 
     def _dataReceived(self, stanza: domish.Element, data: domish.Element,
                       isIQ: bool) -> None:
         """Check one ``<data/>`` addressed to this session and take it."""
-        handler = self._handler
         if not _sameJID(stanza.getAttribute("from"), self._peerStr, self.peerJID):
-            handler._refuse(stanza, "not-acceptable",
-                            "IBB session %s belongs to another entity" % self.sid)
+            self._handler._refuse(stanza, "not-acceptable",
+                                  "IBB session %s belongs to another entity" % self.sid)
             return
         try:
             seq = wire.parseSeq(data.getAttribute("seq"))
         except wire.MalformedIBB as e:
-            handler._refuse(stanza, "bad-request", str(e))
-            self._broken("peer sent malformed data: %s" % e, condition="bad-request")
+            self._refuseData(stanza, "bad-request", str(e),
+                             "peer sent malformed data: %s" % e)
             return
         if seq != self._seqIn:
-            handler._refuse(stanza, "unexpected-request",
-                            "expected seq %d" % self._seqIn)
-            self._broken("data out of sequence: got seq %d, expected %d"
-                         % (seq, self._seqIn), condition="unexpected-request")
+            self._refuseData(stanza, "unexpected-request", "expected seq %d" % self._seqIn,
+                             "data out of sequence: got seq %d, expected %d"
+                             % (seq, self._seqIn))
             return
         try:
             payload = wire.decodeBase64(wire.elementText(data))
         except wire.MalformedIBB as e:
-            handler._refuse(stanza, "bad-request", str(e))
-            self._broken("peer sent bad data seq %d: %s" % (seq, e),
-                         condition="bad-request")
+            self._refuseData(stanza, "bad-request", str(e),
+                             "peer sent bad data seq %d: %s" % (seq, e))
             return
         if len(payload) > self.blockSize:
-            handler._refuse(stanza, "bad-request",
-                            "block larger than block-size %d" % self.blockSize)
-            self._broken("peer sent %d bytes in seq %d, block-size is %d"
-                         % (len(payload), seq, self.blockSize), condition="bad-request")
+            self._refuseData(stanza, "bad-request",
+                             "block larger than block-size %d" % self.blockSize,
+                             "peer sent %d bytes in seq %d, block-size is %d"
+                             % (len(payload), seq, self.blockSize))
             return
         self._seqIn = (seq + 1) & 0xFFFF
         self.bytesReceived += len(payload)
@@ -386,6 +384,12 @@ class IBBStream:
             self.protocol.dataReceived(payload)
         if ack is not None and not self._xmppDone:
             self._send(ack)
+
+    def _refuseData(self, stanza: domish.Element, condition: str, text: str,
+                    reason: str) -> None:
+        """Answer a bad block with ``condition`` and break the session with it."""
+        self._handler._refuse(stanza, condition, text)
+        self._broken(reason, condition=condition)
 
     def _deliver(self) -> None:
         """Hand held blocks to the protocol (and send their acks) while we may."""
@@ -408,9 +412,7 @@ class IBBStream:
             return
         if self._peerCloseIq is not None:
             iq, self._peerCloseIq = self._peerCloseIq, None
-            self._send(resultFor(iq))
-            self._endXMPP(sendClose=False)
-            self._finishAfterDelivery()
+            self._answerPeerClose(iq)
         elif self._disconnecting and not self._closeSent:
             self._closeSent = True
             d = self._handler._sendClose(self)
@@ -419,8 +421,7 @@ class IBBStream:
     def _closeAnswered(self, result) -> None:
         # Result, error (item-not-found...) or timeout: closed either way.
         if not self._xmppDone:
-            self._endXMPP(sendClose=False)
-            self._finishAfterDelivery()
+            self._closed()
 
     def _peerClose(self, iq: domish.Element) -> None:
         """The peer's ``<close/>`` (already checked to be from the peer)."""
@@ -434,12 +435,19 @@ class IBBStream:
                     return
         if self._closeSent or not (self._out or self._inflight):
             # Crossing closes, or nothing left to send: done now.
-            self._send(resultFor(iq))
-            self._endXMPP(sendClose=False)
-            self._finishAfterDelivery()
+            self._answerPeerClose(iq)
         else:
             # XEP-0047 3.3: we may finish sending first, then answer.
             self._peerCloseIq = iq
+
+    def _answerPeerClose(self, iq: domish.Element) -> None:
+        self._send(resultFor(iq))
+        self._closed()
+
+    def _closed(self) -> None:
+        """The close handshake is over: no more stanzas; end after delivery."""
+        self._endXMPP(sendClose=False)
+        self._finishAfterDelivery()
 
     def _broken(self, reason: str, condition: Optional[str] = None,
                 sendClose: bool = True) -> None:
