@@ -18,6 +18,7 @@ from zope.interface.verify import verifyObject
 
 from bytestreamd.errors import BytestreamBroken, MethodFailed
 from bytestreamd.interfaces import IBytestream, IStreamMethod, StreamContext
+from bytestreamd.methods import ibb_stream
 from bytestreamd.methods.ibb import IBBMethod
 from bytestreamd.ns import NS_IBB, NS_STANZAS
 from bytestreamd.wire import ibb as wire
@@ -165,6 +166,15 @@ class MethodTests(Base):
         self.assertEqual(self.m.getDiscoInfo(JID(BOB), JID(ALICE), "node"), [])
         self.assertEqual(self.m.getDiscoItems(JID(BOB), JID(ALICE)), [])
 
+    def test_reexports(self):
+        # IBBStream and IBBAddress live in ibb_stream; ibb.py re-exports them
+        # so ``from bytestreamd.methods.ibb import IBBStream`` keeps working.
+        from bytestreamd.methods import ibb
+        self.assertIs(ibb.IBBStream, ibb_stream.IBBStream)
+        self.assertIs(ibb.IBBAddress, ibb_stream.IBBAddress)
+        self.assertLessEqual({"IBBMethod", "IBBStream", "IBBAddress", "MIN_BLOCK_SIZE"},
+                             set(ibb.__all__))
+
     def test_constructorValidates(self):
         self.assertRaises(ValueError, IBBMethod, self.h.clock, blockSize=70000)
         self.assertRaises(ValueError, IBBMethod, self.h.clock, stanza="presence")
@@ -299,6 +309,19 @@ class ExpectTests(Base):
 
     def test_unknownSid(self):
         self.assertRefused(self.open("sid='other' block-size='4096'"), "not-acceptable")
+
+    def test_strangerAnsweredLikeUnknownSid(self):
+        # An open for an expected sid from the wrong entity gets exactly the
+        # answer an open for a sid nobody expects gets.
+        def errorOf(answer):
+            return condition(answer), str(child(child(answer, "error"), "text"))
+        stranger = errorOf(self.open(frm=MALLORY))
+        h, m = self.makeSide(BOB)   # expects nothing
+        h.receive("<iq type='set' id='o1' from='%s' to='%s'><open xmlns='%s' sid='s1' "
+                  "block-size='4096'/></iq>" % (MALLORY, BOB, NS_IBB))
+        self.assertEqual(stranger, errorOf(self.lastSent(h)))
+        self.assertEqual(stranger, (("not-acceptable", "cancel"),
+                                    "no IBB session s1 was negotiated"))
 
     def test_afterCancel(self):
         self.d.cancel()
