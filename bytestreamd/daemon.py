@@ -22,6 +22,7 @@ from bytestreamd.control.protocol import ControlFactory
 from bytestreamd.disco import PeerDiscovery
 from bytestreamd.errors import ConfigError
 from bytestreamd.links import LinkManager
+from bytestreamd.methods import s5b
 from bytestreamd.methods.ibb import IBBMethod
 from bytestreamd.negotiation.si import StreamInitiation
 from bytestreamd.xmpp import XMPPClientService
@@ -29,28 +30,22 @@ from bytestreamd.xmpp import XMPPClientService
 log = Logger()
 
 
-def buildMethods(reactor, config, xmpp) -> List:
+def buildMethods(reactor, config) -> List:
     """The enabled bytestream methods, in the configured preference order."""
-    available = {}
-    available["ibb"] = lambda: IBBMethod(
-        reactor, blockSize=config.ibb_block_size, stanza=config.ibb_stanza,
-        window=config.ibb_window)
-    try:
-        from bytestreamd.methods import s5b as _s5b  # noqa: F401
-    except ImportError:
-        _s5b = None
-    if _s5b is not None and hasattr(_s5b, "fromConfig"):
-        available["s5b"] = lambda: _s5b.fromConfig(reactor, config)
+    available = {
+        "ibb": lambda: IBBMethod(
+            reactor, blockSize=config.ibb_block_size, stanza=config.ibb_stanza,
+            window=config.ibb_window),
+        "s5b": lambda: s5b.fromConfig(reactor, config),
+    }
     methods = []
     for name in config.methods:
         if name not in available:
-            log.warn("method {name} is configured but not available in this "
-                     "build; skipping it", name=name)
-            continue
+            raise ConfigError("[links] methods: unknown method %s (known: %s)"
+                              % (name, ", ".join(sorted(available))))
         methods.append(available[name]())
     if not methods:
-        raise ConfigError("[links] methods: none of %s is available"
-                          % (", ".join(config.methods),))
+        raise ConfigError("[links] methods: no method enabled")
     return methods
 
 
@@ -110,7 +105,7 @@ class Daemon(service.MultiService):
             logTraffic=config.log_traffic)
         self.discovery = PeerDiscovery()
         self.xmpp.addHandler(self.discovery)
-        self.methods = buildMethods(reactor, config, self.xmpp)
+        self.methods = buildMethods(reactor, config)
         for method in self.methods:
             self.xmpp.addHandler(method)
         self.manager = None
@@ -130,6 +125,19 @@ class Daemon(service.MultiService):
     def startService(self):
         _makeRuntimeDir(self.config)
         service.MultiService.startService(self)
+        for method in self.methods:
+            # Bind the direct SOCKS5 ports now, so a port in use or a bad
+            # address stops the daemon with its reason instead of quietly
+            # leaving it proxy-only.
+            if isinstance(method, s5b.S5BMethod) and method.direct.listen:
+                try:
+                    ports = method.startListening()
+                except Exception as e:
+                    raise ConfigError("[s5b] listen: %s" % (e,))
+                for port in ports:
+                    host = port.getHost()
+                    log.info("SOCKS5 direct streamhost listening on {host}:{port}",
+                             host=host.host, port=host.port)
         self.control.startService()
         sdnotify.notify("READY=1", "STATUS=control socket ready; connecting to "
                         "XMPP server %s" % (self.xmpp.target,))
