@@ -206,30 +206,24 @@ class DiscoResponder(wdisco.DiscoHandler):
                                     recipient=parseJID(iq.getAttribute("to")),
                                     sender=parseJID(iq.getAttribute("from")))
 
-    def _onDiscoInfo(self, iq: domish.Element):
-        request = self._request(iq, "info")
+    def _answer(self, iq: domish.Element, verb: str):
+        request = self._request(iq, verb)
+        gather = self.info if verb == "info" else self.items
+        response = wdisco.DiscoInfo() if verb == "info" else wdisco.DiscoItems()
+        response.nodeIdentifier = request.nodeIdentifier
 
-        def toResponse(info):
-            if request.nodeIdentifier and not info:
+        def toResponse(entries):
+            if verb == "info" and request.nodeIdentifier and not entries:
                 raise StanzaError("item-not-found")
-            response = wdisco.DiscoInfo()
-            response.nodeIdentifier = request.nodeIdentifier
-            for item in info:
-                response.append(item)
+            for entry in entries:
+                response.append(entry)
             return response.toElement()
 
-        return self.info(request.sender, request.recipient,
-                         request.nodeIdentifier).addCallback(toResponse)
+        return gather(request.sender, request.recipient,
+                      request.nodeIdentifier).addCallback(toResponse)
+
+    def _onDiscoInfo(self, iq: domish.Element):
+        return self._answer(iq, "info")
 
     def _onDiscoItems(self, iq: domish.Element):
-        request = self._request(iq, "items")
-
-        def toResponse(items):
-            response = wdisco.DiscoItems()
-            response.nodeIdentifier = request.nodeIdentifier
-            for item in items:
-                response.append(item)
-            return response.toElement()
-
-        return self.items(request.sender, request.recipient,
-                          request.nodeIdentifier).addCallback(toResponse)
+        return self._answer(iq, "items")
