@@ -175,7 +175,18 @@ class _LateAcceptor:
 
 
 def _makeRuntimeDir(config) -> None:
-    path = config.runtime_dir
-    os.makedirs(path, mode=0o755, exist_ok=True)
-    links = os.path.join(path, "links")
-    os.makedirs(links, mode=0o755, exist_ok=True)
+    """
+    Create ``runtime_dir`` and ``links/`` private to the daemon's user --
+    link ids are capabilities of a sort, and other users have no business
+    listing them -- or, when the sockets are shared with a group
+    (``socket_group``), traversable by that group only.
+    """
+    shared = config.socket_group is not None or bool(config.socket_mode & 0o070)
+    mode = 0o750 if shared else 0o700
+    for path in (config.runtime_dir, os.path.join(config.runtime_dir, "links")):
+        os.makedirs(path, mode=mode, exist_ok=True)
+        if os.stat(path).st_uid != os.geteuid():
+            continue  # not ours to change (say, a shared directory)
+        os.chmod(path, mode)
+        if config.socket_group is not None:
+            os.chown(path, -1, config.socket_group)

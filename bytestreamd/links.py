@@ -141,8 +141,9 @@ class LinkManager:
         if reason is not None:
             link.reason = reason
         opts = []
-        if link.method and state != BAD or method:
-            opts.append(("method", method or link.method))
+        shown = method or (link.method if state != BAD else None)
+        if shown:
+            opts.append(("method", shown))
         opts.append(("peer", link.peer.full()))
         opts.extend(extra)
         if reason:
@@ -187,7 +188,7 @@ class LinkManager:
         return link
 
     def _openSocket(self, link: Link) -> None:
-        os.makedirs(self._linksDir, mode=0o755, exist_ok=True)
+        os.makedirs(self._linksDir, mode=0o700, exist_ok=True)  # made at start
         path = os.path.join(self._linksDir, link.id)
         link.splice = Splice(self.config.link_buffer,
                              lambda reason, link=link: self._remoteEnded(link, reason))

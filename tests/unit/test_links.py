@@ -188,3 +188,18 @@ class LinkManagerTests(SynchronousTestCase):
         self.manager.serverStateChanged(False, "connection refused")
         self.assertTrue(self.events[-1].broadcast)
         self.assertEqual(self.events[-1].words, ("disconnected",))
+
+
+class RuntimeDirTests(SynchronousTestCase):
+    def test_privateUnlessShared(self):
+        import dataclasses
+        import stat
+        from bytestreamd.daemon import _makeRuntimeDir
+        base = tempfile.mkdtemp()
+        config = Config(jid=JID("a@example.org/d"), password="x",
+                        runtime_dir=os.path.join(base, "run"))
+        _makeRuntimeDir(config)
+        for path in (config.runtime_dir, os.path.join(config.runtime_dir, "links")):
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o700)
+        _makeRuntimeDir(dataclasses.replace(config, socket_mode=0o660))
+        self.assertEqual(stat.S_IMODE(os.stat(config.runtime_dir).st_mode), 0o750)
