@@ -24,9 +24,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from bytestreamd import events, ns
 from bytestreamd.control import grammar
@@ -44,6 +45,10 @@ log = Logger()
 #: Only reachable by pipelining behind slow commands; keeps a client from
 #: making us queue without bound.
 MAX_PENDING = 64
+
+#: Bytes of replies and events a connection may owe a client that has
+#: stopped reading, beyond the transport's own buffer, before it is dropped.
+MAX_BACKLOG = 1 << 20
 
 #: How much of an unexpected exception's text goes into a 550 reply.
 _SHORT = 200
@@ -138,6 +143,11 @@ class ControlProtocol(protocol.Protocol):
     def connectionMade(self) -> None:
         self._sink = self.eventReceived
         self.backend.subscribe(self._sink)
+        # Know when the client stops reading: the transport pauses us once
+        # its send buffer is full.  See _send.
+        self._outputPaused = False
+        self._backlog = 0
+        self.transport.registerProducer(_OutputWatch(self), True)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._closing = True
@@ -248,7 +258,7 @@ class ControlProtocol(protocol.Protocol):
     def _flush(self) -> None:
         while self._queue and self._queue[0].data is not None:
             slot = self._queue.popleft()
-            self.transport.write(slot.data)
+            self._send(slot.data)
             if slot.closeAfter:
                 self._closing = True
                 self._queue.clear()
@@ -293,7 +303,24 @@ class ControlProtocol(protocol.Protocol):
         if any(slot.data is not None for slot in self._queue):
             self._queue.append(_Slot(data))
         else:
-            self.transport.write(data)
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        """
+        Write to the client, bounded: a client that stops reading (a WATCH
+        left in a stopped terminal, a crashed script) would otherwise make
+        the daemon buffer every event for it, forever.  Past MAX_BACKLOG
+        bytes written while the transport is full, the connection is dropped.
+        """
+        if self._outputPaused:
+            self._backlog += len(data)
+            if self._backlog > MAX_BACKLOG:
+                log.warn("control client is not reading ({n} bytes waiting); "
+                         "disconnecting it", n=self._backlog)
+                self._closing = True
+                self.transport.abortConnection()
+                return
+        self.transport.write(data)
 
     # --- commands ----------------------------------------------------------
 
@@ -394,6 +421,24 @@ class ControlProtocol(protocol.Protocol):
     def do_QUIT(self) -> bytes:
         self._quitting = True
         return grammar.formatReply(250, ["closing"])
+
+
+@implementer(interfaces.IPushProducer)
+class _OutputWatch:
+    """Registered on the transport only to hear when its send buffer is full."""
+
+    def __init__(self, proto: "ControlProtocol"):
+        self._proto = proto
+
+    def pauseProducing(self) -> None:
+        self._proto._outputPaused = True
+
+    def resumeProducing(self) -> None:
+        self._proto._outputPaused = False
+        self._proto._backlog = 0
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class ControlFactory(protocol.Factory):

@@ -471,3 +471,42 @@ class RoutingTests(ProtocolTestCase):
         self.assertEqual((code, sep), (250, " "))
         self.assertEqual(parseArguments(text)[1],
                          {"link": "l1", "socket": "/run/bytestreamd/links/l1"})
+
+
+class SlowReaderTests(SynchronousTestCase):
+    """A client that stops reading is dropped, not buffered for forever."""
+
+    def test_backlogBoundDropsTheConnection(self):
+        from bytestreamd.control.protocol import MAX_BACKLOG
+        from bytestreamd.events import Event
+        backend = FakeBackend()
+        proto = ControlFactory(backend).buildProtocol(None)
+        transport = StringTransport()
+        aborted = []
+        transport.abortConnection = lambda: aborted.append(True)
+        proto.makeConnection(transport)
+        proto.dataReceived(b"WATCH\n")
+        transport.producer.pauseProducing()       # the client's socket is full
+        event = Event("SERVER", ("connected",), (("reason", "x" * 1000),), broadcast=True)
+        for _ in range(MAX_BACKLOG // 1000 + 2):
+            if aborted:
+                break
+            proto.eventReceived(event)
+        self.assertEqual(aborted, [True])
+
+    def test_resumedClientIsKept(self):
+        from bytestreamd.control.protocol import MAX_BACKLOG
+        from bytestreamd.events import Event
+        backend = FakeBackend()
+        proto = ControlFactory(backend).buildProtocol(None)
+        transport = StringTransport()
+        aborted = []
+        transport.abortConnection = lambda: aborted.append(True)
+        proto.makeConnection(transport)
+        event = Event("SERVER", ("connected",), (("reason", "x" * 1000),), broadcast=True)
+        for _ in range(3):
+            transport.producer.pauseProducing()
+            for _ in range(MAX_BACKLOG // 2000):
+                proto.eventReceived(event)
+            transport.producer.resumeProducing()  # it read everything
+        self.assertEqual(aborted, [])
