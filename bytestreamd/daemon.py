@@ -25,6 +25,7 @@ from bytestreamd.links import LinkManager
 from bytestreamd.methods import s5b
 from bytestreamd.methods.ibb import IBBMethod
 from bytestreamd.negotiation.si import StreamInitiation
+from bytestreamd.presence import PeerPresence
 from bytestreamd.xmpp import XMPPClientService
 
 log = Logger()
@@ -117,6 +118,9 @@ class Daemon(service.MultiService):
         self.xmpp.addHandler(self.si)
         self.manager = LinkManager(reactor, config, self.xmpp, self.si,
                                    self.discovery, [m.name for m in self.methods])
+        self.presence = PeerPresence(self.manager.peerOffline)
+        self.xmpp.addHandler(self.presence)
+        self.manager.presence = self.presence
         self.xmpp.addListener(self._serverStateChanged)
         self.control = ControlSocketService(
             reactor, os.path.join(config.runtime_dir, "control"),

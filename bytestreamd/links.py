@@ -115,6 +115,8 @@ class LinkManager:
         self._links: Dict[str, Link] = {}
         self._sinks: List[Callable[[Event], None]] = []
         self._linksDir = os.path.join(config.runtime_dir, "links")
+        #: A PeerPresence, set by the daemon (optional in tests).
+        self.presence = None
 
     # --- events -----------------------------------------------------------
 
@@ -278,6 +280,8 @@ class LinkManager:
             stream.abortConnection()
             return
         link.stream = stream
+        if self.presence is not None and stream.method == "ibb":
+            self.presence.announce(link.peer)
         self._linkEvent(link, GOOD, stream.method, extra=tuple(link.rangeDetails()))
         link.splice.streamReady(stream)
 
@@ -314,6 +318,21 @@ class LinkManager:
             why = getattr(exc, "reason", None) or reason.getErrorMessage()
             self._linkEvent(link, ERR, reason=why)
         self._finish(link)
+
+    def peerOffline(self, peer: JID) -> None:
+        """
+        ``peer``'s XMPP session ended: its in-band links can carry nothing
+        more, so they end ERR now instead of waiting forever.
+        """
+        for link in list(self._links.values()):
+            if (link.peer == peer and link.stream is not None
+                    and link.stream.method == "ibb" and not link.done):
+                self._linkEvent(link, ERR, reason="peer %s went offline "
+                                "(unavailable presence); the in-band link is gone"
+                                % (peer.full(),))
+                link.splice.abort()
+                link.stream.abortConnection()
+                self._finish(link)
 
     # --- incoming (IOfferAcceptor) -----------------------------------------
 

@@ -17,8 +17,10 @@ Contract (INTERFACE.md "Files and sockets"):
   -- on a method that can half-close (SOCKS5) only our sending side, so the
   peer's answer still arrives (ssh-style), on IBB the whole link;
 * a clean remote close (or a remote half-close) delivers every byte, then EOF;
-* BAD/ERR aborts the local connection (a reset, not an EOF), so a reader can
-  never mistake a broken link for a complete transfer.
+* BAD/ERR aborts the local connection at once (what was buffered for it is
+  dropped).  A UNIX socket has no way to carry an error -- the client sees an
+  EOF -- so the truth is in the ``650 LINK ... ERR reason=...`` event, which
+  bytestreamctl checks before it reports success.
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ class Splice:
     # --- link layer -------------------------------------------------------
 
     def abort(self) -> None:
-        """The link ended BAD/ERR or was torn down: reset the local side."""
+        """The link ended BAD/ERR or was torn down: close the local side now."""
         if self.local is not None:
             self.local.transport.abortConnection()
         self.local = None

@@ -89,3 +89,45 @@ def test_stalled_reader_stops_the_sender(daemons, tmp_path, method):
             sender.kill()
     end = ctl.waitLinkState(aliceLink, ("CLOS", "ERR"), 60)
     assert end.words[2] == "CLOS", ctl.linkEvents(aliceLink)
+
+
+@pytest.mark.timeout(120)
+def test_vanished_sender_ends_the_in_band_link(daemons, tmp_path):
+    """
+    The sending daemon is killed mid-transfer: nothing in XEP-0047 tells the
+    receiver, but the sender's directed presence does -- the receiver's link
+    must end ERR with a reason instead of sitting GOOD forever.
+    """
+    alice = daemons("alice", accept="bob@localhost")
+    bob = daemons("bob", accept="alice@localhost")
+    watch = bob.control(watch=True)
+    ctl = alice.control()
+    aliceLink, alicePath = openLink(ctl, bob.jid, "methods=ibb")
+    _, bobLink, bobPath = acceptNextOffer(watch, "alice@localhost")
+    good = watch.waitLinkState(bobLink, ("GOOD", "BAD", "ERR"), 60)
+    assert good.words[2] == "GOOD", watch.linkEvents(bobLink)
+
+    writer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    writer.connect(alicePath)
+    reader = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    reader.connect(bobPath)
+    try:
+        writer.sendall(os.urandom(256 * 1024))
+        reader.settimeout(30)
+        assert reader.recv(65536), "no data arrived before the kill"
+        alice.process.kill()
+        alice.process.wait(10)
+        started = time.monotonic()
+        end = watch.waitLinkState(bobLink, ("ERR", "CLOS"), 30)
+        assert end.words[2] == "ERR", watch.linkEvents(bobLink)
+        assert "offline" in end.options.get("reason", ""), end
+        assert time.monotonic() - started < 20
+        # The local connection is closed at once, not left hanging.
+        try:
+            while reader.recv(65536):
+                pass
+        except OSError:
+            pass
+    finally:
+        writer.close()
+        reader.close()

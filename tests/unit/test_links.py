@@ -203,3 +203,26 @@ class RuntimeDirTests(SynchronousTestCase):
             self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o700)
         _makeRuntimeDir(dataclasses.replace(config, socket_mode=0o660))
         self.assertEqual(stat.S_IMODE(os.stat(config.runtime_dir).st_mode), 0o750)
+
+
+class PeerOfflineTests(LinkManagerTests.__bases__[0]):
+    def test_inBandLinksOfAVanishedPeerEndErr(self):
+        base = LinkManagerTests("test_serverEventsBroadcast")
+        base.setUp()
+        announced = []
+
+        class P:
+            def announce(self, peer):
+                announced.append(peer)
+        base.manager.presence = P()
+        info = base.manager.open(JID("bob@example.org/daemon"), "o")
+        stream = FakeStream()
+        base.si.offers[0][-1].callback(stream)
+        self.assertEqual(announced, [JID("bob@example.org/daemon")])
+        base.manager.peerOffline(JID("bob@example.org/other"))
+        self.assertEqual(base.events[-1].words, (info.id, "GOOD"))
+        base.manager.peerOffline(JID("bob@example.org/daemon"))
+        self.assertEqual(base.events[-1].words, (info.id, "ERR"))
+        self.assertIn("went offline", dict(base.events[-1].options)["reason"])
+        self.assertTrue(stream.aborted)
+        self.assertEqual(base.manager.links(), [])
