@@ -13,11 +13,14 @@ module providing :class:`IStreamMethod`, registered in preference order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
 
 
 @dataclass
@@ -94,14 +97,14 @@ class IStreamMethod(Interface):
     name = Attribute("Short name used in config, events and LINKS: 'ibb'.")
     namespace = Attribute("The SI stream-method value and disco feature.")
 
-    def initiate(ctx: StreamContext) -> "Deferred[IBytestream]":  # noqa: F821
+    def initiate(ctx: StreamContext) -> "Deferred[IBytestream]":
         """
         As initiator, open the bytestream with ``ctx.target``.  Fires with
         the established stream (GOOD); fails with
         :class:`bytestreamd.errors.MethodFailed` saying why (BAD).
         """
 
-    def expect(ctx: StreamContext) -> "Deferred[IBytestream]":  # noqa: F821
+    def expect(ctx: StreamContext) -> "Deferred[IBytestream]":
         """
         As target, allow ``ctx.initiator`` to open ``ctx.sid`` by this
         method and fire when it has.  Until this is called (and after its
@@ -180,7 +183,7 @@ class IControlBackend(Interface):
     def status() -> list:
         """``(key, value)`` pairs describing the daemon."""
 
-    def probe(peer: JID) -> "Deferred[list]":  # noqa: F821
+    def probe(peer: JID) -> "Deferred[list]":
         """``(key, value)`` pairs of what the peer supports."""
 
     def subscribe(sink: IEventSink) -> None:

@@ -23,7 +23,7 @@ import os
 import secrets
 from typing import Callable, Dict, List, Optional
 
-from twisted.internet import defer, endpoints, error, protocol
+from twisted.internet import defer, endpoints, error
 from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber.jid import JID
@@ -31,12 +31,13 @@ from zope.interface import implementer
 
 from bytestreamd import ns
 from bytestreamd.errors import (
-    BytestreamBroken, MethodFailed, NegotiationFailed, NoSuchLink, NotConnected,
+    MethodFailed, NegotiationFailed, NoSuchLink, NotConnected,
     OfferRejected, PeerError, ResourceLimit, SyntaxErrorInArgument)
 from bytestreamd.events import (
     BAD, CLOS, ERR, GOOD, INIT, NEGOTIATING, OFFER, Event, LinkInfo)
 from bytestreamd.interfaces import IControlBackend
-from bytestreamd.local import LinkSocketFactory, Splice, listenLinkSocket
+from bytestreamd.local import (LinkSocketFactory, ServiceFactory, Splice,
+                               listenLinkSocket)
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.profiles import fileDetails, offerHeaders, rangeDetails, rangeRequest
 
@@ -192,13 +193,16 @@ class LinkManager:
     def _openSocket(self, link: Link) -> None:
         os.makedirs(self._linksDir, mode=0o700, exist_ok=True)  # made at start
         path = os.path.join(self._linksDir, link.id)
-        link.splice = Splice(self.config.link_buffer,
-                             lambda reason, link=link: self._remoteEnded(link, reason))
-        factory = LinkSocketFactory(link.id, link.splice)
+        factory = LinkSocketFactory(link.id, self._newSplice(link))
         link.port = listenLinkSocket(self.reactor, path, factory,
                                      self.config.socket_mode,
                                      self.config.socket_group)
         link.socketPath = path
+
+    def _newSplice(self, link: Link) -> Splice:
+        link.splice = Splice(self.config.link_buffer,
+                             lambda reason: self._remoteEnded(link, reason))
+        return link.splice
 
     def _finish(self, link: Link) -> None:
         """Forget a link that reached a final state; remove its socket."""
@@ -416,10 +420,8 @@ class LinkManager:
         answers: a peer whose sshd is down gets a clear refusal, not a link
         that dies after GOOD.
         """
-        link.splice = Splice(self.config.link_buffer,
-                             lambda reason, link=link: self._remoteEnded(link, reason))
         link.socketPath = None
-        factory = _ServiceFactory(link.splice)
+        factory = ServiceFactory(self._newSplice(link))
         try:
             ep = endpoints.clientFromString(self.reactor, endpointString)
             d = ep.connect(factory)
@@ -503,17 +505,6 @@ class LinkManager:
                 link.closing = True
                 link.negotiation.cancel()
             self._finish(link)
-
-
-class _ServiceFactory(protocol.ClientFactory):
-    def __init__(self, splice: Splice):
-        self.splice = splice
-
-    def buildProtocol(self, addr):
-        from bytestreamd.local import LocalProtocol
-        p = LocalProtocol()
-        p.splice = self.splice
-        return p
 
 
 def _words(e: Exception) -> str:

@@ -235,6 +235,21 @@ class _Refuse(protocol.Protocol):
         self.transport.loseConnection()
 
 
+class ServiceFactory(protocol.ClientFactory):
+    """
+    The local side of a link accepted for a ``[services]`` endpoint: the
+    connection to that endpoint plays the part of the link socket's client.
+    """
+
+    def __init__(self, splice: Splice):
+        self.splice = splice
+
+    def buildProtocol(self, addr):
+        p = LocalProtocol()
+        p.splice = self.splice
+        return p
+
+
 def listenLinkSocket(reactor, path: str, factory: protocol.Factory, mode: int,
                      gid: Optional[int]):
     """Listen on ``path`` with ``mode`` (and ``gid``); returns the port."""

@@ -16,13 +16,13 @@ import json
 import os
 import subprocess
 import sys
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import pytest
 
 from .harness.daemon import REPO_ROOT, twistdEnvironment
 from .harness.flows import MiB, openLink
-from .harness.transfer import SocketPump, sha256File, waitForPath, writeRandomFile
+from .harness.transfer import SocketPump, sha256File, writeRandomFile
 
 FT_NS = "http://jabber.org/protocol/si/profile/file-transfer"
 TIMEOUT = 120

@@ -476,37 +476,31 @@ class RoutingTests(ProtocolTestCase):
 class SlowReaderTests(SynchronousTestCase):
     """A client that stops reading is dropped, not buffered for forever."""
 
+    def setUp(self):
+        from bytestreamd.events import Event
+        self.proto = ControlFactory(FakeBackend()).buildProtocol(None)
+        self.transport = StringTransport()
+        self.aborted = []
+        self.transport.abortConnection = lambda: self.aborted.append(True)
+        self.proto.makeConnection(self.transport)
+        self.event = Event("SERVER", ("connected",), (("reason", "x" * 1000),),
+                           broadcast=True)
+
     def test_backlogBoundDropsTheConnection(self):
         from bytestreamd.control.protocol import MAX_BACKLOG
-        from bytestreamd.events import Event
-        backend = FakeBackend()
-        proto = ControlFactory(backend).buildProtocol(None)
-        transport = StringTransport()
-        aborted = []
-        transport.abortConnection = lambda: aborted.append(True)
-        proto.makeConnection(transport)
-        proto.dataReceived(b"WATCH\n")
-        transport.producer.pauseProducing()       # the client's socket is full
-        event = Event("SERVER", ("connected",), (("reason", "x" * 1000),), broadcast=True)
+        self.proto.dataReceived(b"WATCH\n")
+        self.transport.producer.pauseProducing()       # the client's socket is full
         for _ in range(MAX_BACKLOG // 1000 + 2):
-            if aborted:
+            if self.aborted:
                 break
-            proto.eventReceived(event)
-        self.assertEqual(aborted, [True])
+            self.proto.eventReceived(self.event)
+        self.assertEqual(self.aborted, [True])
 
     def test_resumedClientIsKept(self):
         from bytestreamd.control.protocol import MAX_BACKLOG
-        from bytestreamd.events import Event
-        backend = FakeBackend()
-        proto = ControlFactory(backend).buildProtocol(None)
-        transport = StringTransport()
-        aborted = []
-        transport.abortConnection = lambda: aborted.append(True)
-        proto.makeConnection(transport)
-        event = Event("SERVER", ("connected",), (("reason", "x" * 1000),), broadcast=True)
         for _ in range(3):
-            transport.producer.pauseProducing()
+            self.transport.producer.pauseProducing()
             for _ in range(MAX_BACKLOG // 2000):
-                proto.eventReceived(event)
-            transport.producer.resumeProducing()  # it read everything
-        self.assertEqual(aborted, [])
+                self.proto.eventReceived(self.event)
+            self.transport.producer.resumeProducing()  # it read everything
+        self.assertEqual(self.aborted, [])
