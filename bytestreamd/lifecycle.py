@@ -129,9 +129,14 @@ class LinkLifecycle:
     them, ``unsent`` local bytes that could not be sent any more.
     """
 
-    def __init__(self, confirmed: bool, settleTimeout: float = 30.0):
+    def __init__(self, confirmed: bool, settleTimeout: float = 30.0,
+                 halfClose: bool = True):
         self.confirmed = confirmed
         self.settleTimeout = settleTimeout
+        #: Can one direction end while the other goes on?  SOCKS5 (TCP) can;
+        #: IBB cannot, and INTERFACE.md promises that a local EOF closes an
+        #: in-band link -- so there the peer's eof ends our sending too.
+        self.halfClose = halfClose
         self.sent = 0
         self.delivered = 0
         self.discarded = 0
@@ -361,6 +366,8 @@ class LinkLifecycle:
             self.peerEOFDelivered = True
             if not self.localGone and not self.closeRequested:
                 out.append(LocalEOF())
+            if not self.halfClose:
+                out += self._sendEOF()
         if self.endSent is None:
             peerStopped = self.peerEnd is not None and (
                 self.peerSent is not None and self._arrived == self.peerSent)

@@ -369,7 +369,9 @@ class LinkManager:
                 self._finish(link)
             return
         confirmed = self.endChannel is not None and peerConfirms(features)
-        lifecycle = LinkLifecycle(confirmed, self.config.peer_timeout)
+        lifecycle = LinkLifecycle(
+            confirmed, self.config.peer_timeout,
+            halfClose=getattr(stream, "loseWriteConnection", None) is not None)
         splice = link.splice
         if confirmed:
             link.session = self.endChannel.open(

@@ -56,6 +56,20 @@ class ConfirmedPairTests(SynchronousTestCase):
         self.assertEqual(finalA, [lc.Finished("CLOS", None, True)])
         self.assertEqual(finalB, [lc.Finished("CLOS", None, True)])
 
+    def test_withoutHalfCloseThePeersEOFEndsTheLink(self):
+        # IBB: a local EOF closes the whole link (INTERFACE.md), confirmed.
+        a, b = LinkLifecycle(True, 10, halfClose=False), LinkLifecycle(True, 10, halfClose=False)
+        a.localData(5)
+        b.remoteData(5)
+        atB = self.relay(a.localEnded(), b)
+        self.assertEqual(atB[:2], [lc.LocalEOF(), lc.SendEOF(0)])
+        endB = [e for e in atB if isinstance(e, lc.SendEnd)]
+        atA = self.relay(atB, a)
+        self.relay([e for e in atA if isinstance(e, lc.SendEnd)], b)
+        self.assertEqual(a.finished, lc.Finished("CLOS", None, True))
+        self.assertEqual(b.finished, lc.Finished("CLOS", None, True))
+        self.assertEqual(len(endB), 1)
+
     def test_eofWaitsForEveryAnnouncedByte(self):
         self.a.localData(10)
         self.relay(self.a.localEnded(), self.b)  # eof(10) before any byte arrived
