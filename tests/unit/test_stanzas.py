@@ -22,7 +22,7 @@ class ConnectionTests(SynchronousTestCase):
         iq = makeIQ("get", JID("bob@example.org/x"))
         d = self.h.connection.request(iq)
         self.h.receive(
-            "<iq type='error' id='%s'><error type='cancel'>"
+            "<iq type='error' id='%s' from='bob@example.org/x'><error type='cancel'>"
             "<forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
             % iq["id"])
         self.assertEqual(self.failureResultOf(d, StanzaError).value.condition, "forbidden")
