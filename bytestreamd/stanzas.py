@@ -22,6 +22,7 @@ request when the stream goes away.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Dict, NamedTuple, Optional, Set, Union
 
@@ -111,6 +112,63 @@ def printable(text: Optional[str], limit: int = 200) -> str:
     return out + ("..." if len(text) > limit else "")
 
 
+class SASLRedactor:
+    """
+    Removes SASL payloads from one direction of raw stream traffic before
+    ``log_traffic`` logs it.
+
+    The contents of ``<auth/>``, ``<response/>``, ``<challenge/>`` and
+    ``<success/>`` (RFC 6120 6.4) are the password itself for PLAIN and
+    material to attack it offline for SCRAM, so they are replaced by
+    ``[redacted]`` always; the tags, attributes (the mechanism) and every
+    other byte are kept.  Raw data arrives in arbitrary chunks, so this is a
+    small state machine: a tag cut in two is held until its ``>`` arrives,
+    and content is redacted up to the next ``</`` even across chunks.
+    """
+
+    REDACTED = b"[redacted]"
+    _OPEN = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:auth|response|challenge|success)"
+                       rb"(?=[\s/>])[^>]*>")
+    #: A cut tag is held at most this long (SASL start tags are short).
+    MAX_HELD = 4096
+
+    def __init__(self) -> None:
+        self._inside = False
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """The loggable form of the next chunk of raw traffic."""
+        data, self._held = self._held + data, b""
+        out = []
+        pos, size = 0, len(data)
+        while pos < size:
+            if self._inside:
+                end = data.find(b"</", pos)
+                if end < 0:
+                    if data.endswith(b"<"):
+                        self._held = b"<"
+                    out.append(self.REDACTED)
+                    break
+                if end > pos:
+                    out.append(self.REDACTED)
+                self._inside = False
+                pos = end
+                continue
+            match = self._OPEN.search(data, pos)
+            if match is None:
+                cut = data.rfind(b"<", pos)
+                if cut >= 0 and data.find(b">", cut) < 0 and size - cut <= self.MAX_HELD:
+                    out.append(data[pos:cut])
+                    self._held = data[cut:]
+                else:
+                    out.append(data[pos:])
+                break
+            out.append(data[pos:match.end()])
+            pos = match.end()
+            self._inside = not match.group(0).endswith(b"/>")
+        return b"".join(out)
+
+
 class RequestTimeout(Exception):
     """An IQ request got no answer in time."""
 
@@ -195,6 +253,24 @@ class Connection(StreamManager):
             d.addBoth(stopTimer)
         self.xmlstream.send(iq)
         return d
+
+    def _connected(self, xs) -> None:
+        """
+        The transport is up: with ``logTraffic``, log every byte both ways
+        except SASL payloads (see :class:`SASLRedactor`).  wokkel's own
+        traffic logging would log the password.
+        """
+        logTraffic, self.logTraffic = self.logTraffic, False
+        try:
+            StreamManager._connected(self, xs)
+        finally:
+            self.logTraffic = logTraffic
+        if logTraffic:
+            inbound, outbound = SASLRedactor(), SASLRedactor()
+            xs.rawDataInFn = lambda data: log.info(
+                "RECV: {data!r}", data=inbound.feed(data))
+            xs.rawDataOutFn = lambda data: log.info(
+                "SEND: {data!r}", data=outbound.feed(data))
 
     def _forgetRequest(self, iqId: str) -> Optional[defer.Deferred]:
         self._iqAddressees.pop(iqId, None)
