@@ -395,8 +395,8 @@ class XMPPClientService(service.MultiService):
                      "{delay}", target=self.target, reason=ended.reason, delay=delay)
         else:
             level = log.error if ended.kind == LOGIN else log.warn
-            level("XMPP connection to {target} as {jid} failed: {reason}; retrying "
-                  "in {delay}", target=self.target, jid=self.jid.full(),
+            level("XMPP connection to {target} as {jid}: {reason}; retrying in "
+                  "{delay}", target=self.target, jid=self.jid.full(),
                   reason=ended.reason, delay=delay)
 
     def _retryDelay(self, attempt: int) -> float:
