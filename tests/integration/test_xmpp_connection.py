@@ -89,3 +89,19 @@ def test_same_full_jid_conflict_backs_off(prosody, tmp_path):
     finally:
         second.close()
         first.close()
+
+
+@pytest.mark.timeout(120)
+def test_real_answers_still_count(daemons, tmp_path):
+    """
+    The answer checks accept what a real server delivers: disco, the SI
+    offer, IBB open/data/close and the SOCKS5 offer (and the proxy
+    discovery sent to the server's own domain) all still work.
+    """
+    from .harness.flows import MiB, transferFile
+    alice = daemons("alice", accept="bob@localhost")
+    bob = daemons("bob", accept="alice@localhost")
+    transferFile(alice, bob, tmp_path, 1 * MiB, "methods=ibb", "ibb", timeout=60)
+    transferFile(bob, alice, tmp_path, 1 * MiB, "methods=s5b", "s5b", timeout=60)
+    for daemon in (alice, bob):
+        assert "forged" not in daemon.logText(), daemon.logTail()
