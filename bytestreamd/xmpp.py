@@ -45,7 +45,7 @@ import bytestreamd
 from bytestreamd.disco import DiscoResponder
 from bytestreamd.stanzas import Connection, Handler
 from bytestreamd.xmppsession import (CONFLICTED, LOGIN, SETUP_TIMEOUT, STOPPING, Ended,
-                                     SessionLog, describeDisconnect)
+                                     SessionLog)
 
 log = Logger()
 
@@ -180,11 +180,6 @@ class ServerState(Handler):
             self._listener(False, ended.reason)
         if self._ended is not None:
             self._ended(ended)
-
-
-def _describeDisconnect(reason) -> str:
-    """Kept for callers of the old name; see xmppsession.describeDisconnect."""
-    return describeDisconnect(reason)
 
 
 def _delayWords(seconds: float) -> str:

@@ -240,8 +240,6 @@ class IBBMethod(Handler):
     def _newStream(self, ctx: StreamContext, blockSize: int, stanza: str) -> IBBStream:
         # token_urlsafe has no '.', which _streamFor relies on.
         tag = "%s%s." % (self._idPrefix, secrets.token_urlsafe(TAG_BYTES))
-        while tag in self._byTag:  # pragma: no cover (72 random bits)
-            tag = "%s%s." % (self._idPrefix, secrets.token_urlsafe(TAG_BYTES))
         stream = IBBStream(self, ctx, blockSize, stanza, tag)
         self._streams[ctx.sid] = stream
         self._byTag[tag] = stream
