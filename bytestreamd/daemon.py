@@ -177,7 +177,8 @@ class Daemon(service.MultiService):
             sdnotify.notify("STATUS=connected to XMPP as %s" % (
                 self.xmpp.connection.jid.full(),))
         else:
-            sdnotify.notify("STATUS=XMPP disconnected (%s); reconnecting" % (reason,))
+            sdnotify.notify("STATUS=XMPP disconnected (%s)%s" % (
+                reason, "" if self.xmpp.session.stopping else "; reconnecting"))
             # Links cannot survive the stream: their stanzas would go nowhere.
             # The methods end their own streams on connectionLost; offers and
             # negotiations fail through their pending requests.

@@ -66,7 +66,13 @@ def daemonStatus(xmpp, methodNames: List[str], states: Iterable[str]) -> Pairs:
         ("links", str(total)),
     ]
     if not xmpp.connected:
+        # The true reason the last attempt ended (not-authorized, conflict,
+        # no STARTTLS, a silent server, a stop...), and when the next one is.
         pairs.append(("reason", xmpp.state.lastReason))
+        retryIn = getattr(xmpp, "retryIn", None)
+        seconds = retryIn() if retryIn is not None else None
+        if seconds is not None:
+            pairs.append(("retry-in", "%ds" % (round(seconds),)))
     for state in sorted(counts):
         pairs.append(("links-" + state.lower(), str(counts[state])))
     return pairs

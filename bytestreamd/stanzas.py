@@ -2,6 +2,16 @@
 The stanza plumbing every XEP handler shares: a stream manager that never
 queues, IQ requests with timeouts, and raw-XML helpers for the data path.
 
+Every IQ request goes through :meth:`Connection.request`, which is where
+answers are authenticated: wokkel's ``StreamManager`` takes any ``result`` or
+``error`` whose id matches a pending request, whoever sent it, and twisted's
+``addUniqueId`` numbers ids ``H_0, H_1, ...``, so any stranger could answer
+(and break) our SI offers, disco requests, IBB opens and SOCKS5 queries.
+Here ids come from :func:`newStanzaId` (random, not guessable) and an answer
+counts only when it comes from the entity the request was sent to
+(:func:`answerMatches`, RFC 6120 8.1.2.1); anything else is dropped and
+logged, and the request keeps waiting for the real answer.
+
 wokkel's ``StreamManager`` queues stanzas sent while disconnected and replays
 them after the next login.  For bytestreams that is wrong -- an IBB data
 packet or an SI offer means nothing on a new session, and the links it
@@ -12,11 +22,14 @@ request when the stream goes away.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+import re
+import secrets
+from typing import Dict, NamedTuple, Optional, Set, Union
 
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import error as jerror
 from twisted.words.protocols.jabber import xmlstream
@@ -27,6 +40,133 @@ from wokkel.subprotocols import StreamManager, XMPPHandler
 from bytestreamd.errors import NotConnected
 
 Stanza = Union[domish.Element, str]
+
+log = Logger()
+
+#: Random bytes in every stanza id we generate: 96 bits cannot be guessed
+#: by a peer flooding answers, and the id stays short on the data path.
+ID_BYTES = 12
+
+
+def newStanzaId(prefix: str = "b") -> str:
+    """
+    A fresh stanza id that nobody else can predict (``secrets``, not a
+    counter), so an answer with a matching id came from someone who saw the
+    request.
+    """
+    return prefix + secrets.token_urlsafe(ID_BYTES)
+
+
+class _Addressee(NamedTuple):
+    """Whom a pending request went to, for checking who answers it."""
+
+    to: Optional[str]      # the 'to' attribute as sent ('' or None: own account)
+    jid: Optional[JID]     # it parsed, when it parsed
+    ownAccount: bool       # no 'to', or our own bare JID
+
+
+def answerMatches(addressee: _Addressee, sender: Optional[str],
+                  own: Optional[JID]) -> bool:
+    """
+    Whether an answer from ``sender`` (the ``from`` attribute, ``None`` if
+    absent) may answer a request sent to ``addressee``, per RFC 6120
+    8.1.2.1: a request with no ``to`` or to our own bare JID is answered by
+    our account, i.e. with no ``from``, our bare JID or our full JID; any
+    other request must be answered by exactly the JID it was sent to (a
+    bare JID by that bare JID, a full JID by that full JID), compared as
+    JIDs after a cheap string compare.
+    """
+    if addressee.ownAccount:
+        if not sender:
+            return True
+        if own is None:
+            return False
+        if sender == own.full() or sender == own.userhost():
+            return True
+        parsed = parseJID(sender)
+        return parsed is not None and (parsed == own or parsed == own.userhostJID())
+    if not sender:
+        return False
+    if sender == addressee.to:
+        return True
+    parsed = parseJID(sender)
+    return parsed is not None and addressee.jid is not None and parsed == addressee.jid
+
+
+def addresseeOf(to: Optional[str], own: Optional[JID]) -> _Addressee:
+    """Classify a request's ``to`` for :func:`answerMatches`."""
+    if not to:
+        return _Addressee(None, None, True)
+    parsed = parseJID(to)
+    ownAccount = (parsed is not None and own is not None
+                  and parsed == own.userhostJID())
+    return _Addressee(to, parsed, ownAccount)
+
+
+def printable(text: Optional[str], limit: int = 200) -> str:
+    """``text`` made safe for one log line (no control characters, bounded)."""
+    if text is None:
+        return "(none)"
+    out = "".join(c if c.isprintable() else "\\x%02x" % ord(c) if ord(c) < 256
+                  else "\\u%04x" % ord(c) for c in text[:limit])
+    return out + ("..." if len(text) > limit else "")
+
+
+class SASLRedactor:
+    """
+    Removes SASL payloads from one direction of raw stream traffic before
+    ``log_traffic`` logs it.
+
+    The contents of ``<auth/>``, ``<response/>``, ``<challenge/>`` and
+    ``<success/>`` (RFC 6120 6.4) are the password itself for PLAIN and
+    material to attack it offline for SCRAM, so they are replaced by
+    ``[redacted]`` always; the tags, attributes (the mechanism) and every
+    other byte are kept.  Raw data arrives in arbitrary chunks, so this is a
+    small state machine: a tag cut in two is held until its ``>`` arrives,
+    and content is redacted up to the next ``</`` even across chunks.
+    """
+
+    REDACTED = b"[redacted]"
+    _OPEN = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:auth|response|challenge|success)"
+                       rb"(?=[\s/>])[^>]*>")
+    #: A cut tag is held at most this long (SASL start tags are short).
+    MAX_HELD = 4096
+
+    def __init__(self) -> None:
+        self._inside = False
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """The loggable form of the next chunk of raw traffic."""
+        data, self._held = self._held + data, b""
+        out = []
+        pos, size = 0, len(data)
+        while pos < size:
+            if self._inside:
+                end = data.find(b"</", pos)
+                if end < 0:
+                    if data.endswith(b"<"):
+                        self._held = b"<"
+                    out.append(self.REDACTED)
+                    break
+                if end > pos:
+                    out.append(self.REDACTED)
+                self._inside = False
+                pos = end
+                continue
+            match = self._OPEN.search(data, pos)
+            if match is None:
+                cut = data.rfind(b"<", pos)
+                if cut >= 0 and data.find(b">", cut) < 0 and size - cut <= self.MAX_HELD:
+                    out.append(data[pos:cut])
+                    self._held = data[cut:]
+                else:
+                    out.append(data[pos:])
+                break
+            out.append(data[pos:match.end()])
+            pos = match.end()
+            self._inside = not match.group(0).endswith(b"/>")
+        return b"".join(out)
 
 
 class RequestTimeout(Exception):
@@ -48,6 +188,13 @@ class Connection(StreamManager):
         StreamManager.__init__(self, factory, reactor=clock)
         self.clock = clock
         self.jid = jid
+        # Parallel to wokkel's _iqDeferreds (id -> Deferred): who each
+        # pending request went to, and who has already been caught forging
+        # an answer to it (logged once each).
+        self._iqAddressees: Dict[str, _Addressee] = {}
+        self._iqForgers: Dict[str, Set[str]] = {}
+        #: Forged answers dropped on this connection (for tests and STATUS).
+        self.forgedAnswers = 0
 
     @property
     def connected(self) -> bool:
@@ -72,23 +219,26 @@ class Connection(StreamManager):
         ``error`` answer, :class:`RequestTimeout` after ``timeout`` seconds,
         NotConnected if there is no stream, or the disconnect reason if the
         stream goes away first.  Cancelling it forgets the request.
+
+        The iq always gets a fresh unguessable id here (whatever it had), and
+        only an answer from the addressee counts (see the module docstring).
         """
         if not self._initialized or self.xmlstream is None:
             return defer.fail(NotConnected())
-        if not iq.getAttribute("id"):
-            iq.addUniqueId()
-        iqId = iq["id"]
+        iqId = iq["id"] = newStanzaId()
         if timeout is None:
             timeout = self.timeout
 
         def cancel(d):
-            self._iqDeferreds.pop(iqId, None)
+            self._forgetRequest(iqId)
 
         d = defer.Deferred(cancel)
         self._iqDeferreds[iqId] = d
+        self._iqAddressees[iqId] = addresseeOf(iq.getAttribute("to"), self.jid)
         if timeout:
             def onTimeout():
-                if self._iqDeferreds.pop(iqId, None) is d:
+                if self._iqDeferreds.get(iqId) is d:
+                    self._forgetRequest(iqId)
                     d.errback(RequestTimeout(
                         "no answer to iq %s from %s within %gs"
                         % (iqId, iq.getAttribute("to"), timeout)))
@@ -104,9 +254,67 @@ class Connection(StreamManager):
         self.xmlstream.send(iq)
         return d
 
+    def _connected(self, xs) -> None:
+        """
+        The transport is up: with ``logTraffic``, log every byte both ways
+        except SASL payloads (see :class:`SASLRedactor`).  wokkel's own
+        traffic logging would log the password.
+        """
+        logTraffic, self.logTraffic = self.logTraffic, False
+        try:
+            StreamManager._connected(self, xs)
+        finally:
+            self.logTraffic = logTraffic
+        if logTraffic:
+            inbound, outbound = SASLRedactor(), SASLRedactor()
+            xs.rawDataInFn = lambda data: log.info(
+                "RECV: {data!r}", data=inbound.feed(data))
+            xs.rawDataOutFn = lambda data: log.info(
+                "SEND: {data!r}", data=outbound.feed(data))
+
+    def _forgetRequest(self, iqId: str) -> Optional[defer.Deferred]:
+        self._iqAddressees.pop(iqId, None)
+        self._iqForgers.pop(iqId, None)
+        return self._iqDeferreds.pop(iqId, None)
+
+    def _onIQResponse(self, iq: domish.Element) -> None:
+        """
+        A ``result`` or ``error``: deliver it to the request with its id if
+        it comes from that request's addressee, else drop it (logged once
+        per forger and request) and keep waiting.
+        """
+        iqId = iq.getAttribute("id")
+        addressee = self._iqAddressees.get(iqId) if iqId else None
+        if addressee is None:
+            return
+        sender = iq.getAttribute("from")
+        if not answerMatches(addressee, sender, self.jid):
+            iq.handled = True
+            self.forgedAnswers += 1
+            forgers = self._iqForgers.setdefault(iqId, set())
+            key = sender or ""
+            if key not in forgers and len(forgers) < 8:
+                forgers.add(key)
+                log.warn("dropped a forged iq {kind} from {forger}: it answers our "
+                         "request {id} to {to}, which only {to} may answer",
+                         kind=printable(iq.getAttribute("type")),
+                         forger=printable(sender or "(no from: our server)"),
+                         id=iqId, to=printable(addressee.to or "our account"))
+            return
+        d = self._forgetRequest(iqId)
+        if d is None:  # pragma: no cover (the dicts are kept in step)
+            return
+        iq.handled = True
+        if iq.getAttribute("type") == "error":
+            d.errback(jerror.exceptionFromStanza(iq))
+        else:
+            d.callback(iq)
+
     def _disconnected(self, reason):
         # Nothing is queued here (see send), so there is nothing to replay.
         self._packetQueue = []
+        self._iqAddressees.clear()
+        self._iqForgers.clear()
         StreamManager._disconnected(self, reason)
 
 
@@ -128,13 +336,16 @@ class Handler(XMPPHandler):
 
 
 def makeIQ(type: str, to: JID, frm: Optional[JID] = None) -> domish.Element:
-    """An ``<iq/>`` element in jabber:client, with a fresh id."""
+    """
+    An ``<iq/>`` element in jabber:client, with a fresh unguessable id
+    (:meth:`Connection.request` gives it another one when it sends it).
+    """
     iq = domish.Element((None, "iq"))
     iq["type"] = type
     iq["to"] = to.full()
     if frm is not None:
         iq["from"] = frm.full()
-    iq.addUniqueId()
+    iq["id"] = newStanzaId()
     return iq
 
 

@@ -11,9 +11,13 @@ for good on the first authentication failure.  Here:
 * :class:`bytestreamd.stanzas.Connection` (a wokkel ``StreamManager`` that
   never queues) carries the XEP handlers;
 * Twisted's ``ClientService`` reconnects with exponential backoff, whatever
-  ended the previous stream (server restart, network, auth failure);
-* :class:`ServerState` turns stream events into ``650 SERVER`` events, log
-  lines an operator can act on, and systemd ``STATUS=`` lines.
+  ended the previous stream (server restart, network, auth failure), and
+  waits minutes after a ``conflict`` (:mod:`bytestreamd.xmppsession` has
+  the numbers and why);
+* :class:`ServerState` and :class:`~bytestreamd.xmppsession.SessionLog` turn
+  stream events into ``650 SERVER`` events, one true log line per attempt
+  (wrong password, no STARTTLS, conflict, a silent server, a deliberate
+  stop), STATUS's ``reason`` and systemd ``STATUS=`` lines.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from typing import Callable, List, Optional, Sequence
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.application import service
-from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import defer, endpoints, error, ssl
+from twisted.application.internet import ClientService
+from twisted.internet import defer, endpoints, ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.logger import Logger
 from twisted.python import failure
@@ -40,6 +44,8 @@ from zope.interface import implementer
 import bytestreamd
 from bytestreamd.disco import DiscoResponder
 from bytestreamd.stanzas import Connection, Handler
+from bytestreamd.xmppsession import (CONFLICTED, LOGIN, SETUP_TIMEOUT, STOPPING, Ended,
+                                     SessionLog)
 
 log = Logger()
 
@@ -135,8 +141,10 @@ class SRVEndpoint:
 
 class ServerState(Handler):
     """
-    Watches the stream and reports its state to ``listener(connected: bool,
-    reason: str)``; sends our initial presence once bound.
+    Watches the stream: sends our initial presence once bound, and tells
+    ``listener(connected: bool, reason: str)`` when a session starts and
+    ``ended(Ended)`` when an attempt ends, with the true reason kept by
+    ``session`` (a :class:`~bytestreamd.xmppsession.SessionLog`).
 
     Presence carries priority -1: the daemon is not a chat client, and a
     negative priority keeps messages to the bare JID away from it (RFC 6121
@@ -144,64 +152,61 @@ class ServerState(Handler):
     """
 
     def __init__(self, listener: Callable[[bool, str], None],
-                 failed: Optional[Callable[[str], None]] = None):
+                 ended: Optional[Callable[[Ended], None]] = None,
+                 session: Optional[SessionLog] = None):
         Handler.__init__(self)
         self._listener = listener
-        self._failed = failed
+        self._ended = ended
+        self.session = session if session is not None else SessionLog()
         self.connected = False
-        self.lastReason = "not connected yet"
+
+    @property
+    def lastReason(self) -> str:
+        """Why we are not connected (empty while connected)."""
+        return self.session.lastReason
 
     def connectionInitialized(self):
         self.connected = True
+        self.session.sessionBound()
         presence = domish.Element((None, "presence"))
         presence.addElement("priority", content="-1")
         self.send(presence)
         self._listener(True, "")
 
     def connectionLost(self, reason):
-        if self.connected:
-            self.connected = False
-            self.lastReason = _describeDisconnect(reason)
-            self._listener(False, self.lastReason)
-        else:
-            # Never got as far as a bound session: TLS or authentication
-            # went wrong, or the server hung up.  Nothing changes for the
-            # control channel (still disconnected) but the operator must
-            # see why, at every attempt.
-            self.lastReason = "login failed: " + _describeDisconnect(reason)
-            if self._failed is not None:
-                self._failed(self.lastReason)
+        wasConnected, self.connected = self.connected, False
+        ended = self.session.lost(reason)
+        if wasConnected:
+            self._listener(False, ended.reason)
+        if self._ended is not None:
+            self._ended(ended)
 
 
-def _describeDisconnect(reason) -> str:
-    if reason is None:
-        return "connection closed"
-    if reason.check(error.ConnectionDone):
-        return "connection closed by the server"
-    text = reason.getErrorMessage() or reason.type.__name__
-    if "certificate verify failed" in text or "VerificationError" in text:
-        text = ("TLS certificate of the server did not verify (%s); add its "
-                "CA to [xmpp] ca_certs" % (text,))
-    elif reason.type.__module__.startswith("OpenSSL"):
-        text = "TLS error: %s" % (text,)
-    return text
+def _delayWords(seconds: float) -> str:
+    if seconds < 120:
+        return "%.0fs" % (seconds,)
+    return "%.0f min" % (seconds / 60.0,)
 
 
 class _ReportingEndpoint:
     """Logs why a connection attempt failed (ClientService only says it retries)."""
 
-    def __init__(self, endpoint, target: str):
+    def __init__(self, endpoint, target: str,
+                 failed: Optional[Callable[[str], None]] = None):
         self._endpoint = endpoint
         self._target = target
+        self._failed = failed
         self.lastError: Optional[str] = None
 
     def connect(self, factory):
         d = self._endpoint.connect(factory)
 
         def failed(f):
-            self.lastError = f.getErrorMessage()
+            self.lastError = f.getErrorMessage() or f.type.__name__
             log.warn("cannot connect to XMPP server {target}: {why}",
                      target=self._target, why=self.lastError)
+            if self._failed is not None:
+                self._failed(self.lastError)
             return f
 
         return d.addErrback(failed)
@@ -247,15 +252,25 @@ class XMPPClientService(service.MultiService):
     """
     Keeps the XMPP client connection up.  ``connection`` is the
     :class:`Connection` every handler hangs off; ``addHandler`` adds one.
+
+    Every attempt ends with one log line giving its true reason (see
+    :mod:`bytestreamd.xmppsession`), which is also STATUS's ``reason``; a
+    stream that is not bound ``setupTimeout`` seconds after TCP connected is
+    dropped; a ``conflict`` waits minutes instead of fighting.
     """
 
     def __init__(self, reactor, jid: JID, password: str, host: Optional[str],
                  port: int, caCerts: Sequence[str] = (), insecure: bool = False,
                  listener: Optional[Callable[[bool, str], None]] = None,
-                 logTraffic: bool = False):
+                 logTraffic: bool = False, setupTimeout: float = SETUP_TIMEOUT,
+                 endpoint=None, rng: Callable[[], float] = random.random):
         service.MultiService.__init__(self)
         self.reactor = reactor
         self.jid = jid
+        self.setupTimeout = setupTimeout
+        #: When the next attempt is due (reactor seconds), while waiting.
+        self.retryAt: Optional[float] = None
+        self._setupTimer = None
         self._listeners: List[Callable[[bool, str], None]] = []
         if listener is not None:
             self._listeners.append(listener)
@@ -266,11 +281,15 @@ class XMPPClientService(service.MultiService):
         factory = jclient.XMPPClientFactory(
             jid, password,
             configurationForTLS=tlsOptions(jid.host, caCerts, insecure))
+        factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, self._tcpConnected)
+        factory.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._streamError)
         factory.addBootstrap(xmlstream.INIT_FAILED_EVENT, self._initFailed)
+        factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._stopSetupTimer)
+        factory.addBootstrap(xmlstream.STREAM_END_EVENT, self._stopSetupTimer)
         factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, _noDelay)
         self.connection = Connection(factory, reactor, jid)
         self.connection.logTraffic = logTraffic
-        self.state = ServerState(self._stateChanged, self._loginFailed)
+        self.state = ServerState(self._stateChanged, self._attemptEnded, SessionLog(rng))
         self.state.setHandlerParent(self.connection)
         DiscoResponder().setHandlerParent(self.connection)
         Identity().setHandlerParent(self.connection)
@@ -278,16 +297,18 @@ class XMPPClientService(service.MultiService):
             self.connection)
         FallbackHandler().setHandlerParent(self.connection)
 
-        if host:
+        if endpoint is not None:
+            self.target = "%s:%d" % (host, port)
+        elif host:
             endpoint = endpoints.HostnameEndpoint(reactor, host, port)
             self.target = "%s:%d" % (host, port)
         else:
             endpoint = SRVEndpoint(reactor, jid.host)
             self.target = "%s (SRV)" % (jid.host,)
-        self._endpoint = _ReportingEndpoint(endpoint, self.target)
+        self._endpoint = _ReportingEndpoint(endpoint, self.target,
+                                            self.state.session.connectFailed)
         self._client = ClientService(
-            self._endpoint, factory, retryPolicy=backoffPolicy(1.0, 30.0),
-            clock=reactor)
+            self._endpoint, factory, retryPolicy=self._retryDelay, clock=reactor)
         self._client.setServiceParent(self)
 
     def addListener(self, listener: Callable[[bool, str], None]) -> None:
@@ -300,36 +321,87 @@ class XMPPClientService(service.MultiService):
     def connected(self) -> bool:
         return self.connection.connected
 
+    @property
+    def session(self) -> SessionLog:
+        return self.state.session
+
+    def retryIn(self) -> Optional[float]:
+        """Seconds until the next connection attempt, while waiting for one."""
+        if self.connected or self.retryAt is None or self.session.stopping:
+            return None
+        return max(0.0, self.retryAt - self.reactor.seconds())
+
+    # -- stream events ------------------------------------------------------
+
+    def _tcpConnected(self, xs) -> None:
+        self.retryAt = None
+        self.session.connected()
+        self._stopSetupTimer()
+        if self.setupTimeout:
+            self._setupTimer = self.reactor.callLater(
+                self.setupTimeout, self._setupTimedOut, xs)
+
+    def _stopSetupTimer(self, _=None) -> None:
+        timer, self._setupTimer = self._setupTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _setupTimedOut(self, xs) -> None:
+        self._setupTimer = None
+        self.session.setupTimedOut(self.setupTimeout)
+        _dropTransport(xs)
+
+    def _streamError(self, reason) -> None:
+        self.session.streamError(reason)
+
+    def _initFailed(self, reason) -> None:
+        # Authentication, TLS or bind failed: record why (the first reason
+        # wins, the close that follows is only its consequence), then let
+        # the stream close so ClientService retries with backoff (the
+        # password file or the server may be fixed without restarting us).
+        xs = self.connection.xmlstream
+        initializers = getattr(xs, "initializers", None) or [None]
+        self.session.initFailed(reason, initializers[0])
+        if xs is not None:
+            _dropTransport(xs, abort=False)
+
     def _stateChanged(self, connected: bool, reason: str) -> None:
         if connected:
             bound = self.connection.factory.authenticator.jid
             self.connection.jid = bound
             log.info("XMPP connected to {target} as {jid}", target=self.target,
                      jid=bound.full())
-        else:
-            log.warn("XMPP connection to {target} lost: {reason}; reconnecting",
-                     target=self.target, reason=reason)
         for listener in list(self._listeners):
             listener(connected, reason)
 
-    def _loginFailed(self, reason: str) -> None:
-        log.error("XMPP connection to {target} as {jid} failed: {why}; retrying",
-                  target=self.target, jid=self.jid.full(), why=reason)
+    def _attemptEnded(self, ended: Ended) -> None:
+        """One line saying how the attempt ended and what happens next."""
+        if ended.kind == STOPPING:
+            log.info("XMPP connection to {target} closed: {reason}",
+                     target=self.target, reason=ended.reason)
+            return
+        delay = _delayWords(ended.delay or 0.0)
+        if ended.kind == CONFLICTED:
+            log.error("XMPP connection to {target} as {jid} ended: {reason}; not "
+                      "fighting it: next attempt in {delay}", target=self.target,
+                      jid=self.jid.full(), reason=ended.reason, delay=delay)
+        elif ended.wasBound:
+            log.warn("XMPP connection to {target} lost: {reason}; reconnecting in "
+                     "{delay}", target=self.target, reason=ended.reason, delay=delay)
+        else:
+            level = log.error if ended.kind == LOGIN else log.warn
+            level("XMPP connection to {target} as {jid}: {reason}; retrying in "
+                  "{delay}", target=self.target, jid=self.jid.full(),
+                  reason=ended.reason, delay=delay)
 
-    def _initFailed(self, reason) -> None:
-        # Authentication or TLS failed: say why, then let the stream close so
-        # ClientService retries with backoff (the password file or the
-        # server's certificate may be fixed without restarting us).
-        self.state.lastReason = "stream initialization failed: %s" % (
-            reason.getErrorMessage(),)
-        log.error("XMPP login to {target} as {jid} failed: {why}",
-                  target=self.target, jid=self.jid.full(),
-                  why=reason.getErrorMessage())
-        xs = self.connection.xmlstream
-        if xs is not None and xs.transport is not None:
-            xs.transport.loseConnection()
+    def _retryDelay(self, attempt: int) -> float:
+        delay = self.session.retryDelay(attempt)
+        self.retryAt = self.reactor.seconds() + delay
+        return delay
 
     def stopService(self):
+        self.session.stop()
+        self._stopSetupTimer()
         xs = self.connection.xmlstream
         if xs is not None:
             try:
@@ -337,3 +409,14 @@ class XMPPClientService(service.MultiService):
             except Exception:
                 pass
         return service.MultiService.stopService(self)
+
+
+def _dropTransport(xs, abort: bool = True) -> None:
+    """Close a stream's transport (abort: without waiting for a silent peer)."""
+    transport = getattr(xs, "transport", None)
+    if transport is None:
+        return
+    if abort and hasattr(transport, "abortConnection"):
+        transport.abortConnection()
+    else:
+        transport.loseConnection()

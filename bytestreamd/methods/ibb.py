@@ -13,16 +13,26 @@ re-exported here so existing imports keep working.
 
 Incoming stanzas are dispatched by hand from two name-only observers (see
 ``connectionInitialized``): on a busy stream that is cheaper than xpath.
+
+Data blocks are not sent through :meth:`Connection.request` (one Deferred
+and one timer per block would cost more than the block), so their answers
+are authenticated here, the same way: each stream's ids start with a
+random tag (``ibb<daemon>.<random>.<n>``) that only its peer ever sees, and
+an acknowledgement or message error counts only if it comes from the
+stream's peer (a string compare first, a JID parse only when the strings
+differ).  Anything else is dropped, logged once per stream and sender.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Tuple, Type, TypeVar
+import secrets
+from typing import Any, Dict, Optional, Set, Tuple, Type, TypeVar
 
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import error as jerror
 from twisted.words.protocols.jabber.xmlstream import toResponse
@@ -35,10 +45,16 @@ from bytestreamd.errors import MethodFailed, NotConnected, stanzaError
 from bytestreamd.interfaces import IStreamMethod, StreamContext
 from bytestreamd.methods.ibb_stream import IBBAddress, IBBStream, _sameJID
 from bytestreamd.stanzas import (Handler, RequestTimeout, failureText, makeIQ,
-                                 resultFor)
+                                 printable, resultFor)
 from bytestreamd.wire import ibb as wire
 
 _NS = ns.NS_IBB
+
+log = Logger()
+
+#: Random bytes in each stream's id tag: the tag is what makes an id
+#: unguessable to everyone but the stream's peer.
+TAG_BYTES = 9
 
 _Request = TypeVar("_Request", wire.Open, wire.Close)
 
@@ -104,9 +120,12 @@ class IBBMethod(Handler):
             maxReceiveBuffer = 2 * window * self.maxBlockSize
         self.maxReceiveBuffer = maxReceiveBuffer
         self._idPrefix = "ibb%s." % os.urandom(4).hex()
-        self._tags = 0
         self._streams: Dict[str, IBBStream] = {}
         self._byTag: Dict[str, IBBStream] = {}
+        # tag -> senders already logged for forging an answer on that stream
+        self._forgers: Dict[str, Set[str]] = {}
+        #: Forged answers to data blocks dropped (for tests).
+        self.forgedAnswers = 0
         self._expected: Dict[str, Tuple[StreamContext, defer.Deferred]] = {}
 
     # -- XMPPHandler --------------------------------------------------------
@@ -227,8 +246,8 @@ class IBBMethod(Handler):
     # -- sessions -----------------------------------------------------------
 
     def _newStream(self, ctx: StreamContext, blockSize: int, stanza: str) -> IBBStream:
-        self._tags += 1
-        tag = "%s%d." % (self._idPrefix, self._tags)
+        # token_urlsafe has no '.', which _streamFor relies on.
+        tag = "%s%s." % (self._idPrefix, secrets.token_urlsafe(TAG_BYTES))
         stream = IBBStream(self, ctx, blockSize, stanza, tag)
         self._streams[ctx.sid] = stream
         self._byTag[tag] = stream
@@ -238,6 +257,7 @@ class IBBMethod(Handler):
         if self._streams.get(stream.sid) is stream:
             del self._streams[stream.sid]
         self._byTag.pop(stream._tag, None)
+        self._forgers.pop(stream._tag, None)
 
     def _sendClose(self, stream: IBBStream) -> defer.Deferred:
         iq = makeIQ("set", stream.peerJID)
@@ -352,19 +372,42 @@ class IBBMethod(Handler):
             return None
         return self._byTag.get(stanzaId[:stanzaId.rfind(".") + 1])
 
+    def _fromPeer(self, stanza: domish.Element, stream: IBBStream) -> bool:
+        """
+        Whether an answer to one of ``stream``'s blocks comes from its peer
+        (the only entity the blocks went to); if not, drop it and log the
+        forger once per stream.
+        """
+        sender = stanza.getAttribute("from")
+        if _sameJID(sender, stream._peerStr, stream.peerJID):
+            return True
+        self.forgedAnswers += 1
+        forgers = self._forgers.setdefault(stream._tag, set())
+        key = sender or ""
+        if key not in forgers and len(forgers) < 8:
+            forgers.add(key)
+            log.warn("ibb: dropped a forged answer to a data block of session {sid} "
+                     "with {peer}: {kind} from {forger}", sid=printable(stream.sid),
+                     peer=stream._peerStr, kind=printable(stanza.getAttribute("type")),
+                     forger=printable(sender or "(no from)"))
+        return False
+
     def _onResponse(self, iq: domish.Element) -> None:
         iqId = iq.getAttribute("id")
         stream = self._streamFor(iqId)
         if stream is None:
             return
         iq.handled = True
+        if not self._fromPeer(iq, stream):
+            return
         stream._ackReceived(iqId, iq if iq.getAttribute("type") == "error" else None)
 
     def _onMessageError(self, message: domish.Element) -> None:
         stream = self._streamFor(message.getAttribute("id"))
         if stream is not None:
             message.handled = True
-            stream._messageError(message)
+            if self._fromPeer(message, stream):
+                stream._messageError(message)
 
 
 __all__ = ["IBBMethod", "IBBStream", "IBBAddress", "MIN_BLOCK_SIZE"]
