@@ -140,7 +140,8 @@ class HandshakeSlots(Generic[K]):
     The handshakes our direct streamhost holds, by source address, oldest
     first.  :meth:`admit` always takes the newcomer and, at ``limit``, names
     the one to close: the oldest of the source holding the most (ties: the
-    source whose oldest is oldest).
+    newcomer's own source if it is one of them, else the source whose
+    oldest is oldest).
     """
 
     def __init__(self, limit: int):
@@ -163,7 +164,7 @@ class HandshakeSlots(Generic[K]):
 
     def admit(self, key: K, source: str) -> Optional[K]:
         """Take ``key`` from ``source``; returns the handshake to close, if any."""
-        victim = self._victim() if len(self._where) >= self.limit else None
+        victim = self._victim(source) if len(self._where) >= self.limit else None
         if victim is not None:
             self.release(victim)
         self._serial += 1
@@ -188,11 +189,12 @@ class HandshakeSlots(Generic[K]):
         most = max(len(h) for h in self._bySource.values())
         return [s for s, h in self._bySource.items() if len(h) == most]
 
-    def _victim(self) -> Optional[K]:
-        best: Optional[Tuple[int, int, K]] = None  # (-count, oldest serial, key)
-        for held in self._bySource.values():
+    def _victim(self, newcomer: str) -> Optional[K]:
+        # (-count, not the newcomer's source, oldest serial, key): smallest goes.
+        best: Optional[Tuple[int, bool, int, K]] = None
+        for source, held in self._bySource.items():
             key, serial = next(iter(held.items()))
-            candidate = (-len(held), serial, key)
-            if best is None or candidate[:2] < best[:2]:
+            candidate = (-len(held), source != newcomer, serial, key)
+            if best is None or candidate[:3] < best[:3]:
                 best = candidate
-        return None if best is None else best[2]
+        return None if best is None else best[3]

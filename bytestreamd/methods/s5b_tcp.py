@@ -6,8 +6,15 @@ direct streamhost.
   :mod:`bytestreamd.methods.socks5` and then becomes the pipe under an
   :class:`~bytestreamd.methods.s5b_stream.S5BStream`.
 * :class:`S5BServerFactory` accepts a SOCKS5 connection only for a
-  session we are offering (by DST.ADDR), and drops junk and slow clients.
-* :func:`connectStreamhost` reaches one streamhost within a time limit.
+  session we are offering (by DST.ADDR), takes connections at all only
+  while such a session waits, drops junk, clients without a greeting
+  after a few seconds and slow ones, and when its handshake slots are
+  full closes the oldest handshake of the busiest source address rather
+  than refusing the newcomer -- so idle connections cannot starve a
+  pending session (docs/security-s5b.rst).
+* :func:`resolveHost` turns a candidate's host into addresses to check
+  against ``[s5b] connect``; :func:`connectStreamhost` reaches one
+  streamhost within a time limit.
 * :class:`DirectStreamhost` owns the listening ports, knows which
   addresses to offer, and holds the connections that arrive for each
   pending session until the target says which one it used.
