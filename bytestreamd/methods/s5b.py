@@ -439,7 +439,9 @@ class S5BMethod(Handler):
                                       % (host.host, ", ".join(addresses), refused))
         problems: List[str] = []
         for ip in addresses:
-            remaining = deadline - self.reactor.seconds()
+            # Milliseconds are enough, and "timed out after 5s" reads better
+            # than 4.99997s in a reason.
+            remaining = round(deadline - self.reactor.seconds(), 3)
             if remaining <= 0:
                 problems.append("%s: not tried, no time left" % ip)
                 continue

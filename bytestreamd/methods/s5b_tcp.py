@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IHalfCloseableProtocol, IResolutionReceiver
@@ -41,6 +41,9 @@ from bytestreamd.methods.s5b_stream import HOLD_LIMIT, S5BStream
 from bytestreamd.wire.s5b import StreamHost
 
 log = Logger()
+
+#: Takes an accepted connection for a session (see S5BServerFactory).
+Acceptor = Callable[[S5BStream], None]
 
 #: Accepted SOCKS5 connections kept per pending session until the target
 #: says which one it used (a target may try several of our addresses).
@@ -152,8 +155,9 @@ class SOCKS5Protocol(Protocol):
 class S5BServerFactory(Factory):
     """
     Our direct streamhost.  ``lookup(dstAddr)`` returns a callable taking
-    the accepted :class:`S5BStream`, or ``None`` to refuse: only a
-    connection for a session we are offering is answered with success.
+    the accepted :class:`S5BStream`, or ``None`` or a reason (str) to
+    refuse: only a connection for a session we are offering is answered
+    with success.
 
     Idle or slow connections must not starve a session that waits for its
     target (docs/security-s5b.rst):
@@ -171,7 +175,7 @@ class S5BServerFactory(Factory):
       meanwhile can say so.
     """
 
-    def __init__(self, clock: Any, lookup: Callable[[str], Optional[Callable[[S5BStream], None]]],
+    def __init__(self, clock: Any, lookup: Callable[[str], Union[Acceptor, str, None]],
                  handshakeTimeout: float = 10.0, maxHandshakes: int = MIN_HANDSHAKES,
                  maxEarlyData: int = HOLD_LIMIT, greetingTimeout: float = GREETING_TIMEOUT,
                  waiting: Callable[[], bool] = lambda: True):
@@ -228,10 +232,10 @@ class S5BServerFactory(Factory):
     def connectRequested(self, proto: SOCKS5Protocol, request: socks5.ConnectRequest
                          ) -> List[socks5.Output]:
         acceptor = self.lookup(request.address)
-        if acceptor is None:
+        if acceptor is None or isinstance(acceptor, str):
             return proto.machine.refuse(
                 socks5.HOST_UNREACHABLE,
-                "no bytestream is waiting for DST.ADDR %s" % request.address)
+                acceptor or "no bytestream is waiting for DST.ADDR %s" % request.address)
         self._acceptors[proto] = acceptor
         return proto.machine.accept()
 
@@ -452,9 +456,11 @@ class _DirectPending:
         #: SOCKS5 connections accepted for this session (ever).
         self.arrived = 0
 
-    def acceptor(self) -> Optional[Callable[[S5BStream], None]]:
+    def acceptor(self) -> Union[Acceptor, str]:
+        """``add``, or why not: the session already holds enough connections."""
         if len(self.streams) >= MAX_DIRECT_CONNECTIONS:
-            return None
+            return ("session already holds %d SOCKS5 connections, the most we keep "
+                    "until the target says which one it used" % MAX_DIRECT_CONNECTIONS)
         return self.add
 
     def add(self, stream: S5BStream) -> None:
@@ -580,7 +586,7 @@ class DirectStreamhost:
         if pending is not None:
             pending.close(keep)
 
-    def _lookup(self, address: str) -> Optional[Callable[[S5BStream], None]]:
+    def _lookup(self, address: str) -> Union[Acceptor, str, None]:
         pending = self._pending.get(address)
         return pending.acceptor() if pending is not None else None
 

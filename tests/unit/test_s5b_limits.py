@@ -442,3 +442,21 @@ class TargetConnectTests(SynchronousTestCase):
         self.assertEqual(fromConfig(self.side.reactor, Config).serverFactory.maxHandshakes, 7)
         Config.s5b_max_handshakes = None
         self.assertEqual(fromConfig(self.side.reactor, Config).serverFactory.maxHandshakes, 64)
+
+
+class PerSessionLimitTests(SynchronousTestCase):
+    def test_fifthConnectionOfASessionSaysWhy(self):
+        events = []
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        side = Side(ALICE, advertise=[("192.0.2.1", None)])
+        side.listen()
+        side.method.initiate(ctxOut())
+        held = [side.incoming(GREETING + request())[1] for _ in range(4)]
+        _, fifth = side.incoming(GREETING + request())
+        self.assertFalse(any(t.disconnecting for t in held))
+        self.assertEqual(fifth.value()[2:4], b"\x05\x04")  # host unreachable
+        self.assertTrue(fifth.disconnecting)
+        self.assertTrue(any("session already holds 4 SOCKS5 connections" in e.get("reason", "")
+                            for e in events))
