@@ -28,6 +28,8 @@ from twisted.internet.testing import MemoryReactor
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 
 from bytestreamd.errors import ConfigError
+from bytestreamd.methods.s5b_policy import (DEFAULT_CONNECT, formatConnectRule,
+                                            parseConnectRule)
 
 #: Resource used when the configured JID has none.
 DEFAULT_RESOURCE = "bytestreamd"
@@ -87,6 +89,11 @@ class Config:
     s5b_advertise: Tuple[Advertised, ...] = ()
     #: ``None``: discover a proxy on the server; ``""``: use none; else its JID.
     s5b_proxy: Optional[str] = None
+    #: Which candidate addresses a peer may make us connect to: ``[s5b]
+    #: connect`` rules, normalised (``net`` or ``!net``); see s5b_policy.
+    s5b_connect: Tuple[str, ...] = DEFAULT_CONNECT
+    #: Direct streamhost handshakes held at once; ``None``: follow max_links.
+    s5b_max_handshakes: Optional[int] = None
     # [accept]
     accept_allow: Tuple[str, ...] = ()
     # [services]
@@ -102,7 +109,7 @@ KEYS: Dict[str, Tuple[str, ...]] = {
     "links": ("methods", "ibb_block_size", "ibb_stanza", "ibb_window",
               "max_links", "link_buffer", "offer_timeout", "attempt_timeout",
               "peer_timeout", "attach_timeout"),
-    "s5b": ("listen", "advertise", "proxy"),
+    "s5b": ("listen", "advertise", "proxy", "connect", "max_handshakes"),
     "accept": ("allow",),
     "services": (),  # free-form: NAME = ENDPOINT
 }
@@ -348,6 +355,8 @@ def _build(r: _Reader, environ: Mapping[str, str],
     listen = _listen(r)
     advertise = _advertise(r)
     proxy = _proxy(r)
+    connect = _connect(r)
+    maxHandshakes = r.integer("s5b", "max_handshakes", 0, 1) or None
 
     allow = _allow(r)
     services = _services(r)
@@ -361,7 +370,8 @@ def _build(r: _Reader, environ: Mapping[str, str],
         offer_timeout=offerTimeout, attempt_timeout=attemptTimeout,
         peer_timeout=peerTimeout, attach_timeout=attachTimeout,
         log_traffic=logTraffic, s5b_listen=listen, s5b_advertise=advertise,
-        s5b_proxy=proxy, accept_allow=allow, services=services)
+        s5b_proxy=proxy, s5b_connect=connect, s5b_max_handshakes=maxHandshakes,
+        accept_allow=allow, services=services)
 
 
 def _parseJID(r: _Reader, section: str, key: str, value: str) -> JID:
@@ -596,6 +606,21 @@ def _proxy(r: _Reader) -> Optional[str]:
     if value.lower() == "none":
         return ""
     return _parseJID(r, "s5b", "proxy", value).full()
+
+
+def _connect(r: _Reader) -> Tuple[str, ...]:
+    items = r.items("s5b", "connect")
+    if items is None or not items:
+        return DEFAULT_CONNECT
+    if [i.lower() for i in items] == ["none"]:
+        return ()
+    rules = []
+    for item in items:
+        try:
+            rules.append(formatConnectRule(*parseConnectRule(item)))
+        except ValueError as e:
+            raise r.fail("s5b", "connect", str(e))
+    return tuple(rules)
 
 
 def _allow(r: _Reader) -> Tuple[str, ...]:

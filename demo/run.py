@@ -104,8 +104,10 @@ def main() -> int:
         prosody.start()
         say("prosody c2s on 127.0.0.1:%d, CA %s" % (prosody.c2sPort, prosody.caPath))
         # Both methods, loopback SOCKS5 candidates (a real deployment offers
-        # its interface addresses; the demo stays on 127.0.0.1).
-        common = {"links": {"methods": "s5b, ibb"}, "s5b": {"listen": "127.0.0.1:0"}}
+        # its interface addresses; the demo stays on 127.0.0.1, so [s5b]
+        # connect must allow loopback, which it refuses by default).
+        common = {"links": {"methods": "s5b, ibb"},
+                  "s5b": {"listen": "127.0.0.1:0", "connect": "127.0.0.0/8, ::1"}}
         alice = DaemonProcess(prosody, "alice", os.path.join(work, "alice"),
                               dict(common, accept={"allow": "bob@localhost"}))
         bob = DaemonProcess(prosody, "bob", os.path.join(work, "bob"),

@@ -12,9 +12,24 @@ Roles, as the XEP assigns them (the initiator is the XEP's "requester"):
   SOCKS5 connection with the right DST.ADDR *is* the stream; a proxy
   means we connect to it too and ask it to ``activate`` the session.
 * target -- tries the offered streamhosts in order, ``candidateTimeout``
-  each (connect + SOCKS5), answers ``streamhost-used`` for the first that
-  works, or ``item-not-found`` naming every candidate and why it failed.
-  An offer that no ``expect`` announced is refused with ``not-acceptable``.
+  each (name resolution + connect + SOCKS5), answers ``streamhost-used``
+  for the first that works, or a bare ``item-not-found``.  An offer that no
+  ``expect`` announced is refused with ``not-acceptable``.
+
+What a peer learns, and where we connect
+    A peer picks the addresses our target side connects to, so every
+    candidate address is checked against ``[s5b] connect``
+    (:class:`~bytestreamd.methods.s5b_policy.ConnectPolicy`; host names
+    are resolved first and every address checked, and we connect only to
+    checked addresses).  The exception is a streamhost that is exactly
+    what a proxy of ours told us (configured, or discovered on our own
+    server): the operator chose it.  The initiator's own proxy join is
+    never checked for the same reason.  Errors sent to a peer carry the
+    XEP's condition and nothing else -- no per-candidate "connection
+    refused" or "not a SOCKS5 server (first byte 0x53)" that would make us
+    a port scanner and banner oracle; those details are the local BAD
+    reason (and the log) only.  The initiator's own reason names the
+    streamhosts it offered and what its direct streamhost saw.
 
 The established stream is an :class:`~bytestreamd.methods.s5b_stream.S5BStream`:
 the TCP transport behind a thin facade.
@@ -28,9 +43,13 @@ Proxies and early bytes
     first; bytes the local side writes meanwhile wait in the link layer.
 
 Everything a peer can make us hold is bounded: handshakes by time and size
-(``handshakeTimeout``, the SOCKS5 machines), accepted-but-unused direct
-connections per session, streamhosts tried per offer (``maxCandidates``),
-and data received before a protocol is attached.
+(``greetingTimeout``, ``handshakeTimeout``, the SOCKS5 machines) and number
+(``maxHandshakes``, evicting the oldest of the busiest source rather than
+refusing a newcomer: see :mod:`bytestreamd.methods.s5b_policy`), direct
+connections accepted only while a session waits for one and at most a few
+per session, streamhosts tried per offer (``maxCandidates``), addresses per
+host name, and data received before a protocol is attached.
+docs/security-s5b.rst has the whole threat model.
 """
 
 from __future__ import annotations
@@ -51,14 +70,22 @@ from zope.interface import implementer
 from bytestreamd import ns
 from bytestreamd.errors import MethodFailed, stanzaError
 from bytestreamd.interfaces import IStreamMethod, StreamContext
+from bytestreamd.methods.s5b_policy import (
+    ConnectPolicy,
+    MIN_HANDSHAKES,
+    defaultMaxHandshakes,
+)
 from bytestreamd.methods.s5b_proxies import ProxyDirectory, ask, queryOf
 from bytestreamd.methods.s5b_stream import HOLD_LIMIT, S5BStream
 from bytestreamd.methods.s5b_tcp import (
+    GREETING_TIMEOUT,
     CandidateFailed,
     DirectStreamhost,
     S5BServerFactory,
     connectStreamhost,
     hostAddresses,
+    isAddressLiteral,
+    resolveHost,
 )
 from bytestreamd.stanzas import Handler, errorFor, makeIQ, parseJID, resultFor
 from bytestreamd.wire.s5b import (
@@ -72,8 +99,8 @@ from bytestreamd.wire.s5b import (
 )
 
 __all__ = ["S5BMethod", "S5BStream", "S5BServerFactory", "DirectStreamhost",
-           "ProxyDirectory", "CandidateFailed", "connectStreamhost", "hostAddresses",
-           "fromConfig", "HOLD_LIMIT"]
+           "ProxyDirectory", "CandidateFailed", "ConnectPolicy", "connectStreamhost",
+           "hostAddresses", "fromConfig", "HOLD_LIMIT"]
 
 log = Logger()
 
@@ -85,11 +112,15 @@ class S5BMethod(Handler):
     """
     The XEP-0065 handler and stream method.
 
-    ``reactor`` provides IReactorTCP and IReactorTime.  ``listen``,
-    ``advertise``, ``interfaceAddresses`` and ``handshakeTimeout``
-    configure the direct streamhost (:attr:`direct`, see
+    ``reactor`` provides IReactorTCP, IReactorTime and
+    IReactorPluggableNameResolver.  ``listen``, ``advertise``,
+    ``interfaceAddresses``, ``handshakeTimeout``, ``greetingTimeout`` and
+    ``maxHandshakes`` configure the direct streamhost (:attr:`direct`, see
     :class:`DirectStreamhost`); it starts listening when the XMPP session
     is first up, unless :meth:`startListening` was called before.
+    ``connect``: which candidate addresses a peer may make us connect to
+    (default: :class:`ConnectPolicy`'s, every address but loopback,
+    link-local, unspecified, multicast and broadcast).
     ``proxies``: ``None`` discovers proxies on our server (disco#items,
     identity proxy/bytestreams) once per session, ``[]`` uses none, else a
     list of proxy JIDs.  ``candidateTimeout`` bounds each streamhost attempt
@@ -107,15 +138,20 @@ class S5BMethod(Handler):
                  candidateTimeout: float = 5.0, handshakeTimeout: float = 10.0,
                  requestTimeout: float = 10.0, proxyGrace: float = 2.0,
                  maxCandidates: int = 8,
-                 interfaceAddresses: Optional[Callable[[], List[str]]] = None):
+                 interfaceAddresses: Optional[Callable[[], List[str]]] = None,
+                 connect: Optional[ConnectPolicy] = None,
+                 maxHandshakes: int = MIN_HANDSHAKES,
+                 greetingTimeout: float = GREETING_TIMEOUT):
         Handler.__init__(self)
         self.reactor = reactor
         self.candidateTimeout = candidateTimeout
         self.requestTimeout = requestTimeout
         self.proxyGrace = proxyGrace
         self.maxCandidates = maxCandidates
+        self.connectPolicy = connect if connect is not None else ConnectPolicy()
         self.direct = DirectStreamhost(reactor, listen, advertise, handshakeTimeout,
-                                       interfaceAddresses)
+                                       interfaceAddresses, maxHandshakes=maxHandshakes,
+                                       greetingTimeout=greetingTimeout)
         self.proxyDirectory = ProxyDirectory(self._ask, proxies, requestTimeout)
         self._expected: Dict[Tuple[str, str], "_Expectation"] = {}
 
@@ -184,6 +220,7 @@ class S5BMethod(Handler):
     async def _initiate(self, ctx: StreamContext) -> S5BStream:
         address = dstAddr(ctx.sid, ctx.initiator, ctx.target)
         direct = self.direct.candidates(ctx.initiator)
+        evictedBefore = self.direct.factory.evicted
         pending = None
         stream: Optional[S5BStream] = None
         if direct:
@@ -205,8 +242,13 @@ class S5BMethod(Handler):
             iq = makeIQ("set", ctx.target)
             iq.addChild(Query(ctx.sid, hosts, MODE_TCP).toElement())
             answerTimeout = self.candidateTimeout * len(hosts) + self.requestTimeout
-            answer = await self._ask(iq, answerTimeout, "%s (streamhost offer)"
-                                     % ctx.target.full())
+            try:
+                answer = await self._ask(iq, answerTimeout, "%s (streamhost offer)"
+                                         % ctx.target.full())
+            except MethodFailed as e:
+                raise MethodFailed(e.reason + self._offerNotes(hosts, direct, pending,
+                                                               evictedBefore),
+                                   condition=e.condition)
             try:
                 used = StreamHostUsed.fromElement(queryOf(answer, ns.NS_S5B)).jid
             except MalformedS5B as e:
@@ -217,7 +259,8 @@ class S5BMethod(Handler):
                 if stream is None:
                     raise MethodFailed(
                         "%s says it connected to our streamhost, but no SOCKS5 "
-                        "connection for this session is up" % ctx.target.full())
+                        "connection for this session is up%s" % (
+                            ctx.target.full(), self._evictionNote(evictedBefore)))
                 stream.streamhost = hosts[0]
             else:
                 proxy = next((h for h in proxies if h.jid == used and h in hosts), None)
@@ -235,6 +278,32 @@ class S5BMethod(Handler):
         stream.sid = ctx.sid
         stream.peerJID = ctx.target
         return stream
+
+    def _offerNotes(self, hosts: List[StreamHost], direct: List[StreamHost],
+                    pending: Any, evictedBefore: int) -> str:
+        """
+        What we know ourselves when the target used none of our streamhosts:
+        what we offered and what our direct streamhost saw.  (The target's
+        reasons stay with the target: see the module docstring.)
+        """
+        notes = "; we offered %s" % ", ".join(h.describe() for h in hosts)
+        if pending is not None and any(h in hosts for h in direct):
+            if pending.arrived:
+                notes += "; %d SOCKS5 connection%s for this session reached our " \
+                    "direct streamhost" % (pending.arrived, "" if pending.arrived == 1 else "s")
+            else:
+                notes += "; no SOCKS5 connection for this session reached our " \
+                    "direct streamhost"
+            notes += self._evictionNote(evictedBefore)
+        return notes
+
+    def _evictionNote(self, evictedBefore: int) -> str:
+        evicted = self.direct.factory.evicted - evictedBefore
+        if evicted <= 0:
+            return ""
+        return ("; meanwhile our direct streamhost closed %d SOCKS5 handshake%s to make "
+                "room, all %d slots ([s5b] max_handshakes) being in use"
+                % (evicted, "" if evicted == 1 else "s", self.direct.factory.maxHandshakes))
 
     async def _joinProxy(self, ctx: StreamContext, proxy: StreamHost, address: str
                          ) -> S5BStream:
@@ -270,8 +339,7 @@ class S5BMethod(Handler):
         query = queryOf(iq, ns.NS_S5B)
         sid = query.getAttribute("sid")
         if not sid:
-            self._answer(iq, stanzaError("bad-request", "bytestreams query without sid",
-                                         type="modify"))
+            self._answer(iq, stanzaError("bad-request", type="modify"))
             return
         expectation = self._expected.get((sender.full() if sender else "", sid))
         if expectation is None or expectation.started:
@@ -283,22 +351,25 @@ class S5BMethod(Handler):
         try:
             offer = Query.fromElement(query)
         except MalformedS5B as e:
-            self._answer(iq, stanzaError("bad-request", str(e), type="modify"))
+            self._answer(iq, stanzaError("bad-request", type="modify"))
             expectation.stop(MethodFailed("%s sent a malformed streamhost offer: %s"
                                           % (sender.full(), e)))
             return
         if offer.mode != MODE_TCP:
-            self._answer(iq, stanzaError("not-acceptable", "only tcp mode is supported",
-                                         type="modify"))
+            self._answer(iq, stanzaError("not-acceptable", type="modify"))
             expectation.stop(MethodFailed("%s offered mode %s; only tcp is supported"
                                           % (sender.full(), offer.mode)))
             return
         expectation.start(iq, offer)
 
     def _answer(self, iq: domish.Element, answer: Any) -> None:
-        """Send a result element or a StanzaError answering ``iq``; never raise."""
+        """
+        Send a result element or a StanzaError answering ``iq``; never raise.
+        Errors carry their condition only: whatever we know about why is
+        for the local reason, not for the peer (see the module docstring).
+        """
         if isinstance(answer, StanzaError):
-            answer = errorFor(iq, answer)
+            answer = errorFor(iq, stanzaError(answer.condition, type=answer.type))
         try:
             self.send(answer)
         except Exception as e:
@@ -313,8 +384,7 @@ class S5BMethod(Handler):
         try:
             for host in candidates:
                 try:
-                    stream = await connectStreamhost(self.reactor, host.host, host.port,
-                                                     address, self.candidateTimeout)
+                    stream = await self._reach(host, address)
                 except CandidateFailed as e:
                     failures.append("%s: %s" % (host.describe(), e.reason))
                     continue
@@ -326,7 +396,7 @@ class S5BMethod(Handler):
                     failures.append("%d more not tried" % skipped)
                 reason = "no streamhost of %s worked: %s" % (
                     ctx.initiator.full(), "; ".join(failures))
-                self._answer(iq, stanzaError("item-not-found", reason, type="cancel"))
+                self._answer(iq, stanzaError("item-not-found", type="cancel"))
                 raise MethodFailed(reason, condition="item-not-found")
             answer = resultFor(iq)
             answer.addChild(StreamHostUsed(stream.streamhost.jid, ctx.sid).toElement())
@@ -335,7 +405,7 @@ class S5BMethod(Handler):
                 await self._activationGrace(stream)
         except defer.CancelledError:
             if stream is None:
-                self._answer(iq, stanzaError("item-not-found", "cancelled", type="cancel"))
+                self._answer(iq, stanzaError("item-not-found", type="cancel"))
             if stream is not None:
                 stream.abortConnection()
             raise
@@ -348,6 +418,39 @@ class S5BMethod(Handler):
         stream.sid = ctx.sid
         stream.peerJID = ctx.initiator
         return stream
+
+    async def _reach(self, host: StreamHost, address: str) -> S5BStream:
+        """
+        One candidate, within ``candidateTimeout``: resolve its host, check
+        every address against ``[s5b] connect`` (unless it is exactly a
+        proxy of ours), then try the addresses in turn.  CandidateFailed
+        says why not, for the local reason only.
+        """
+        if self.proxyDirectory.knows(host):
+            return await connectStreamhost(self.reactor, host.host, host.port, address,
+                                           self.candidateTimeout)
+        deadline = self.reactor.seconds() + self.candidateTimeout
+        addresses = await resolveHost(self.reactor, host.host, self.candidateTimeout)
+        literal = isAddressLiteral(host.host)
+        for ip in addresses:
+            refused = self.connectPolicy.check(ip)
+            if refused is not None:
+                raise CandidateFailed(refused if literal else "%s resolves to %s; %s"
+                                      % (host.host, ", ".join(addresses), refused))
+        problems: List[str] = []
+        for ip in addresses:
+            # Milliseconds are enough, and "timed out after 5s" reads better
+            # than 4.99997s in a reason.
+            remaining = round(deadline - self.reactor.seconds(), 3)
+            if remaining <= 0:
+                problems.append("%s: not tried, no time left" % ip)
+                continue
+            try:
+                return await connectStreamhost(self.reactor, ip, host.port, address,
+                                               remaining)
+            except CandidateFailed as e:
+                problems.append(e.reason if literal else "%s: %s" % (ip, e.reason))
+        raise CandidateFailed("; ".join(problems))
 
     def _activationGrace(self, stream: S5BStream) -> defer.Deferred:
         """Fire on the initiator's first byte, or after ``proxyGrace``."""
@@ -426,7 +529,9 @@ def fromConfig(reactor: Any, config: Any) -> S5BMethod:
     """
     The method as ``[s5b]`` configures it (``bytestreamd.daemon`` calls
     this): ``s5b_listen``, ``s5b_advertise``, ``s5b_proxy`` (``None``:
-    discover, ``""``: none, else a proxy JID).
+    discover, ``""``: none, else a proxy JID), ``s5b_connect`` (the
+    ``[s5b] connect`` rules), ``s5b_max_handshakes`` (``None``: follow
+    ``max_links``, see :func:`defaultMaxHandshakes`).
     """
     if config.s5b_proxy is None:
         proxies: Optional[List[JID]] = None
@@ -434,5 +539,8 @@ def fromConfig(reactor: Any, config: Any) -> S5BMethod:
         proxies = []
     else:
         proxies = [JID(config.s5b_proxy)]
+    maxHandshakes = config.s5b_max_handshakes or defaultMaxHandshakes(config.max_links)
     return S5BMethod(reactor, listen=list(config.s5b_listen),
-                     advertise=list(config.s5b_advertise), proxies=proxies)
+                     advertise=list(config.s5b_advertise), proxies=proxies,
+                     connect=ConnectPolicy(config.s5b_connect),
+                     maxHandshakes=maxHandshakes)

@@ -81,6 +81,14 @@ class ProxyDirectory:
         self._discovery: Optional[defer.Deferred] = None
         self._waiters: List[defer.Deferred] = []
 
+    def knows(self, host: StreamHost) -> bool:
+        """
+        ``host`` is exactly (JID, host, port) a proxy of ours gave us this
+        session: the target side connects to it without checking
+        ``[s5b] connect`` (the operator chose that proxy, not the peer).
+        """
+        return self._cache is not None and host in self._cache
+
     def forget(self) -> None:
         """The session ended: discover again next time."""
         self._cache = None

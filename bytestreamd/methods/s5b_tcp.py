@@ -6,8 +6,15 @@ direct streamhost.
   :mod:`bytestreamd.methods.socks5` and then becomes the pipe under an
   :class:`~bytestreamd.methods.s5b_stream.S5BStream`.
 * :class:`S5BServerFactory` accepts a SOCKS5 connection only for a
-  session we are offering (by DST.ADDR), and drops junk and slow clients.
-* :func:`connectStreamhost` reaches one streamhost within a time limit.
+  session we are offering (by DST.ADDR), takes connections at all only
+  while such a session waits, drops junk, clients without a greeting
+  after a few seconds and slow ones, and when its handshake slots are
+  full closes the oldest handshake of the busiest source address rather
+  than refusing the newcomer -- so idle connections cannot starve a
+  pending session (docs/security-s5b.rst).
+* :func:`resolveHost` turns a candidate's host into addresses to check
+  against ``[s5b] connect``; :func:`connectStreamhost` reaches one
+  streamhost within a time limit.
 * :class:`DirectStreamhost` owns the listening ports, knows which
   addresses to offer, and holds the connections that arrive for each
   pending session until the target says which one it used.
@@ -18,10 +25,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet import defer, error
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IResolutionReceiver
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python import failure
@@ -29,14 +36,25 @@ from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
 
 from bytestreamd.methods import socks5
+from bytestreamd.methods.s5b_policy import MIN_HANDSHAKES, HandshakeSlots
 from bytestreamd.methods.s5b_stream import HOLD_LIMIT, S5BStream
 from bytestreamd.wire.s5b import StreamHost
 
 log = Logger()
 
+#: Takes an accepted connection for a session (see S5BServerFactory).
+Acceptor = Callable[[S5BStream], None]
+
 #: Accepted SOCKS5 connections kept per pending session until the target
 #: says which one it used (a target may try several of our addresses).
 MAX_DIRECT_CONNECTIONS = 4
+
+#: Seconds a client of our direct streamhost has for its greeting: a real
+#: SOCKS5 client sends it as soon as it is connected.
+GREETING_TIMEOUT = 3.0
+
+#: Addresses of one host name tried for one candidate, at most.
+MAX_RESOLVED = 8
 
 
 class CandidateFailed(Exception):
@@ -60,6 +78,9 @@ class SOCKS5Protocol(Protocol):
     ``handshakeDone(p, stream)`` and ``handshakeFailed(p, reason)`` (at most
     one of the last two).
     """
+
+    #: (server) the client's address, as handshakes are counted.
+    source = "?"
 
     def __init__(self, machine: Any, owner: Any):
         self.machine = machine
@@ -134,68 +155,133 @@ class SOCKS5Protocol(Protocol):
 class S5BServerFactory(Factory):
     """
     Our direct streamhost.  ``lookup(dstAddr)`` returns a callable taking
-    the accepted :class:`S5BStream`, or ``None`` to refuse: only a
-    connection for a session we are offering is answered with success.
-    Junk, wrong hashes and clients slower than ``handshakeTimeout`` are
-    dropped; at most ``maxHandshakes`` handshakes run at once.
+    the accepted :class:`S5BStream`, or ``None`` or a reason (str) to
+    refuse: only a connection for a session we are offering is answered
+    with success.
+
+    Idle or slow connections must not starve a session that waits for its
+    target (docs/security-s5b.rst):
+
+    * a connection is accepted only while ``waiting()`` (a session of ours
+      waits for a direct connection); otherwise it is closed at once;
+    * a client must send its greeting within ``greetingTimeout`` and finish
+      the handshake within ``handshakeTimeout``; junk and wrong hashes are
+      dropped at once;
+    * at most ``maxHandshakes`` handshakes are held, and reaching that
+      never refuses the newcomer: the oldest handshake of the source address
+      holding the most is closed instead
+      (:class:`~bytestreamd.methods.s5b_policy.HandshakeSlots`).  Each
+      such eviction is counted in :attr:`evicted`, so a session that fails
+      meanwhile can say so.
     """
 
-    def __init__(self, clock: Any, lookup: Callable[[str], Optional[Callable[[S5BStream], None]]],
-                 handshakeTimeout: float = 10.0, maxHandshakes: int = 64,
-                 maxEarlyData: int = HOLD_LIMIT):
+    def __init__(self, clock: Any, lookup: Callable[[str], Union[Acceptor, str, None]],
+                 handshakeTimeout: float = 10.0, maxHandshakes: int = MIN_HANDSHAKES,
+                 maxEarlyData: int = HOLD_LIMIT, greetingTimeout: float = GREETING_TIMEOUT,
+                 waiting: Callable[[], bool] = lambda: True):
         self.clock = clock
         self.lookup = lookup
         self.handshakeTimeout = handshakeTimeout
-        self.maxHandshakes = maxHandshakes
+        self.greetingTimeout = min(greetingTimeout, handshakeTimeout)
         self.maxEarlyData = maxEarlyData
+        self.waiting = waiting
+        #: Handshakes closed to make room for a newer one (ever).
+        self.evicted = 0
+        #: Connections closed because no session was waiting (ever).
+        self.unwanted = 0
+        self._slots: HandshakeSlots[SOCKS5Protocol] = HandshakeSlots(maxHandshakes)
         self._timers: Dict[SOCKS5Protocol, Any] = {}
         self._acceptors: Dict[SOCKS5Protocol, Callable[[S5BStream], None]] = {}
 
+    @property
+    def maxHandshakes(self) -> int:
+        return self._slots.limit
+
+    @maxHandshakes.setter
+    def maxHandshakes(self, limit: int) -> None:
+        self._slots.limit = limit
+
     def buildProtocol(self, addr: Any) -> Optional[SOCKS5Protocol]:
-        if len(self._timers) >= self.maxHandshakes:
-            log.warn("s5b: refusing SOCKS5 connection from {addr}: {n} handshakes "
-                     "already in progress", addr=addr, n=len(self._timers))
+        if not self.waiting():
+            # Nothing to accept: do not even hold the socket.  Not logged one
+            # by one (a scan would flood the log); counted in ``unwanted``.
+            self.unwanted += 1
             return None
-        return SOCKS5Protocol(socks5.ServerHandshake(self.maxEarlyData), self)
+        proto = SOCKS5Protocol(socks5.ServerHandshake(self.maxEarlyData), self)
+        source = proto.source = _sourceOf(addr)
+        victim = self._slots.admit(proto, source)
+        if victim is not None:
+            self.evicted += 1
+            reason = ("closed to make room for a newer one: all %d SOCKS5 handshake "
+                      "slots ([s5b] max_handshakes) were in use, and %s held the most (%d)"
+                      % (self.maxHandshakes, victim.source,
+                         self._slots.held(victim.source)
+                         + (victim.source != source)))
+            self._close(victim, reason)
+        return proto
 
     @property
     def handshaking(self) -> int:
-        return len(self._timers)
+        return len(self._slots)
 
     def handshakeStarted(self, proto: SOCKS5Protocol) -> None:
-        self._timers[proto] = self.clock.callLater(self.handshakeTimeout, self._timedOut, proto)
+        if proto not in self._slots:
+            return  # evicted before its connection was even made
+        self._timers[proto] = self.clock.callLater(self.greetingTimeout, self._deadline, proto)
 
     def connectRequested(self, proto: SOCKS5Protocol, request: socks5.ConnectRequest
                          ) -> List[socks5.Output]:
         acceptor = self.lookup(request.address)
-        if acceptor is None:
+        if acceptor is None or isinstance(acceptor, str):
             return proto.machine.refuse(
                 socks5.HOST_UNREACHABLE,
-                "no bytestream is waiting for DST.ADDR %s" % request.address)
+                acceptor or "no bytestream is waiting for DST.ADDR %s" % request.address)
         self._acceptors[proto] = acceptor
         return proto.machine.accept()
 
     def handshakeDone(self, proto: SOCKS5Protocol, stream: S5BStream) -> None:
-        self._stopTimer(proto)
+        self._release(proto)
         acceptor = self._acceptors.pop(proto)
         acceptor(stream)
 
     def handshakeFailed(self, proto: SOCKS5Protocol, reason: str) -> None:
-        self._stopTimer(proto)
+        self._release(proto)
         self._acceptors.pop(proto, None)
         log.info("s5b: dropped SOCKS5 client {peer}: {reason}",
                  peer=_peerText(proto), reason=reason)
 
-    def _stopTimer(self, proto: SOCKS5Protocol) -> None:
+    def _release(self, proto: SOCKS5Protocol) -> None:
+        self._slots.release(proto)
         call = self._timers.pop(proto, None)
         if call is not None and call.active():
             call.cancel()
 
+    def _deadline(self, proto: SOCKS5Protocol) -> None:
+        self._timers.pop(proto, None)
+        machine = proto.machine
+        if machine is not None and machine.state == "greeting":
+            self._close(proto, "no SOCKS5 greeting within %gs" % self.greetingTimeout)
+        elif self.handshakeTimeout > self.greetingTimeout and machine is not None:
+            self._timers[proto] = self.clock.callLater(
+                self.handshakeTimeout - self.greetingTimeout, self._timedOut, proto)
+        else:
+            self._timedOut(proto)
+
     def _timedOut(self, proto: SOCKS5Protocol) -> None:
         self._timers.pop(proto, None)
+        self._close(proto, "SOCKS5 handshake not done within %gs" % self.handshakeTimeout)
+
+    def _close(self, proto: SOCKS5Protocol, reason: str) -> None:
+        self._release(proto)
         proto.machine = None
-        proto.transport.abortConnection()
-        proto.fail("SOCKS5 handshake not done within %gs" % self.handshakeTimeout)
+        if proto.transport is not None:
+            proto.transport.abortConnection()
+        proto.fail(reason)
+
+
+def _sourceOf(addr: Any) -> str:
+    """The source address a handshake is counted under."""
+    return str(getattr(addr, "host", None) or "?")
 
 
 def _peerText(proto: Protocol) -> str:
@@ -298,6 +384,67 @@ def connectStreamhost(reactor: Any, host: str, port: int, address: str,
     return attempt.deferred
 
 
+def isAddressLiteral(host: str) -> bool:
+    """``host`` is an IP address (IPv6 possibly with a %scope), not a name."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+@implementer(IResolutionReceiver)
+class _Addresses:
+    """Collects what one host name resolves to; see :func:`resolveHost`."""
+
+    def __init__(self, deferred: defer.Deferred):
+        self.deferred = deferred
+        self.found: List[str] = []
+
+    def resolutionBegan(self, resolution: Any) -> None:
+        pass
+
+    def addressResolved(self, address: Any) -> None:
+        host = getattr(address, "host", None)
+        if host and host not in self.found:
+            self.found.append(host)
+
+    def resolutionComplete(self) -> None:
+        if not self.deferred.called:
+            self.deferred.callback(self.found[:MAX_RESOLVED])
+
+
+def resolveHost(reactor: Any, host: str, timeout: float) -> "defer.Deferred[List[str]]":
+    """
+    The IP addresses of a candidate's ``host`` -- itself if it is an IP
+    literal, else what the reactor's name resolver finds for TCP (at most
+    :data:`MAX_RESOLVED`, in its order) within ``timeout`` -- so that every
+    one can be checked before we connect, and we connect to an address we
+    checked (not to a name that might resolve differently a moment later).
+    Fails with :class:`CandidateFailed`.
+    """
+    if isAddressLiteral(host):
+        return defer.succeed([host])
+    d: defer.Deferred = defer.Deferred()
+    receiver = _Addresses(d)
+    timer = reactor.callLater(timeout, lambda: d.called or d.errback(CandidateFailed(
+        "cannot resolve the host name within %gs" % timeout)))
+    try:
+        reactor.nameResolver.resolveHostName(receiver, host, 0, transportSemantics="TCP")
+    except Exception as e:
+        if not d.called:
+            d.errback(CandidateFailed("cannot resolve the host name (%s)" % e))
+
+    def done(result: Any) -> Any:
+        if timer.active():
+            timer.cancel()
+        if isinstance(result, list) and not result:
+            raise CandidateFailed("cannot resolve the host name")
+        return result
+
+    return d.addBoth(done)
+
+
 # -- our direct streamhost ------------------------------------------------------
 
 
@@ -306,13 +453,18 @@ class _DirectPending:
 
     def __init__(self) -> None:
         self.streams: List[S5BStream] = []
+        #: SOCKS5 connections accepted for this session (ever).
+        self.arrived = 0
 
-    def acceptor(self) -> Optional[Callable[[S5BStream], None]]:
+    def acceptor(self) -> Union[Acceptor, str]:
+        """``add``, or why not: the session already holds enough connections."""
         if len(self.streams) >= MAX_DIRECT_CONNECTIONS:
-            return None
+            return ("session already holds %d SOCKS5 connections, the most we keep "
+                    "until the target says which one it used" % MAX_DIRECT_CONNECTIONS)
         return self.add
 
     def add(self, stream: S5BStream) -> None:
+        self.arrived += 1
         self.streams.append(stream)
         stream.onLost = lambda reason: self._lost(stream)
 
@@ -345,19 +497,26 @@ class DirectStreamhost:
     :meth:`addListeningPort`.  ``advertise``: ``(host, port or None)``
     offered instead of the listening addresses (``None``: the first
     listening port).  ``interfaceAddresses`` says what a wildcard listening
-    address means (this host's usable addresses).
+    address means (this host's usable addresses).  ``handshakeTimeout``,
+    ``greetingTimeout`` and ``maxHandshakes``: see :class:`S5BServerFactory`,
+    which accepts connections only while a session is expected here.
     """
 
     def __init__(self, reactor: Any, listen: Sequence[Tuple[str, int]] = (),
                  advertise: Sequence[Tuple[str, Optional[int]]] = (),
                  handshakeTimeout: float = 10.0,
-                 interfaceAddresses: Optional[Callable[[], List[str]]] = None):
+                 interfaceAddresses: Optional[Callable[[], List[str]]] = None,
+                 maxHandshakes: int = MIN_HANDSHAKES,
+                 greetingTimeout: float = GREETING_TIMEOUT):
         self.reactor = reactor
         self.listen = list(listen)
         self.advertise = list(advertise)
         self.interfaceAddresses = interfaceAddresses or hostAddresses
         self.factory = S5BServerFactory(reactor, self._lookup,
-                                        handshakeTimeout=handshakeTimeout)
+                                        handshakeTimeout=handshakeTimeout,
+                                        maxHandshakes=maxHandshakes,
+                                        greetingTimeout=greetingTimeout,
+                                        waiting=lambda: bool(self._pending))
         self.ports: List[Any] = []
         self.listenTried = False
         self._pending: Dict[str, _DirectPending] = {}
@@ -427,7 +586,7 @@ class DirectStreamhost:
         if pending is not None:
             pending.close(keep)
 
-    def _lookup(self, address: str) -> Optional[Callable[[S5BStream], None]]:
+    def _lookup(self, address: str) -> Union[Acceptor, str, None]:
         pending = self._pending.get(address)
         return pending.acceptor() if pending is not None else None
 

@@ -351,6 +351,37 @@ def test_proxy():
     assert error({"s5b.proxy": "a@b@c"}).startswith("[s5b] proxy: ")
 
 
+def test_connect_default_and_lists():
+    config = load()
+    assert config.s5b_connect == ("0.0.0.0/0", "::/0")
+    assert load({"s5b.connect": "127.0.0.0/8, ::1"}).s5b_connect == (
+        "127.0.0.0/8", "::1/128")
+    assert load({"s5b.connect": "0.0.0.0/0 !10.0.0.0/8, !192.168.0.0/16"}
+                ).s5b_connect == ("0.0.0.0/0", "!10.0.0.0/8", "!192.168.0.0/16")
+    assert load({"s5b.connect": "None"}).s5b_connect == ()
+    assert load({"s5b.connect": ""}).s5b_connect == ("0.0.0.0/0", "::/0")
+
+
+@pytest.mark.parametrize("value,words", [
+    ("10.0.0.1/8", "did you mean 10.0.0.0/8"),
+    ("localhost", "not an IP address or network"),
+    ("127.0.0.0/33", "not an IP address or network"),
+    ("none, 10.0.0.0/8", "not an IP address or network"),
+    ("!", "not an IP address or network")])
+def test_bad_connect(value, words):
+    message = error({"s5b.connect": value})
+    assert message.startswith("[s5b] connect: "), message
+    assert words in message, message
+
+
+def test_max_handshakes():
+    assert load().s5b_max_handshakes is None  # follows max_links
+    assert load({"s5b.max_handshakes": "500"}).s5b_max_handshakes == 500
+    for value in ("0", "-3", "many"):
+        assert error({"s5b.max_handshakes": value}).startswith(
+            "[s5b] max_handshakes: ")
+
+
 # --- [accept] and allowed() ------------------------------------------------
 
 

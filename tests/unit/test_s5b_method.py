@@ -105,10 +105,17 @@ class Side:
         self.receive("<iq type='%s' id='%s' from='%s'>%s</iq>"
                      % (type, iq["id"], frm or iq["to"], body))
 
-    def incoming(self, data=b""):
-        """A SOCKS5 client connecting to our direct streamhost."""
-        proto = self.method.serverFactory.buildProtocol(IPv4Address("TCP", "198.51.100.7", 4000))
+    def incoming(self, data=b"", host="198.51.100.7"):
+        """
+        A SOCKS5 client connecting to our direct streamhost.  A connection
+        the factory does not take (``proto`` None) is closed at once, as
+        Twisted's port does.
+        """
+        proto = self.method.serverFactory.buildProtocol(IPv4Address("TCP", host, 4000))
         transport = HalfCloseTransport()
+        if proto is None:
+            transport.loseConnection()
+            return proto, transport
         proto.makeConnection(transport)
         if data:
             proto.dataReceived(data)
@@ -187,6 +194,9 @@ class BasicsTests(SynchronousTestCase):
             s5b_listen = (("0.0.0.0", 0),)
             s5b_advertise = (("h.example", None),)
             s5b_proxy = None
+            s5b_connect = ("0.0.0.0/0", "::/0")
+            s5b_max_handshakes = None
+            max_links = 64
         reactor = MemoryReactorClock()
         method = fromConfig(reactor, Config)
         self.assertIsNone(method.proxies)
@@ -235,7 +245,9 @@ class InitiatorDirectTests(SynchronousTestCase):
         stream.writeSequence([b"1", b"2"])
         self.assertEqual(transport.value(), b"out12")
         self.assertEqual((stream.bytesSent, stream.bytesReceived), (5, 11))
-        # The session is no longer pending: a late connection is refused.
+        # The session is no longer pending: a late connection is refused
+        # (while another session keeps the streamhost accepting).
+        self.side.method.direct.expect("f" * 40)
         _, late = self.side.incoming(GREETING + request())
         self.assertEqual(late.value()[2:4], b"\x05\x04")
         self.assertTrue(late.disconnecting)
@@ -249,12 +261,15 @@ class InitiatorDirectTests(SynchronousTestCase):
         self.assertEqual(self.side.method.serverFactory.handshaking, 0)
 
     def test_junkClientDropped(self):
+        self.offer()
         _, transport = self.side.incoming(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(transport.value(), b"")
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.side.method.serverFactory.handshaking, 0)
 
     def test_slowClientDropped(self):
+        self.offer()
+        self.side.method.serverFactory.greetingTimeout = 10  # see test_s5b_limits
         proto, transport = self.side.incoming(b"\x05")
         self.assertEqual(self.side.method.serverFactory.handshaking, 1)
         self.side.reactor.advance(9.9)
@@ -266,11 +281,17 @@ class InitiatorDirectTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"")
 
     def test_tooManyHandshakes(self):
+        # At the cap the newcomer is taken and the oldest handshake closed
+        # (it used to be the newcomer that was refused: issue 8, finding 3).
+        self.offer()
         factory = self.side.method.serverFactory
         factory.maxHandshakes = 2
-        self.side.incoming()
-        self.side.incoming()
-        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "198.51.100.7", 1)))
+        _, first = self.side.incoming()
+        _, second = self.side.incoming()
+        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "198.51.100.7", 1)))
+        self.assertTrue(first.disconnected)  # aborted
+        self.assertFalse(second.disconnecting)
+        self.assertEqual((factory.handshaking, factory.evicted), (2, 1))
 
     def test_targetUsedDirectButNoConnection(self):
         d, iq = self.offer()

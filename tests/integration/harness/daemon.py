@@ -150,7 +150,9 @@ class DaemonProcess:
                 "ca_certs": prosody.caPath,
             },
             "daemon": {"runtime_dir": self.runtimeDir},
-            "s5b": {"listen": "127.0.0.1:0"},
+            # Every candidate in the tests is on loopback, which [s5b] connect
+            # refuses unless listed.
+            "s5b": {"listen": "127.0.0.1:0", "connect": "127.0.0.0/8, ::1"},
         }
         for section, items in (extraConfig or {}).items():
             sections.setdefault(section, {}).update(items)
