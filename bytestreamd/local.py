@@ -252,9 +252,18 @@ class ServiceFactory(protocol.ClientFactory):
 
 def listenLinkSocket(reactor, path: str, factory: protocol.Factory, mode: int,
                      gid: Optional[int]):
-    """Listen on ``path`` with ``mode`` (and ``gid``); returns the port."""
-    if os.path.exists(path):
-        os.unlink(path)
+    """
+    Listen on ``path`` with ``mode`` (and ``gid``); returns the port.  What
+    is at ``path`` already is removed only if it is a stale socket of ours
+    (:func:`bytestreamd.runtime.removeStaleSocket`); anything else is
+    refused with a ``550`` naming the path, and left alone.
+    """
+    from bytestreamd.errors import ControlError
+    from bytestreamd.runtime import RuntimeDirError, removeStaleSocket
+    try:
+        removeStaleSocket(path, "socket (a link socket)")
+    except RuntimeDirError as e:
+        raise ControlError("link socket %s" % (e,))
     port = reactor.listenUNIX(path, factory, mode=mode, wantPID=False)
     if gid is not None:
         os.chown(path, -1, gid)
