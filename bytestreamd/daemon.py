@@ -13,7 +13,6 @@ import os
 from typing import List
 
 from twisted.application import service
-from twisted.logger import Logger
 
 from bytestreamd import ns, runtime, sdnotify
 from bytestreamd.control.protocol import ControlFactory
@@ -25,8 +24,9 @@ from bytestreamd.methods.ibb import IBBMethod
 from bytestreamd.negotiation.si import StreamInitiation
 from bytestreamd.presence import PeerPresence
 from bytestreamd.xmpp import XMPPClientService
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
 def buildMethods(reactor, config) -> List:

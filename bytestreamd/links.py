@@ -24,7 +24,6 @@ import secrets
 from typing import Callable, Dict, List, Optional
 
 from twisted.internet import defer, endpoints, error
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
@@ -40,8 +39,9 @@ from bytestreamd.local import (LinkSocketFactory, ServiceFactory, Splice,
                                listenLinkSocket)
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.profiles import fileDetails, offerHeaders, rangeDetails, rangeRequest
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
 

@@ -27,7 +27,6 @@ from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, endpoints, error, ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import client as jclient
 from twisted.words.protocols.jabber import xmlstream
@@ -40,8 +39,9 @@ from zope.interface import implementer
 import bytestreamd
 from bytestreamd.disco import DiscoResponder
 from bytestreamd.stanzas import Connection, Handler
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
 @implementer(IOpenSSLTrustRoot)

@@ -23,7 +23,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
@@ -31,8 +30,9 @@ from zope.interface import implementer
 from bytestreamd.methods import socks5
 from bytestreamd.methods.s5b_stream import HOLD_LIMIT, S5BStream
 from bytestreamd.wire.s5b import StreamHost
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 #: Accepted SOCKS5 connections kept per pending session until the target
 #: says which one it used (a target may try several of our addresses).

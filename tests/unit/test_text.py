@@ -140,3 +140,12 @@ def test_codecsRefuseToParseNonXML():
     host["jid"], host["host"] = "proxy.example.org", "192.0.2.1"
     with pytest.raises(s5b.MalformedS5B, match="noncharacter U\\+FFFE"):
         s5b.Query.fromElement(query)
+
+
+def test_modulesThatLogPeerTextUseSafeLogger():
+    """Reasons, JIDs, headers and stanza error texts are logged by these."""
+    import importlib
+    for name in ["links", "xmpp", "daemon", "methods.s5b", "methods.s5b_proxies",
+                 "methods.s5b_tcp", "negotiation.si", "control.protocol"]:
+        module = importlib.import_module("bytestreamd." + name)
+        assert isinstance(module.log, SafeLogger), name
