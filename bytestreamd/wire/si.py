@@ -54,6 +54,23 @@ def _text(value: Optional[str], what: str) -> Optional[str]:
     return value
 
 
+def _tree(element: Optional[domish.Element], what: str) -> Optional[domish.Element]:
+    """
+    ``element`` if every attribute and text in it is XML text: a profile
+    payload is carried through opaquely, and must stay sendable.
+    """
+    if element is not None:
+        for key, value in element.attributes.items():
+            _text(key if isinstance(key, str) else key[1], what)
+            _text(value, what)
+        for child in element.children:
+            if isinstance(child, str):
+                _text(child, what)
+            else:
+                _tree(child, what)
+    return element
+
+
 def _children(element: domish.Element, uri: str, name: str) -> List[domish.Element]:
     return [c for c in element.elements() if c.uri == uri and c.name == name]
 
@@ -164,7 +181,7 @@ class SIOffer:
         if self.mimeType:
             si["mime-type"] = _text(self.mimeType, "mime-type")
         if self.payload is not None:
-            si.addChild(self.payload)
+            si.addChild(_tree(self.payload, "profile element"))
         si.addChild(streamMethodOffer(self.methods))
         if self.multiple:
             si.addElement((ns.NS_SI_MULTIPLE, "si-multiple"))
@@ -192,7 +209,7 @@ class SIOffer:
             methods=streamMethodsOffered(feature),
             mimeType=_text(element.getAttribute("mime-type"), "mime-type"),
             multiple=_child(element, ns.NS_SI_MULTIPLE, "si-multiple") is not None,
-            payload=payloads[0] if payloads else None,
+            payload=_tree(payloads[0], "profile element") if payloads else None,
         )
 
 
@@ -224,7 +241,7 @@ class SIAccept:
     def toElement(self) -> domish.Element:
         si = domish.Element((ns.NS_SI, "si"))
         if self.payload is not None:
-            si.addChild(self.payload)
+            si.addChild(_tree(self.payload, "profile element"))
         if self.methods:
             multiple = si.addElement((ns.NS_SI_MULTIPLE, "si-multiple"))
             for m in self.methods:
@@ -241,7 +258,7 @@ class SIAccept:
             raise MalformedSI("answer has no stream initiation element")
         payloads = [c for c in element.elements()
                     if c.uri not in (ns.NS_SI, ns.NS_SI_MULTIPLE, ns.NS_FEATURE_NEG)]
-        payload = payloads[0] if payloads else None
+        payload = _tree(payloads[0], "profile element") if payloads else None
         multiple = _child(element, ns.NS_SI_MULTIPLE, "si-multiple")
         if multiple is not None:
             methods: List[str] = []
