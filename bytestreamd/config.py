@@ -76,6 +76,12 @@ class Config:
     link_buffer: int = 262144
     offer_timeout: float = 60.0
     attempt_timeout: float = 30.0
+    #: How long a peer may stay silent (no data, no acks, no answer to a
+    #: ping) while a link waits on it, before the link ends ERR; also how
+    #: long an ended transport or a CLOSE waits for the peer's confirmation.
+    peer_timeout: float = 60.0
+    #: How long a GOOD link waits for its first local client.
+    attach_timeout: float = 300.0
     log_traffic: bool = False
     # [s5b]
     s5b_listen: Tuple[HostPort, ...] = DEFAULT_S5B_LISTEN
@@ -95,7 +101,8 @@ KEYS: Dict[str, Tuple[str, ...]] = {
              "tls"),
     "daemon": ("runtime_dir", "socket_mode", "socket_group", "log_traffic"),
     "links": ("methods", "ibb_block_size", "ibb_stanza", "ibb_window",
-              "max_links", "link_buffer", "offer_timeout", "attempt_timeout"),
+              "max_links", "link_buffer", "offer_timeout", "attempt_timeout",
+              "peer_timeout", "attach_timeout"),
     "s5b": ("listen", "advertise", "proxy"),
     "accept": ("allow",),
     "services": (),  # free-form: NAME = ENDPOINT
@@ -336,6 +343,8 @@ def _build(r: _Reader, environ: Mapping[str, str],
     linkBuffer = r.size("links", "link_buffer", 262144, 1024)
     offerTimeout = r.seconds("links", "offer_timeout", 60.0)
     attemptTimeout = r.seconds("links", "attempt_timeout", 30.0)
+    peerTimeout = r.seconds("links", "peer_timeout", 60.0)
+    attachTimeout = r.seconds("links", "attach_timeout", 300.0)
 
     listen = _listen(r)
     advertise = _advertise(r)
@@ -351,6 +360,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
         ibb_block_size=ibbBlockSize, ibb_stanza=ibbStanza,
         ibb_window=ibbWindow, max_links=maxLinks, link_buffer=linkBuffer,
         offer_timeout=offerTimeout, attempt_timeout=attemptTimeout,
+        peer_timeout=peerTimeout, attach_timeout=attachTimeout,
         log_traffic=logTraffic, s5b_listen=listen, s5b_advertise=advertise,
         s5b_proxy=proxy, accept_allow=allow, services=services)
 

@@ -15,10 +15,12 @@ from typing import List
 from twisted.application import service
 
 from bytestreamd import ns, runtime, sdnotify
+from bytestreamd.confirm import EndChannel
 from bytestreamd.control.protocol import ControlFactory
 from bytestreamd.disco import PeerDiscovery
 from bytestreamd.errors import ConfigError
 from bytestreamd.links import LinkManager
+from bytestreamd.liveness import PeerMonitor
 from bytestreamd.methods import s5b
 from bytestreamd.methods.ibb import IBBMethod
 from bytestreamd.negotiation.si import StreamInitiation
@@ -34,7 +36,7 @@ def buildMethods(reactor, config) -> List:
     available = {
         "ibb": lambda: IBBMethod(
             reactor, blockSize=config.ibb_block_size, stanza=config.ibb_stanza,
-            window=config.ibb_window),
+            window=config.ibb_window, dataAckTimeout=None),
         "s5b": lambda: s5b.fromConfig(reactor, config),
     }
     methods = []
@@ -121,11 +123,17 @@ class Daemon(service.MultiService):
             offerTimeout=config.offer_timeout,
             profiles=(ns.NS_LINK_PROFILE, ns.NS_SI_FILE_TRANSFER))
         self.xmpp.addHandler(self.si)
-        self.manager = LinkManager(reactor, config, self.xmpp, self.si,
-                                   self.discovery, [m.name for m in self.methods])
-        self.presence = PeerPresence(self.manager.peerOffline)
+        self.endChannel = EndChannel(requestTimeout=config.peer_timeout)
+        self.xmpp.addHandler(self.endChannel)
+        self.presence = PeerPresence(self._peerOffline)
         self.xmpp.addHandler(self.presence)
-        self.manager.presence = self.presence
+        self.monitor = PeerMonitor(reactor, config.peer_timeout, self._cachedFeatures,
+                                   self._peerGone)
+        self.xmpp.addHandler(self.monitor)
+        self.manager = LinkManager(reactor, config, self.xmpp, self.si,
+                                   self.discovery, [m.name for m in self.methods],
+                                   endChannel=self.endChannel, monitor=self.monitor,
+                                   presence=self.presence)
         self.xmpp.addListener(self._serverStateChanged)
         self.control = ControlSocketService(
             reactor, os.path.join(config.runtime_dir, runtime.CONTROL),
@@ -158,6 +166,16 @@ class Daemon(service.MultiService):
         self.manager.shutdown()
         self.control.stopService()
         return service.MultiService.stopService(self)
+
+    def _cachedFeatures(self, peer):
+        info = self.discovery.cached(peer)
+        return info.features if info is not None else None
+
+    def _peerOffline(self, peer) -> None:
+        self.manager.peerOffline(peer)
+
+    def _peerGone(self, peer, reason: str) -> None:
+        self.manager.peerGone(peer, reason)
 
     def _serverStateChanged(self, connected: bool, reason: str) -> None:
         self.manager.serverStateChanged(connected, reason)

@@ -15,6 +15,13 @@ State of a link, as ``LINKS`` shows it::
                       \-> BAD (final)
     in:   OFFER -> INIT -> GOOD -> CLOS | ERR
                \-> (rejected / expired: gone)   \-> BAD (final)
+
+Every state is bounded: NEGO by the disco and offer-answer timeouts, INIT by
+``attempt_timeout``, OFFER by ``offer_timeout``, GOOD without a local client
+by ``attach_timeout``, GOOD waiting on the peer by the liveness check
+(:mod:`bytestreamd.liveness`, ``peer_timeout``), and the end itself by
+:mod:`bytestreamd.lifecycle` (when a link may say CLOS, and how a
+bytestreamd peer confirms it).
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from bytestreamd.errors import (
 from bytestreamd.events import (
     BAD, CLOS, ERR, GOOD, INIT, NEGOTIATING, OFFER, Event, LinkInfo)
 from bytestreamd.interfaces import IControlBackend
-from bytestreamd.local import (LinkSocketFactory, ServiceFactory, Splice,
+from bytestreamd.confirm import peerConfirms
+from bytestreamd.lifecycle import LinkLifecycle
+from bytestreamd.local import (LinkClosed, LinkSocketFactory, ServiceFactory, Splice,
                                listenLinkSocket)
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.profiles import fileDetails, offerHeaders, rangeDetails, rangeRequest
@@ -72,13 +81,28 @@ class Link:
         self.closing = False
         #: Reached a final state (final BAD, CLOS, ERR) or was forgotten.
         self.done = False
+        #: The end-confirmation session with a bytestreamd peer, if any.
+        self.session = None
+        #: Running while a GOOD link has no local client yet.
+        self.attachTimer = None
+        self.watched = False
+
+    @property
+    def lifecycle(self) -> Optional[LinkLifecycle]:
+        return self.splice.lifecycle if self.splice is not None else None
 
     @property
     def sent(self) -> int:
+        lifecycle = self.lifecycle
+        if lifecycle is not None:
+            return lifecycle.sent
         return getattr(self.stream, "bytesSent", 0) if self.stream else 0
 
     @property
     def received(self) -> int:
+        lifecycle = self.lifecycle
+        if lifecycle is not None:
+            return lifecycle.delivered
         return getattr(self.stream, "bytesReceived", 0) if self.stream else 0
 
     def info(self) -> LinkInfo:
@@ -106,18 +130,23 @@ class LinkManager:
     """
 
     def __init__(self, reactor, config, xmpp, si, discovery,
-                 methodNames: List[str]):
+                 methodNames: List[str], endChannel=None, monitor=None,
+                 presence=None):
         self.reactor = reactor
         self.config = config
         self.xmpp = xmpp
         self.si = si
         self.discovery = discovery
         self.methodNames = list(methodNames)
+        #: :class:`bytestreamd.confirm.EndChannel` (optional in tests).
+        self.endChannel = endChannel
+        #: :class:`bytestreamd.liveness.PeerMonitor` (optional in tests).
+        self.monitor = monitor
+        #: A PeerPresence (optional in tests).
+        self.presence = presence
         self._links: Dict[str, Link] = {}
         self._sinks: List[Callable[[Event], None]] = []
         self._linksDir = os.path.join(config.runtime_dir, "links")
-        #: A PeerPresence, set by the daemon (optional in tests).
-        self.presence = None
 
     # --- events -----------------------------------------------------------
 
@@ -191,18 +220,45 @@ class LinkManager:
         return link
 
     def _openSocket(self, link: Link) -> None:
-        os.makedirs(self._linksDir, mode=0o700, exist_ok=True)  # made at start
+        """
+        Create the link's socket, or raise ResourceLimit (451) with a
+        one-line reason and leave nothing behind -- out of file descriptors
+        is a limit like max_links, not an internal error (issue 6 h).
+        """
         path = os.path.join(self._linksDir, link.id)
         factory = LinkSocketFactory(link.id, self._newSplice(link))
-        link.port = listenLinkSocket(self.reactor, path, factory,
-                                     self.config.socket_mode,
-                                     self.config.socket_group)
+        try:
+            os.makedirs(self._linksDir, mode=0o700, exist_ok=True)  # made at start
+            link.port = listenLinkSocket(self.reactor, path, factory,
+                                         self.config.socket_mode,
+                                         self.config.socket_group)
+        except Exception as e:
+            words = getattr(e, "strerror", None) or str(e) or e.__class__.__name__
+            log.warn("link {id}: cannot create its socket {path}: {why}",
+                     id=link.id, path=path, why=words)
+            self._links.pop(link.id, None)
+            link.done = True
+            link.splice = None
+            try:
+                if os.path.exists(path):
+                    os.unlink(path)
+            except OSError:
+                pass
+            raise ResourceLimit("cannot create the link socket: %s" % (words,))
         link.socketPath = path
 
     def _newSplice(self, link: Link) -> Splice:
         link.splice = Splice(self.config.link_buffer,
-                             lambda reason: self._remoteEnded(link, reason))
+                             lambda reason: self._remoteEnded(link, reason),
+                             clock=self.reactor,
+                             settleTimeout=self.config.peer_timeout,
+                             onLocalConnected=lambda: self._localConnected(link))
         return link.splice
+
+    def _localConnected(self, link: Link) -> None:
+        timer, link.attachTimer = link.attachTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _finish(self, link: Link) -> None:
         """Forget a link that reached a final state; remove its socket."""
@@ -211,6 +267,14 @@ class LinkManager:
         if link.port is not None:
             port, link.port = link.port, None
             port.stopListening()
+        self._localConnected(link)  # the attach timer, if any
+        if link.session is not None:
+            session, link.session = link.session, None
+            session.close()
+        if link.watched:
+            link.watched = False
+            if self.monitor is not None:
+                self.monitor.unwatch(link.peer)
 
     def _progress(self, link: Link):
         def progress(state: str, method: Optional[str], reason: Optional[str]):
@@ -284,10 +348,50 @@ class LinkManager:
             stream.abortConnection()
             return
         link.stream = stream
-        if self.presence is not None and stream.method == "ibb":
+        # Whether the peer confirms ends decides how this link may end; its
+        # features were fetched for the offer (ours) or when the offer came
+        # (theirs), so this is almost always answered from the cache.
+        info = self.discovery.cached(link.peer) if self.discovery is not None else None
+        if info is None and self.discovery is not None:
+            d = self.discovery.features(link.peer)
+            d.addCallbacks(lambda features: self._good(link, stream, features),
+                           lambda f: self._good(link, stream, None))
+            return
+        self._good(link, stream, info.features if info is not None else None)
+
+    def _good(self, link: Link, stream, features) -> None:
+        if link.done or link.closing:
+            if link.closing and not link.done:
+                stream.abortConnection()
+                self._linkEvent(link, CLOS, reason="closed by local request",
+                                extra=(("confirmed", "no"),))
+                link.splice.abort()
+                self._finish(link)
+            return
+        confirmed = self.endChannel is not None and peerConfirms(features)
+        lifecycle = LinkLifecycle(confirmed, self.config.peer_timeout)
+        splice = link.splice
+        if confirmed:
+            link.session = self.endChannel.open(
+                link.peer, stream.sid, splice.peerEOF, splice.peerEnded,
+                splice.peerRefusedEnd)
+        if self.presence is not None:
             self.presence.announce(link.peer)
+        if self.monitor is not None:
+            self.monitor.watch(link.peer)
+            link.watched = True
+            splice.onActivity = self.monitor.heardFrom(link.peer.full())
         self._linkEvent(link, GOOD, stream.method, extra=tuple(link.rangeDetails()))
-        link.splice.streamReady(stream)
+        if not splice.hasLocal and link.port is not None:
+            link.attachTimer = self.reactor.callLater(
+                self.config.attach_timeout, self._attachExpired, link)
+        splice.streamReady(stream, lifecycle, link.session)
+
+    def _attachExpired(self, link: Link) -> None:
+        link.attachTimer = None
+        if not link.done and link.splice is not None:
+            link.splice.fail("no local client connected to %s within %gs (attach_timeout)"
+                             % (link.socketPath, self.config.attach_timeout))
 
     def _negotiationFailed(self, link: Link, f: failure.Failure) -> None:
         link.negotiation = None
@@ -316,7 +420,11 @@ class LinkManager:
         if link.done:
             return
         if reason is None or reason.check(error.ConnectionDone):
-            self._linkEvent(link, CLOS)
+            exc = reason.value if reason is not None else None
+            confirmed = isinstance(exc, LinkClosed) and exc.confirmed
+            why = exc.reason if isinstance(exc, LinkClosed) else None
+            self._linkEvent(link, CLOS, reason=why,
+                            extra=(("confirmed", "yes" if confirmed else "no"),))
         else:
             exc = reason.value
             why = getattr(exc, "reason", None) or reason.getErrorMessage()
@@ -325,15 +433,22 @@ class LinkManager:
 
     def peerOffline(self, peer: JID) -> None:
         """
-        ``peer``'s XMPP session ended: its in-band links can carry nothing
-        more, so they end ERR now instead of waiting forever.
+        ``peer``'s XMPP session ended: its links can carry nothing more (IBB)
+        and can confirm nothing (SOCKS5), so they end ERR now instead of
+        waiting forever.
         """
+        self.peerGone(peer, "peer %s went offline (unavailable presence); the "
+                      "link is gone" % (peer.full(),))
+
+    def peerGone(self, peer: JID, reason: str) -> None:
+        """Liveness: ``peer`` is gone; every established link with it ends ERR."""
         for link in list(self._links.values()):
-            if (link.peer == peer and link.stream is not None
-                    and link.stream.method == "ibb" and not link.done):
-                self._linkEvent(link, ERR, reason="peer %s went offline "
-                                "(unavailable presence); the in-band link is gone"
-                                % (peer.full(),))
+            if link.peer != peer or link.stream is None or link.done:
+                continue
+            if link.lifecycle is not None:
+                link.splice.peerGone(reason)
+            else:
+                self._linkEvent(link, ERR, reason=reason)
                 link.splice.abort()
                 link.stream.abortConnection()
                 self._finish(link)
@@ -357,6 +472,9 @@ class LinkManager:
         link.offer = offer
         link.headers = headers
         self._links[link.id] = link
+        if self.discovery is not None:
+            # Whether the peer confirms link ends is decided at GOOD; ask now.
+            self.discovery.features(peer).addErrback(lambda f: None)
         log.info("link {id}: offer from {peer} (profile {profile}{svc})",
                  id=link.id, peer=peer.full(), profile=offer.profile,
                  svc=", service %s" % service if service else "")
@@ -400,7 +518,11 @@ class LinkManager:
             link.answer, payload = rangeRequest(link.id, link.profile, link.headers,
                                                 offset, length)
         link.owner = owner
-        self._openSocket(link)
+        try:
+            self._openSocket(link)
+        except ResourceLimit as e:
+            link.offer.reject("cannot accept now: %s" % (e.text,))
+            raise
         self._startAccept(link, payload)
         return link.info()
 
@@ -465,7 +587,9 @@ class LinkManager:
             return
         link.closing = True
         if link.stream is not None:
-            link.stream.loseConnection()
+            if link.lifecycle is not None:
+                link.splice.requestClose()
+            # else: _good sees ``closing`` when the peer's features arrive.
         elif link.negotiation is not None:
             link.negotiation.cancel()
         else:
@@ -501,6 +625,8 @@ class LinkManager:
                 link.offer.reject("daemon shutting down")
             elif link.stream is not None:
                 link.stream.abortConnection()
+                if link.splice is not None:
+                    link.splice.abort()
             elif link.negotiation is not None:
                 link.closing = True
                 link.negotiation.cancel()

@@ -33,6 +33,11 @@ from twisted.logger import Logger
 from twisted.python import failure
 from zope.interface import implementer
 
+from bytestreamd import lifecycle as lc
+from bytestreamd.errors import BytestreamBroken
+from bytestreamd.events import CLOS
+from bytestreamd.lifecycle import LinkLifecycle
+
 log = Logger()
 
 
@@ -53,7 +58,7 @@ class LocalProtocol(protocol.Protocol):
 
     def writeConnectionLost(self):
         # The local reader went away; the writer side may go on (ssh-style
-        # half close).  Stop reading from the bytestream: nobody takes it.
+        # half close).
         pass
 
     def connectionLost(self, reason=None):
@@ -85,37 +90,78 @@ class RemoteProtocol(protocol.Protocol):
         self.splice.remoteLost(reason)
 
 
+class LinkClosed(error.ConnectionDone):
+    """
+    A link ended ``CLOS``: how ``Splice`` reports a clean end, as the
+    ``ConnectionDone`` Twisted would.  ``confirmed`` says whether the peer
+    confirmed the byte counts (:mod:`bytestreamd.lifecycle`); ``reason``
+    names who closed it when that is worth saying.
+    """
+
+    def __init__(self, reason: Optional[str] = None, confirmed: bool = False):
+        error.ConnectionDone.__init__(self, reason or "closed")
+        self.reason = reason
+        self.confirmed = confirmed
+
+
 class Splice:
     """
-    Joins one local connection and one bytestream.
+    Joins one local connection and one bytestream, and performs what the
+    link's :class:`~bytestreamd.lifecycle.LinkLifecycle` decides.
 
-    ``onRemoteClosed(reason)`` is called once when the bytestream has ended
-    (``ConnectionDone`` for a clean close, anything else for a failure);
-    the link layer turns that into CLOS or ERR.
+    Before the link is GOOD the splice holds what the local client writes
+    (``holdLimit``, then backpressure).  At GOOD (:meth:`streamReady`) it
+    attaches to the stream at once -- so a peer's close or a broken
+    transport is seen even when no local client has connected yet -- but
+    keeps the stream paused until a local client is there to take the
+    bytes.
+
+    ``onRemoteClosed(reason)`` is called once when the link has ended:
+    ``Failure(LinkClosed)`` for ``CLOS``, ``Failure(BytestreamBroken)`` for
+    ``ERR``.  ``channel`` (``sendEOF(sent)``, ``sendEnd(end)``) carries the
+    end confirmation to a bytestreamd peer; ``clock`` runs the settle timer.
     """
 
-    def __init__(self, holdLimit: int, onRemoteClosed: Callable[[failure.Failure], None]):
+    def __init__(self, holdLimit: int, onRemoteClosed: Callable[[failure.Failure], None],
+                 clock=None, settleTimeout: float = 30.0,
+                 onLocalConnected: Optional[Callable[[], None]] = None):
         self.holdLimit = holdLimit
+        self.onLocalConnected = onLocalConnected
         self.onRemoteClosed = onRemoteClosed
+        self.clock = clock
+        self.settleTimeout = settleTimeout
         self.local: Optional[LocalProtocol] = None
         self.stream = None
+        self.lifecycle: Optional[LinkLifecycle] = None
+        self.channel = None
+        #: Called on every chunk from the transport: the peer is alive.
+        self.onActivity: Optional[Callable[[], None]] = None
         self._held: List[bytes] = []
         self._heldBytes = 0
         self._localPaused = False
         self._localEOF = False
-        self._remoteDone = False
+        self._localLost = False
+        self._joined = False
+        self._timer = None
         self._ended = False
 
     # --- local side -------------------------------------------------------
 
     def localConnected(self, proto: LocalProtocol) -> None:
         self.local = proto
+        if self.onLocalConnected is not None:
+            self.onLocalConnected()
+        if self._ended:
+            proto.transport.loseConnection()
+            return
         if self.stream is not None:
             self._join()
 
     def fromLocal(self, data: bytes) -> None:
-        if self.stream is not None and not self._held:
-            self.stream.write(data)
+        lifecycle = self.lifecycle
+        if lifecycle is not None and self._joined and not self._held:
+            if lifecycle.localData(len(data)):
+                self.stream.write(data)
             return
         self._held.append(data)
         self._heldBytes += len(data)
@@ -125,80 +171,121 @@ class Splice:
 
     def localEOF(self) -> None:
         self._localEOF = True
-        if self.stream is not None and not self._held:
-            self.stream.loseConnection()
+        if self._joined and not self._held:
+            self._perform(self.lifecycle.localEnded())
 
     def localLost(self, reason) -> None:
         if self.local is None:
             return
         self.local = None
-        self._localEOF = True
-        if self.stream is not None and not self._remoteDone:
-            # Whether the client closed cleanly or vanished, what it wrote
-            # is complete as far as anyone can tell: close after delivering.
+        self._localEOF = self._localLost = True
+        if self.stream is not None:
             self.stream.unregisterProducer()
-            if not self._held:
-                self.stream.loseConnection()
+        if self._joined and not self._held:
+            self._perform(self.lifecycle.localLost())
 
     # --- remote side ------------------------------------------------------
 
-    def streamReady(self, stream) -> None:
-        """The link is GOOD: start moving bytes once a local client is here."""
+    def streamReady(self, stream, lifecycle: Optional[LinkLifecycle] = None,
+                    channel=None) -> None:
+        """
+        The link is GOOD.  ``lifecycle`` decides how it ends (default: a
+        peer that cannot confirm); ``channel`` sends eof/end to the peer.
+        """
         self.stream = stream
-        if self.local is not None:
+        self.lifecycle = lifecycle or LinkLifecycle(False, self.settleTimeout)
+        self.channel = channel
+        remote = RemoteProtocol()
+        remote.splice = self
+        if self.local is None:
+            # Hold what arrives (in the stream, with backpressure to the
+            # peer) until someone is here to read it.
+            stream.pauseProducing()
+        stream.attachProtocol(remote)
+        if self.local is not None or self._localLost:
             self._join()
 
     def _join(self) -> None:
-        remote = RemoteProtocol()
-        remote.splice = self
-        self.stream.attachProtocol(remote)
-        if self._remoteDone:
+        if self._joined or self._ended:
             return
-        localTransport = self.local.transport
-        self.stream.registerProducer(localTransport, True)
-        localTransport.registerProducer(self.stream, True)
+        self._joined = True
+        lifecycle = self.lifecycle
         held, self._held, self._heldBytes = self._held, [], 0
-        if held:
-            self.stream.writeSequence(held)
-        if self._localPaused:
-            self._localPaused = False
-            localTransport.resumeProducing()
-        if self._localEOF:
-            self.stream.loseConnection()
+        if self.local is not None:
+            localTransport = self.local.transport
+            self.stream.registerProducer(localTransport, True)
+            localTransport.registerProducer(self.stream, True)
+            if self._localPaused:
+                self._localPaused = False
+                localTransport.resumeProducing()
+        accepted = [data for data in held if lifecycle.localData(len(data))]
+        if accepted:
+            self.stream.writeSequence(accepted)
+        if self._localLost:
+            self._perform(lifecycle.localLost())
+        elif self._localEOF:
+            self._perform(lifecycle.localEnded())
+        if self.local is not None and not self._ended:
+            self.stream.resumeProducing()
+            if self._pendingLocalEOF:
+                self._pendingLocalEOF = False
+                self._halfCloseLocal()
+
+    _pendingLocalEOF = False
 
     def fromRemote(self, data: bytes) -> None:
-        if self.local is not None:
-            self.local.transport.write(data)
+        lifecycle = self.lifecycle
+        local = self.local
+        if local is not None and not lifecycle.localGone and not lifecycle.closeRequested \
+                and lifecycle.finished is None:
+            local.transport.write(data)
+        if self.onActivity is not None:
+            self.onActivity()
+        effects = lifecycle.remoteData(len(data))
+        if effects:
+            self._perform(effects)
 
     def remoteEOF(self) -> None:
-        """The peer will send nothing more: pass the EOF on, keep reading."""
-        if self.local is not None:
-            transport = self.local.transport
-            loseWrite = getattr(transport, "loseWriteConnection", None)
-            if loseWrite is not None:
-                transport.unregisterProducer()
-                loseWrite()
+        """The transport's EOF from the peer (a SOCKS5 half-close)."""
+        self._perform(self.lifecycle.transportEOF())
 
     def remoteLost(self, reason) -> None:
-        self._remoteDone = True
-        if self.local is not None:
-            transport = self.local.transport
-            transport.unregisterProducer()
-            if reason is None or reason.check(error.ConnectionDone):
-                transport.loseConnection()
-            else:
-                transport.abortConnection()
-        self._end(reason)
+        if reason is None or reason.check(error.ConnectionDone):
+            self._perform(self.lifecycle.transportEnded())
+        else:
+            exc = reason.value
+            why = getattr(exc, "reason", None) or reason.getErrorMessage()
+            self._perform(self.lifecycle.transportFailed(why))
 
-    def _end(self, reason) -> None:
-        if not self._ended:
-            self._ended = True
-            self.onRemoteClosed(reason)
+    # --- the peer, over XMPP, and the link layer ----------------------------
 
-    # --- link layer -------------------------------------------------------
+    def peerEOF(self, sent: int) -> None:
+        self._perform(self.lifecycle.peerEOF(sent))
+
+    def peerEnded(self, end) -> None:
+        self._perform(self.lifecycle.peerEnded(end))
+
+    def peerRefusedEnd(self, reason: str) -> None:
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.peerRefusedEnd(reason))
+
+    def peerGone(self, reason: str) -> None:
+        """Liveness says the peer is gone: end the link ERR now."""
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.peerGone(reason))
+
+    def fail(self, reason: str) -> None:
+        """End a GOOD link ERR for a local reason (no local client came)."""
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle._fail(reason))
+
+    def requestClose(self) -> None:
+        """``CLOSE``: end the link now (the lifecycle bounds how long it takes)."""
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.requestClose())
 
     def abort(self) -> None:
-        """The link ended BAD/ERR or was torn down: close the local side now."""
+        """The link ended BAD or was torn down before GOOD: close the local side now."""
         if self.local is not None:
             self.local.transport.abortConnection()
         self.local = None
@@ -206,6 +293,83 @@ class Splice:
     @property
     def hasLocal(self) -> bool:
         return self.local is not None
+
+    # --- effects ------------------------------------------------------------
+
+    def _perform(self, effects) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is lc.SendEOF:
+                if self.channel is not None:
+                    self.channel.sendEOF(effect.sent)
+            elif kind is lc.SendEnd:
+                if self.channel is not None:
+                    self.channel.sendEnd(effect)
+            elif kind is lc.LocalEOF:
+                self._halfCloseLocal()
+            elif kind is lc.CloseLocal:
+                self._closeLocal(abort=False)
+            elif kind is lc.AbortLocal:
+                self._closeLocal(abort=True)
+            elif kind is lc.HalfCloseTransport:
+                self.stream.unregisterProducer()
+                loseWrite = getattr(self.stream, "loseWriteConnection", None)
+                (loseWrite or self.stream.loseConnection)()
+            elif kind is lc.CloseTransport:
+                self.stream.unregisterProducer()
+                self.stream.loseConnection()
+            elif kind is lc.AbortTransport:
+                self.stream.abortConnection()
+            elif kind is lc.StartTimer:
+                self._startTimer(effect.seconds)
+            elif kind is lc.Finished:
+                self._end(effect)
+
+    def _halfCloseLocal(self) -> None:
+        if self.local is None:
+            if not self._localLost:
+                self._pendingLocalEOF = True
+            return
+        transport = self.local.transport
+        loseWrite = getattr(transport, "loseWriteConnection", None)
+        if loseWrite is not None:
+            transport.unregisterProducer()
+            loseWrite()
+
+    def _closeLocal(self, abort: bool) -> None:
+        local, self.local = self.local, None
+        if local is None:
+            return
+        transport = local.transport
+        transport.unregisterProducer()
+        if abort:
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
+
+    def _startTimer(self, seconds: float) -> None:
+        if self.clock is None:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.clock.callLater(seconds, self._timerFired)
+
+    def _timerFired(self) -> None:
+        self._timer = None
+        self._perform(self.lifecycle.timerFired())
+
+    def _end(self, finished) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if finished.state == CLOS:
+            reason = failure.Failure(LinkClosed(finished.reason, finished.confirmed))
+        else:
+            reason = failure.Failure(BytestreamBroken(finished.reason or "failed"))
+        self.onRemoteClosed(reason)
 
 
 class LinkSocketFactory(protocol.Factory):

@@ -38,3 +38,11 @@ NS_LINK_PROFILE = "urn:x-bytestreamd:si:link:0"
 #: The XEP-0041 REL namespace; we use its link states, not its wire protocol
 #: (the XEP is retracted), so it is not advertised in disco.
 NS_REL = "http://jabber.org/protocol/rel"
+
+#: bytestreamd's end-of-link confirmation (see bytestreamd.wire.end and
+#: docs/protocol.rst): two daemons confirm a link's end with byte counts.
+#: Advertised in disco; a peer that advertises it gets confirmed ends.
+NS_END = "urn:x-bytestreamd:end:0"
+
+#: XEP-0199 XMPP Ping.
+NS_PING = "urn:xmpp:ping"

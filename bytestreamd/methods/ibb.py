@@ -65,7 +65,8 @@ class IBBMethod(Handler):
     ``stanza`` are defaults that ``ctx.options['block-size'/'stanza']``
     override per stream; ``window`` is the number of unacknowledged data
     iqs; ``maxBlockSize`` is the largest block a peer may open with;
-    ``ackTimeout`` bounds every IBB iq (open, data, close);
+    ``ackTimeout`` bounds every IBB iq (open, close, and data unless
+    ``dataAckTimeout`` says otherwise);
     ``maxReceiveBuffer`` bounds what one stream holds for a paused reader.
     """
 
@@ -76,7 +77,8 @@ class IBBMethod(Handler):
                  stanza: str = wire.STANZA_IQ, window: int = 32,
                  maxBlockSize: int = wire.MAX_BLOCK_SIZE, ackTimeout: float = 60.0,
                  maxReceiveBuffer: Optional[int] = None,
-                 minBlockSize: int = MIN_BLOCK_SIZE):
+                 minBlockSize: int = MIN_BLOCK_SIZE,
+                 dataAckTimeout: Optional[float] = -1.0):
         Handler.__init__(self)
         if not 1 <= blockSize <= wire.MAX_BLOCK_SIZE:
             raise ValueError("IBB block size must be 1..65535, not %r" % (blockSize,))
@@ -91,6 +93,12 @@ class IBBMethod(Handler):
         self.maxBlockSize = min(maxBlockSize, wire.MAX_BLOCK_SIZE)
         self.minBlockSize = minBlockSize
         self.ackTimeout = ackTimeout
+        #: How long unacknowledged data may wait before the stream breaks;
+        #: ``None``: no limit.  The daemon passes ``None``: a receiver whose
+        #: local reader is slow holds its acks back (backpressure), so a
+        #: late ack says nothing about a dead peer -- the liveness check
+        #: (bytestreamd.liveness) asks the peer instead (issue 6 d).
+        self.dataAckTimeout = ackTimeout if dataAckTimeout == -1.0 else dataAckTimeout
         if maxReceiveBuffer is None:
             # Room for a peer's full window of maximum blocks, twice over.
             maxReceiveBuffer = 2 * window * self.maxBlockSize

@@ -115,7 +115,7 @@ class IBBStream:
         self._handler = handler
         self._clock = handler.clock
         self._window = handler.window
-        self._ackTimeout = handler.ackTimeout
+        self._ackTimeout = handler.dataAckTimeout
         self._maxHeld = handler.maxReceiveBuffer
         self._highWater = handler.window * blockSize
         self._lowWater = self._highWater // 2
@@ -271,7 +271,7 @@ class IBBStream:
             inflight[iqId] = (seq, len(block))
             if not self._send(writer.iq(iqId, seq, block)):
                 return
-        if inflight and self._timer is None:
+        if inflight and self._timer is None and self._ackTimeout is not None:
             self._timer = self._clock.callLater(self._ackTimeout, self._ackTimedOut)
 
     def _pumpMessages(self) -> None:
@@ -310,7 +310,8 @@ class IBBStream:
             return
         self.bytesSent += length
         if self._inflight:
-            self._timer.reset(self._ackTimeout)
+            if self._timer is not None:
+                self._timer.reset(self._ackTimeout)
         elif self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -61,6 +61,7 @@ class S5BStream:
         self._aborted = False
         self._lostReason: Optional[failure.Failure] = None
         self._finished = False
+        self._fullClose = False
         #: Called (no arguments) on the first byte, and on loss, before a
         #: protocol is attached: how an owner waits for or watches a stream.
         self.onFirstData: Optional[Callable[[], None]] = None
@@ -94,6 +95,18 @@ class S5BStream:
         self.transport.writeSequence(data)
 
     def loseConnection(self) -> None:
+        """
+        Close both directions once what is queued is written (issue 6 a:
+        this used to be a half-close, so ``CLOSE`` left the link running).
+        """
+        if self._lostReason is not None:
+            return
+        self._writeClosed = True
+        self._fullClose = True
+        self.transport.loseConnection()
+
+    def loseWriteConnection(self) -> None:
+        """Half-close: our EOF to the peer; we keep reading."""
         if self._writeClosed:
             return
         self._writeClosed = True
@@ -162,12 +175,17 @@ class S5BStream:
         # A Twisted TCP transport reports ConnectionDone only when we closed
         # it (the peer's EOF comes as readConnectionLost: we are half-closeable).
         if (self._aborted or reason.check(error.ConnectionDone)
-                or (self._readClosed and self._writeClosed)):
+                or (self._readClosed and self._writeClosed) or self._fullClose):
             reason = failure.Failure(error.ConnectionDone())
         else:
             where = " via %s" % self.streamhost.describe() if self.streamhost else ""
             reason = failure.Failure(BytestreamBroken(
                 "SOCKS5 connection%s lost: %s" % (where, reason.getErrorMessage())))
+            # A broken connection is news now, not after a paused reader
+            # catches up: what is held can no longer make a whole stream.
+            self._held = []
+            self._heldSize = 0
+            self._paused = False
         self._lostReason = reason
         if self.protocol is None and self.onLost is not None:
             callback, self.onLost = self.onLost, None

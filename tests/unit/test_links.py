@@ -230,3 +230,78 @@ class PeerOfflineTests(LinkManagerTests.__bases__[0]):
         self.assertIn("went offline", dict(base.events[-1].options)["reason"])
         self.assertTrue(stream.aborted)
         self.assertEqual(base.manager.links(), [])
+
+
+class TruthfulEndTests(SynchronousTestCase):
+    """Issue 6 at the link layer: bounded states, CLOSE that ends, 451 for fds."""
+
+    def setUp(self):
+        base = LinkManagerTests("test_serverEventsBroadcast")
+        base.setUp()
+        self.base = base
+        self.manager, self.reactor, self.events = base.manager, base.reactor, base.events
+
+    def good(self):
+        info = self.manager.open(JID("bob@example.org/daemon"), "o")
+        stream = FakeStream()
+        self.base.si.offers[-1][-1].callback(stream)
+        return info, stream
+
+    def test_socketFailureIs451AndLeavesNothing(self):
+        # Issue 6 h: out of file descriptors.
+        import errno
+
+        def noFds(*a, **kw):
+            raise OSError(errno.EMFILE, "Too many open files")
+        self.reactor.listenUNIX = noFds
+        e = self.assertRaises(ResourceLimit, self.manager.open,
+                              JID("bob@example.org/daemon"), "o")
+        self.assertIn("Too many open files", str(e))
+        self.assertEqual(self.manager.links(), [])
+        self.assertEqual(self.base.si.offers, [])
+
+    def test_closeOnGoodLinkWithoutClientEnds(self):
+        # Issue 6 a/f: CLOSE on a GOOD link ends it, client or not.
+        info, stream = self.good()
+        self.manager.close(info.id)
+        self.assertTrue(stream.closed)
+        stream.protocol.connectionLost(Failure(error.ConnectionDone()))
+        self.assertEqual(self.events[-1].words, (info.id, "CLOS"))
+        self.assertIn(("confirmed", "no"), self.events[-1].options)
+        self.assertEqual(self.manager.links(), [])
+
+    def test_closeIsBoundedWhenTheTransportNeverCloses(self):
+        info, stream = self.good()
+        self.manager.close(info.id)
+        self.reactor.advance(self.base.config.peer_timeout + 1)
+        self.assertTrue(stream.aborted)
+        self.assertEqual(self.events[-1].words, (info.id, "CLOS"))
+        self.assertEqual(self.manager.links(), [])
+
+    def test_goodWithoutLocalClientIsBounded(self):
+        info, stream = self.good()
+        self.reactor.advance(self.base.config.attach_timeout + 1)
+        self.assertEqual(self.events[-1].words, (info.id, "ERR"))
+        self.assertIn("attach_timeout", dict(self.events[-1].options)["reason"])
+        self.assertTrue(stream.aborted)
+
+    def test_localClientStopsTheAttachTimer(self):
+        info, stream = self.good()
+        factory = self.reactor.unixServers[-1][1]
+        factory.buildProtocol(None).makeConnection(StringTransport())
+        self.reactor.advance(self.base.config.attach_timeout + 1)
+        self.assertEqual(self.events[-1].words, (info.id, "GOOD"))
+
+    def test_peerBrokenWithoutLocalClientIsReported(self):
+        # Issue 6 f: a broken stream is reported with no client attached.
+        from bytestreamd.errors import BytestreamBroken
+        info, stream = self.good()
+        stream.protocol.connectionLost(Failure(BytestreamBroken("reset by peer")))
+        self.assertEqual(self.events[-1].words, (info.id, "ERR"))
+
+    def test_peerGoneEndsEveryMethod(self):
+        info, stream = self.good()
+        stream.method = "s5b"
+        self.manager.peerGone(JID("bob@example.org/daemon"), "no answer to ping")
+        self.assertEqual(self.events[-1].words, (info.id, "ERR"))
+        self.assertEqual(dict(self.events[-1].options)["reason"], "no answer to ping")

@@ -134,12 +134,23 @@ class SpliceTests(SynchronousTestCase):
         self.assertTrue(t.disconnecting)
 
     def test_streamBeforeLocalClientWaits(self):
+        # Issue 6 (f): the stream is watched from GOOD on -- a peer's close
+        # or a broken stream is seen with no local client -- but it is kept
+        # paused (bytes held, backpressure to the peer) until one connects.
         splice = Splice(10, self.ended.append)
         splice.streamReady(self.stream)
-        self.assertIsNone(self.stream.protocol)
+        self.assertIsNotNone(self.stream.protocol)
+        self.assertTrue(self.stream.paused)
         local = LinkSocketFactory("x", splice).buildProtocol(None)
         local.makeConnection(StringTransport())
-        self.assertIsNotNone(self.stream.protocol)
+        self.assertFalse(self.stream.paused)
+        self.assertIs(self.stream.producer, local.transport)
+
+    def test_brokenStreamWithoutLocalClientIsReported(self):
+        splice = Splice(10, self.ended.append)
+        splice.streamReady(self.stream)
+        self.stream.protocol.connectionLost(Failure(BytestreamBroken("peer vanished")))
+        self.assertEqual(self.ended[0].value.reason, "peer vanished")
 
 
 class HalfCloseTests(SynchronousTestCase):

@@ -643,7 +643,7 @@ class StreamTests(SynchronousTestCase):
         app = HalfCloseRecorder()
         self.stream.attachProtocol(app)
         self.stream.write(b"last words")
-        self.stream.loseConnection()
+        self.stream.loseWriteConnection()
         self.assertTrue(self.transport.writeClosed)
         self.assertFalse(self.transport.disconnecting)  # still reading
         self.stream.write(b"ignored")
@@ -656,6 +656,24 @@ class StreamTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)  # both directions done
         self.stream._connectionLost(Failure(error.ConnectionDone()))
         app.reason.trap(error.ConnectionDone)
+
+    def test_loseConnectionClosesBothDirections(self):
+        # Issue 6 (a): CLOSE on a GOOD SOCKS5 link must end it, not half-close.
+        app = HalfCloseRecorder()
+        self.stream.attachProtocol(app)
+        self.stream.write(b"last words")
+        self.stream.loseConnection()
+        self.assertTrue(self.transport.disconnecting)
+        self.stream._connectionLost(Failure(error.ConnectionLost("closed")))
+        app.reason.trap(error.ConnectionDone)
+
+    def test_brokenWhilePausedIsReportedAtOnce(self):
+        app = Recorder()
+        self.stream.attachProtocol(app)
+        self.stream.pauseProducing()
+        self.stream._dataReceived(b"held")
+        self.stream._connectionLost(Failure(error.ConnectionLost("reset by peer")))
+        app.reason.trap(BytestreamBroken)
 
     def test_peerEOFFirstHalfCloseable(self):
         app = HalfCloseRecorder()
@@ -832,12 +850,12 @@ class TwoDaemonsTests(SynchronousTestCase):
         bobStream = self.successResultOf(dBob)
         bobStream.attachProtocol(appB)
         appA.transport.write(b"question")
-        appA.transport.loseConnection()
+        appA.transport.loseWriteConnection()
         flush(pump)
         self.assertEqual((appB.data, appB.eof, appB.reason), (b"question", True, None))
         self.assertIsNone(appA.reason)
         bobStream.write(b"answer")
-        bobStream.loseConnection()
+        bobStream.loseWriteConnection()
         flush(pump)
         # Bob had both directions done, so he closed fully; iosim reports a
         # full close as connectionLost without the FIN a real socket shows.

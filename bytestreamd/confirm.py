@@ -1,0 +1,157 @@
+"""
+The XMPP side of end confirmation: carries ``<eof/>`` and ``<end/>``
+(:mod:`bytestreamd.wire.end`) between two daemons, one session per link.
+
+Incoming requests are matched by *sender full JID and sid*: a request for a
+sid we do not have with that sender -- a stranger guessing, or a peer whose
+link we already forgot -- is answered ``item-not-found`` and touches no
+link.  Outgoing requests are ordinary IQ requests; an error or a timeout
+answer is handed to the link (the peer cannot confirm: the link ends ERR).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
+from wokkel import disco, iwokkel
+from zope.interface import implementer
+
+from bytestreamd import ns
+from bytestreamd.errors import NotConnected, stanzaError
+from bytestreamd.stanzas import Handler, errorFor, failureText, makeIQ, parseJID, resultFor
+from bytestreamd.wire import end as wire
+
+log = Logger()
+
+REQUEST = "/iq[@type='set']/*[@xmlns='%s']" % ns.NS_END
+
+
+class EndSession:
+    """
+    One link's end of the channel.  ``onEOF(sent)``, ``onEnd(End)`` receive
+    the peer's messages; ``onRefused(reason)`` is told when the peer answers
+    ours with an error (or not at all).
+    """
+
+    def __init__(self, channel: "EndChannel", peer: JID, sid: str,
+                 onEOF: Callable[[int], None], onEnd: Callable[[wire.End], None],
+                 onRefused: Callable[[str], None]):
+        self._channel = channel
+        self.peer = peer
+        self.sid = sid
+        self.onEOF = onEOF
+        self.onEnd = onEnd
+        self.onRefused = onRefused
+        self._pending: list = []
+
+    def sendEOF(self, sent: int) -> None:
+        self._send(wire.EOF(self.sid, sent).toElement())
+
+    def sendEnd(self, end) -> None:
+        self._send(wire.End(self.sid, end.sent, end.received, end.status,
+                            end.text).toElement())
+
+    def _send(self, element: domish.Element) -> None:
+        d = self._channel._request(self.peer, element)
+        self._pending.append(d)
+
+        def done(result):
+            if d in self._pending:
+                self._pending.remove(d)
+            return result
+
+        def failed(f):
+            if f.check(defer.CancelledError):
+                return None
+            self.onRefused("%s (%s)" % (failureText(f), element.name))
+            return None
+
+        d.addBoth(done).addErrback(failed)
+
+    def close(self) -> None:
+        """The link is over: forget the session, stop waiting for answers."""
+        self._channel._forget(self)
+        pending, self._pending = self._pending, []
+        for d in pending:
+            d.cancel()
+
+
+@implementer(iwokkel.IDisco)
+class EndChannel(Handler):
+    """Advertises ``urn:x-bytestreamd:end:0`` and routes eof/end by (peer, sid)."""
+
+    def __init__(self, requestTimeout: float = 30.0):
+        Handler.__init__(self)
+        self.requestTimeout = requestTimeout
+        self._sessions: Dict[Tuple[str, str], EndSession] = {}
+
+    def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
+        return [] if nodeIdentifier else [disco.DiscoFeature(ns.NS_END)]
+
+    def getDiscoItems(self, requestor, target, nodeIdentifier=""):
+        return []
+
+    def connectionInitialized(self) -> None:
+        self.xmlstream.addObserver(REQUEST, self._onRequest)
+
+    def open(self, peer: JID, sid: str, onEOF, onEnd, onRefused) -> EndSession:
+        session = EndSession(self, peer, sid, onEOF, onEnd, onRefused)
+        self._sessions[(peer.full(), sid)] = session
+        return session
+
+    def _forget(self, session: EndSession) -> None:
+        key = (session.peer.full(), session.sid)
+        if self._sessions.get(key) is session:
+            del self._sessions[key]
+
+    def _request(self, peer: JID, element: domish.Element) -> defer.Deferred:
+        iq = makeIQ("set", peer)
+        iq.addChild(element)
+        try:
+            return self.request(iq, self.requestTimeout)
+        except NotConnected as e:
+            return defer.fail(e)
+
+    def _answer(self, response: domish.Element) -> None:
+        try:
+            self.send(response)
+        except NotConnected:
+            pass
+
+    def _onRequest(self, iq: domish.Element) -> None:
+        iq.handled = True
+        element = next(iq.elements(ns.NS_END), None)
+        sender = parseJID(iq.getAttribute("from"))
+        try:
+            if element is None or sender is None:
+                raise wire.MalformedEnd("no element or no sender")
+            value = wire.parse(element)
+        except wire.MalformedEnd as e:
+            self._answer(errorFor(iq, stanzaError("bad-request", str(e), type="modify")))
+            return
+        session = self._sessions.get((sender.full(), value.sid))
+        if session is None:
+            log.info("end confirmation for unknown session {sid} from {peer}",
+                     sid=value.sid, peer=sender.full())
+            self._answer(errorFor(iq, stanzaError("item-not-found", type="cancel")))
+            return
+        self._answer(resultFor(iq))
+        if isinstance(value, wire.EOF):
+            session.onEOF(value.sent)
+        else:
+            session.onEnd(value)
+
+    @property
+    def sessions(self) -> Dict[Tuple[str, str], EndSession]:
+        return dict(self._sessions)
+
+
+def peerConfirms(features: Optional[frozenset]) -> bool:
+    """Does a peer with these disco features confirm link ends?"""
+    return bool(features) and ns.NS_END in features

@@ -1,0 +1,444 @@
+"""
+When a link may say ``CLOS``, and when it must say ``ERR``: the end of a
+link as a sans-I/O machine.
+
+The first rule of bytestreamd is that a link which says ``CLOS`` lost
+nothing.  A transport cannot promise that by itself: a SOCKS5 connection
+whose sender was killed ends with an ordinary TCP FIN, Prosody's proxy65
+closes both legs when one side half-closes, an IBB ``<close/>`` says nothing
+about what the other side's local client got.  So a link between two
+bytestreamd daemons *confirms its end over XMPP* with byte counts
+(:mod:`bytestreamd.wire.end`):
+
+1. A side whose local client has finished writing sends ``<eof sent=N/>``
+   instead of half-closing the transport (which a proxy may turn into a full
+   close).  The other side passes the EOF to its local client once it has
+   delivered all N bytes -- so half-close works on every method, IBB and
+   proxied SOCKS5 included.
+2. A side that has sent its eof and delivered every byte of the peer's sends
+   ``<end sent=S received=R status=done/>``.  ``received`` counts bytes
+   *handed to the local client*, not bytes that arrived.
+3. With both ends known, each side compares: the peer received what we sent,
+   we delivered what the peer sent, nobody reported a failure -> ``CLOS
+   confirmed=yes``; anything else -> ``ERR`` naming the difference.  Then the
+   transport is closed.
+
+A peer that is not bytestreamd (its disco lacks the end feature) cannot
+confirm anything: the link keeps the transport's own half-close semantics
+and a clean transport end is ``CLOS confirmed=no``.
+
+Bounds: every wait here is either on the peer -- bounded by the liveness
+check of :mod:`bytestreamd.liveness`, which ends the link when the peer stops
+answering, however slowly its local reader reads -- or on a transport that
+has already ended or a close that was asked for, bounded by
+``settleTimeout`` (StartTimer).  Waiting on our own local client (a slow or
+absent reader) is backpressure, never an error.
+
+The machine does no I/O: each input returns the effects the adapter
+(:class:`bytestreamd.local.Splice`) performs, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from bytestreamd.events import CLOS, ERR
+
+#: ``<end status=...>``: finished normally, closed on request, failed.
+DONE = "done"
+CLOSED = "closed"
+FAILED = "failed"
+STATUSES = (DONE, CLOSED, FAILED)
+
+
+# --- effects -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SendEOF:
+    """Tell the peer we will write no more; ``sent`` bytes in all."""
+    sent: int
+
+
+@dataclass(frozen=True)
+class SendEnd:
+    """Our final word: what we wrote, what we delivered, and how we ended."""
+    sent: int
+    received: int
+    status: str = DONE
+    text: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class LocalEOF:
+    """The peer will send nothing more: half-close the local client's input."""
+
+
+@dataclass(frozen=True)
+class CloseLocal:
+    """Close the local connection once what is buffered for it is written."""
+
+
+@dataclass(frozen=True)
+class AbortLocal:
+    """Drop the local connection now (the link failed)."""
+
+
+@dataclass(frozen=True)
+class HalfCloseTransport:
+    """Send the transport's own EOF (SOCKS5: TCP half-close; IBB: close)."""
+
+
+@dataclass(frozen=True)
+class CloseTransport:
+    """Close the transport cleanly after what is queued."""
+
+
+@dataclass(frozen=True)
+class AbortTransport:
+    """Tear the transport down now."""
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """(Re)start the one settle timer: ``timerFired()`` after ``seconds``."""
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The link's final state, with words for the operator."""
+    state: str
+    reason: Optional[str]
+    confirmed: bool
+
+
+Effect = object
+
+
+class LinkLifecycle:
+    """
+    The end of one link.  ``confirmed`` says whether the peer speaks the end
+    protocol; ``settleTimeout`` bounds waits that no living peer explains
+    (after the transport ended, after a close was asked for, after the peer
+    reported a failure).
+
+    Counters (what ``LINKS`` and the events show): ``sent`` bytes taken from
+    the local client into the transport, ``delivered`` bytes handed to the
+    local client, ``discarded`` bytes that arrived when nobody could take
+    them, ``unsent`` local bytes that could not be sent any more.
+    """
+
+    def __init__(self, confirmed: bool, settleTimeout: float = 30.0):
+        self.confirmed = confirmed
+        self.settleTimeout = settleTimeout
+        self.sent = 0
+        self.delivered = 0
+        self.discarded = 0
+        self.unsent = 0
+        self.localEOF = False
+        self.localGone = False
+        self.closeRequested = False
+        self.transportDone = False
+        self.eofSent = False
+        self.endSent: Optional[SendEnd] = None
+        self.peerSent: Optional[int] = None
+        self.peerEnd: Optional[SendEnd] = None
+        self.peerEOFDelivered = False
+        self.finished: Optional[Finished] = None
+        self._timing = False
+
+    # -- inputs from the local side ------------------------------------------
+
+    def localData(self, n: int) -> bool:
+        """
+        The local client wrote ``n`` bytes.  True if they may go into the
+        transport; False if they cannot be sent any more (counted as lost).
+        """
+        if self.finished or self.transportDone or self.eofSent or self.closeRequested:
+            self.unsent += n
+            return False
+        self.sent += n
+        return True
+
+    def localEnded(self) -> List[Effect]:
+        """The local client will write nothing more (its EOF)."""
+        if self.localEOF or self.finished:
+            return []
+        self.localEOF = True
+        if not self.confirmed:
+            return [] if self.transportDone else [HalfCloseTransport()]
+        return self._sendEOF() + self._progress()
+
+    def localLost(self) -> List[Effect]:
+        """The local connection is gone (both directions)."""
+        if self.finished or self.localGone:
+            return []
+        self.localGone = True
+        out = self.localEnded()
+        if not self.confirmed:
+            if not self.transportDone:
+                # Nobody will read what the peer still sends: end the link.
+                out = [e for e in out if not isinstance(e, HalfCloseTransport)]
+                out += [CloseTransport(), StartTimer(self.settleTimeout)]
+                self._timing = True
+            return out
+        return out + self._progress()
+
+    def requestClose(self) -> List[Effect]:
+        """``CLOSE``: end the link now, in whatever state it is."""
+        if self.finished or self.closeRequested:
+            return []
+        self.closeRequested = True
+        out: List[Effect] = [CloseLocal()]
+        if not self.confirmed:
+            if self.transportDone:
+                return out + self._finish(CLOS, "closed by local request")
+            self._timing = True
+            return out + [CloseTransport(), StartTimer(self.settleTimeout)]
+        if not self.eofSent and not self.transportDone:
+            out += self._sendEOF()
+        out += self._sendEnd(CLOSED, "closed by request")
+        self._timing = True
+        out.append(StartTimer(self.settleTimeout))
+        return out + self._progress()
+
+    # -- inputs from the transport ---------------------------------------------
+
+    def remoteData(self, n: int) -> List[Effect]:
+        """``n`` bytes arrived from the peer (and are handed on, or dropped)."""
+        if self.localGone or self.closeRequested or self.finished:
+            self.discarded += n
+        else:
+            self.delivered += n
+        if not self.confirmed or self.finished:
+            return []
+        if self.peerSent is not None and self._arrived > self.peerSent:
+            return self._fail("the peer sent %d bytes, more than the %d its end of "
+                              "stream announced" % (self._arrived, self.peerSent))
+        return self._progress()
+
+    def transportEOF(self) -> List[Effect]:
+        """The transport's own EOF from the peer (SOCKS5 half-close)."""
+        if self.finished:
+            return []
+        if not self.confirmed:
+            return [] if self.localGone else [LocalEOF()]
+        # A bytestreamd peer never half-closes the transport: whoever did
+        # (a proxy, a dying process) ended it.
+        return self.transportEnded()
+
+    def transportEnded(self) -> List[Effect]:
+        """The transport closed cleanly (both directions)."""
+        if self.finished or self.transportDone:
+            return []
+        self.transportDone = True
+        if not self.confirmed:
+            return self._finish(CLOS, "closed by local request" if self.closeRequested
+                                else None)
+        out: List[Effect] = []
+        if self.endSent is None:
+            out += self._sendEnd(DONE if self._complete else FAILED,
+                                 None if self._complete else "the transport ended")
+        if not self._timing:
+            self._timing = True
+            out.append(StartTimer(self.settleTimeout))
+        return out + self._progress()
+
+    def transportFailed(self, reason: str) -> List[Effect]:
+        """The transport broke: nothing more will cross it."""
+        if self.finished:
+            return []
+        self.transportDone = True
+        out: List[Effect] = []
+        if self.confirmed and self.endSent is None:
+            out += self._sendEnd(FAILED, reason)
+        return out + self._finish(ERR, reason)
+
+    # -- inputs from the peer, over XMPP -------------------------------------------
+
+    def peerEOF(self, sent: int) -> List[Effect]:
+        """The peer's ``<eof/>``: it wrote ``sent`` bytes in all."""
+        if self.finished:
+            return []
+        if self.peerSent is not None and self.peerSent != sent:
+            return self._fail("the peer announced two different totals (%d, then %d)"
+                              % (self.peerSent, sent))
+        self.peerSent = sent
+        if self._arrived > sent:
+            return self._fail("the peer sent %d bytes, more than the %d its end of "
+                              "stream announced" % (self._arrived, sent))
+        return self._progress()
+
+    def peerEnded(self, end: SendEnd) -> List[Effect]:
+        """The peer's ``<end/>``: its final word."""
+        if self.finished or self.peerEnd is not None:
+            return []
+        if self.peerSent is not None and self.peerSent != end.sent:
+            self.peerEnd = end
+            return self._fail("the peer's end says %d bytes sent, its end of stream "
+                              "said %d" % (end.sent, self.peerSent))
+        self.peerSent = end.sent
+        self.peerEnd = end
+        out: List[Effect] = []
+        if end.status != DONE and not self._timing:
+            # It will send nothing more, and what it sent may not all arrive.
+            self._timing = True
+            out.append(StartTimer(self.settleTimeout))
+        if end.status == FAILED and self.endSent is None:
+            return out + self._progress(force=True)
+        return out + self._progress()
+
+    def peerGone(self, reason: str) -> List[Effect]:
+        """Liveness: the peer stopped answering, or its session ended."""
+        if self.finished:
+            return []
+        return [AbortTransport()] + self._finish(ERR, reason)
+
+    def peerRefusedEnd(self, reason: str) -> List[Effect]:
+        """The peer answered our eof/end with an error: it cannot confirm."""
+        if self.finished:
+            return []
+        return self._fail("the peer could not take the end of the link: %s" % reason)
+
+    def timerFired(self) -> List[Effect]:
+        """The settle timer ran out."""
+        if self.finished:
+            return []
+        if not self.confirmed:
+            if self.closeRequested:
+                return [AbortTransport()] + self._finish(
+                    CLOS, "closed by local request (the transport did not close "
+                    "within %gs and was aborted)" % self.settleTimeout)
+            return [AbortTransport()] + self._finish(
+                ERR, "the transport did not close within %gs after the local client "
+                "went away" % self.settleTimeout)
+        out: List[Effect] = []
+        if self.endSent is None:
+            out += self._sendEnd(FAILED, "timed out")
+        if self.peerEnd is None:
+            what = ("closed by local request; the peer did not confirm the end within %gs"
+                    if self.closeRequested else
+                    "the link ended after %d bytes sent and %d received without the "
+                    "peer confirming the end (waited %gs)")
+            if self.closeRequested:
+                return out + [AbortTransport()] + self._finish(
+                    CLOS, what % self.settleTimeout, confirmed=False)
+            return out + [AbortTransport()] + self._finish(
+                ERR, what % (self.sent, self.delivered, self.settleTimeout))
+        return out + self._conclude()
+
+    # -- the rules ---------------------------------------------------------------
+
+    @property
+    def _arrived(self) -> int:
+        return self.delivered + self.discarded
+
+    @property
+    def _complete(self) -> bool:
+        """Both directions finished: our eof sent, every peer byte arrived."""
+        return (self.eofSent and self.peerSent is not None
+                and self._arrived == self.peerSent)
+
+    def _sendEOF(self) -> List[Effect]:
+        if self.eofSent or self.transportDone:
+            return []
+        self.eofSent = True
+        return [SendEOF(self.sent)]
+
+    def _sendEnd(self, status: str, text: Optional[str]) -> List[Effect]:
+        if self.endSent is not None:
+            return []
+        if not self.eofSent:
+            self.eofSent = True  # an end implies our eof: we write no more
+        self.endSent = SendEnd(self.sent, self.delivered, status, text)
+        return [self.endSent]
+
+    def _progress(self, force: bool = False) -> List[Effect]:
+        out: List[Effect] = []
+        if (self.peerSent is not None and self._arrived == self.peerSent
+                and not self.peerEOFDelivered):
+            self.peerEOFDelivered = True
+            if not self.localGone and not self.closeRequested:
+                out.append(LocalEOF())
+        if self.endSent is None:
+            peerStopped = self.peerEnd is not None and (
+                self.peerSent is not None and self._arrived == self.peerSent)
+            if self._complete or force or peerStopped:
+                # When the peer ended first, our local client may still be
+                # writing: what it writes from now on has nowhere to go.
+                out += self._sendEOF()
+                if self._complete and not (self.unsent or self.discarded):
+                    out += self._sendEnd(DONE, None)
+                else:
+                    out += self._sendEnd(FAILED, self._shortfall())
+        if self.endSent is not None and self.peerEnd is not None:
+            if (self._arrived == self.peerSent or self.transportDone or force
+                    or self.closeRequested):
+                out += self._conclude()
+        return out
+
+    def _conclude(self) -> List[Effect]:
+        peer, ours = self.peerEnd, self.endSent
+        assert peer is not None and ours is not None
+        problems = []
+        if peer.status == FAILED:
+            problems.append("the peer reports: %s" % (peer.text or "failed"))
+        if peer.received != self.sent:
+            problems.append("the peer delivered %d of the %d bytes sent"
+                            % (peer.received, self.sent))
+        if self.delivered != peer.sent:
+            if self.discarded:
+                problems.append("%d of the %d bytes the peer sent were dropped: the "
+                                "local client had gone" % (self.discarded, peer.sent))
+            else:
+                problems.append("received %d of the %d bytes the peer sent"
+                                % (self.delivered, peer.sent))
+        if self.unsent:
+            problems.append("%d bytes the local client wrote could not be sent"
+                            % (self.unsent,))
+        if self.closeRequested:
+            reason = "closed by local request"
+            if problems:
+                reason += "; " + "; ".join(problems)
+            return [CloseTransport()] + self._finish(CLOS, reason, confirmed=not problems)
+        if problems:
+            if peer.status == CLOSED:
+                problems.insert(0, "closed by the peer")
+            return [AbortTransport()] + self._finish(ERR, "; ".join(problems))
+        return [CloseTransport()] + self._finish(
+            CLOS, "closed by the peer" if peer.status == CLOSED else None, confirmed=True)
+
+    def _shortfall(self) -> str:
+        """Why our end is not ``done``, in words for the peer's operator."""
+        if self.peerSent is not None and self._arrived < self.peerSent:
+            return "received %d of the %d bytes announced" % (self._arrived, self.peerSent)
+        if self.discarded:
+            return "the local client went away; %d bytes were dropped" % self.discarded
+        if self.unsent:
+            return "%d bytes the local client wrote could not be sent" % self.unsent
+        return "the link ended early"
+
+    def _fail(self, reason: str) -> List[Effect]:
+        out: List[Effect] = []
+        if self.confirmed and self.endSent is None:
+            out += self._sendEnd(FAILED, reason)
+        return out + [AbortTransport()] + self._finish(ERR, reason)
+
+    def _finish(self, state: str, reason: Optional[str],
+                confirmed: Optional[bool] = None) -> List[Effect]:
+        if confirmed is None:
+            confirmed = False
+        if state == CLOS and not self.confirmed:
+            lost = []
+            if self.discarded:
+                lost.append("%d bytes from the peer were dropped: the local client "
+                            "had gone" % self.discarded)
+            if self.unsent:
+                lost.append("%d bytes the local client wrote could not be sent"
+                            % self.unsent)
+            if lost and not self.closeRequested:
+                state, reason = ERR, "; ".join(([reason] if reason else []) + lost)
+        self.finished = Finished(state, reason, confirmed)
+        local = CloseLocal() if state == CLOS else AbortLocal()
+        return [local, self.finished]

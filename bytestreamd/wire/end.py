@@ -1,0 +1,116 @@
+"""
+Wire format of bytestreamd's end-of-link confirmation (``urn:x-bytestreamd:end:0``).
+
+Two elements, each the payload of an ``<iq type='set'/>`` from one party of a
+link to the other (full JID to full JID); the answer is an empty result, or
+``item-not-found`` when the receiver has no link with that session id from
+that sender, or ``bad-request`` when the element is malformed::
+
+    <eof xmlns='urn:x-bytestreamd:end:0' sid='SID' sent='N'/>
+    <end xmlns='urn:x-bytestreamd:end:0' sid='SID' sent='N' received='M'
+         status='done|closed|failed'>optional text</end>
+
+``sid`` is the session id the link was negotiated with (the SI ``id``).
+``sent`` is the total number of payload bytes the sender wrote into the
+bytestream, ``received`` the number it handed to its local client.  ``eof``
+says "I will write no more" (a half-close that survives any transport);
+``end`` is a party's final word.  The rules that use them are in
+:mod:`bytestreamd.lifecycle`.  Counts are decimal integers without sign,
+at most 20 digits (a 64-bit count).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from twisted.words.xish import domish
+
+from bytestreamd.lifecycle import STATUSES
+from bytestreamd.ns import NS_END
+
+_COUNT = re.compile(r"[0-9]{1,20}\Z")
+#: The longest ``<end/>`` text we send or accept (it ends up in events).
+MAX_TEXT = 1024
+
+
+class MalformedEnd(ValueError):
+    """An eof/end element this format does not allow (answered bad-request)."""
+
+    condition = "bad-request"
+
+
+def _count(element: domish.Element, name: str) -> int:
+    value = element.getAttribute(name)
+    if value is None or not _COUNT.match(value):
+        raise MalformedEnd("%s needs a non-negative integer %s, not %r"
+                           % (element.name, name, value))
+    return int(value)
+
+
+def _sid(element: domish.Element) -> str:
+    sid = element.getAttribute("sid")
+    if not sid or len(sid) > 256:
+        raise MalformedEnd("%s needs a sid" % (element.name,))
+    return sid
+
+
+@dataclass(frozen=True)
+class EOF:
+    sid: str
+    sent: int
+
+    @classmethod
+    def fromElement(cls, element: domish.Element) -> "EOF":
+        if (element.uri, element.name) != (NS_END, "eof"):
+            raise MalformedEnd("not an eof element")
+        return cls(_sid(element), _count(element, "sent"))
+
+    def toElement(self) -> domish.Element:
+        e = domish.Element((NS_END, "eof"))
+        e["sid"] = self.sid
+        e["sent"] = str(self.sent)
+        return e
+
+
+@dataclass(frozen=True)
+class End:
+    sid: str
+    sent: int
+    received: int
+    status: str = "done"
+    text: Optional[str] = None
+
+    @classmethod
+    def fromElement(cls, element: domish.Element) -> "End":
+        if (element.uri, element.name) != (NS_END, "end"):
+            raise MalformedEnd("not an end element")
+        status = element.getAttribute("status", "done")
+        if status not in STATUSES:
+            raise MalformedEnd("end status must be one of %s, not %r"
+                               % (", ".join(STATUSES), status))
+        text = str(element).strip() or None
+        if text is not None and len(text) > MAX_TEXT:
+            text = text[:MAX_TEXT] + "..."
+        return cls(_sid(element), _count(element, "sent"),
+                   _count(element, "received"), status, text)
+
+    def toElement(self) -> domish.Element:
+        e = domish.Element((NS_END, "end"))
+        e["sid"] = self.sid
+        e["sent"] = str(self.sent)
+        e["received"] = str(self.received)
+        e["status"] = self.status
+        if self.text:
+            e.addContent(self.text[:MAX_TEXT])
+        return e
+
+
+def parse(element: domish.Element):
+    """The EOF or End value of an element in our namespace."""
+    if element.name == "eof":
+        return EOF.fromElement(element)
+    if element.name == "end":
+        return End.fromElement(element)
+    raise MalformedEnd("unknown element %s in %s" % (element.name, NS_END))

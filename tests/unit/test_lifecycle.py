@@ -1,0 +1,198 @@
+"""
+The link lifecycle machine (bytestreamd.lifecycle): when a link may say
+CLOS and when it must say ERR, driven input by input with no I/O.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from bytestreamd import lifecycle as lc
+from bytestreamd.lifecycle import LinkLifecycle
+
+
+def finished(effects):
+    return [e for e in effects if isinstance(e, lc.Finished)]
+
+
+def kinds(effects):
+    return [type(e).__name__ for e in effects]
+
+
+class ConfirmedPairTests(SynchronousTestCase):
+    """Two machines wired by hand, as two daemons would be over XMPP."""
+
+    def setUp(self):
+        self.a = LinkLifecycle(True, settleTimeout=10)
+        self.b = LinkLifecycle(True, settleTimeout=10)
+
+    def relay(self, effects, to):
+        """Carry SendEOF/SendEnd effects to the other machine; return its effects."""
+        out = []
+        for e in effects:
+            if isinstance(e, lc.SendEOF):
+                out += to.peerEOF(e.sent)
+            elif isinstance(e, lc.SendEnd):
+                out += to.peerEnded(e)
+        return out
+
+    def test_bothDirectionsThenConfirmedClos(self):
+        self.assertTrue(self.a.localData(100))
+        self.b.remoteData(100)
+        self.assertTrue(self.b.localData(7))
+        self.a.remoteData(7)
+        fromA = self.a.localEnded()
+        self.assertEqual(fromA, [lc.SendEOF(100)])
+        atB = self.relay(fromA, self.b)
+        self.assertEqual(atB, [lc.LocalEOF()])  # b's client gets EOF after 100 bytes
+        fromB = self.b.localEnded()
+        self.assertIn(lc.SendEOF(7), fromB)
+        endB = [e for e in fromB if isinstance(e, lc.SendEnd)]
+        self.assertEqual(endB, [lc.SendEnd(7, 100, lc.DONE)])
+        atA = self.relay([fromB[0]], self.a)
+        self.assertIn(lc.LocalEOF(), atA)
+        endA = [e for e in atA if isinstance(e, lc.SendEnd)]
+        self.assertEqual(endA, [lc.SendEnd(100, 7, lc.DONE)])
+        finalA = finished(self.relay(endB, self.a))
+        finalB = finished(self.relay(endA, self.b))
+        self.assertEqual(finalA, [lc.Finished("CLOS", None, True)])
+        self.assertEqual(finalB, [lc.Finished("CLOS", None, True)])
+
+    def test_eofWaitsForEveryAnnouncedByte(self):
+        self.a.localData(10)
+        self.relay(self.a.localEnded(), self.b)  # eof(10) before any byte arrived
+        self.assertEqual(self.b.remoteData(4), [])
+        self.assertEqual(self.b.remoteData(6), [lc.LocalEOF()])
+
+    def test_killedSenderIsErrNotClos(self):
+        # Issue 6 b: a quarter through, the sender dies; its TCP ends with a
+        # plain FIN.  Without the sender's end the receiver must not say CLOS.
+        self.b.remoteData(12386304)
+        effects = self.b.transportEOF()
+        self.assertIn(lc.StartTimer(10), effects)
+        self.assertEqual(finished(effects), [])
+        final = finished(self.b.timerFired())
+        self.assertEqual(final[0].state, "ERR")
+        self.assertIn("12386304 received without the peer confirming", final[0].reason)
+
+    def test_proxyClosingBothLegsIsNotAClean_End(self):
+        # Issue 6 c: a's EOF never reaches the transport (it goes over XMPP),
+        # so a proxy has nothing to turn into a full close; if the transport
+        # ends anyway, b's unsent answer is reported.
+        self.a.localData(10)
+        self.b.remoteData(10)
+        self.relay(self.a.localEnded(), self.b)
+        self.b.localData(100)
+        effects = self.b.transportEnded()  # the proxy closed everything
+        self.b.localData(1000)  # the answer's rest has nowhere to go
+        self.assertEqual(self.b.unsent, 1000)
+        self.assertEqual(finished(effects), [])
+        final = finished(self.b.timerFired())
+        self.assertEqual(final[0].state, "ERR")
+
+    def test_localClientGoneDropsAndBothSidesSayWhy(self):
+        # Issue 6 e: the receiving client stops reading, then goes away.
+        self.a.localData(500)
+        self.b.remoteData(100)
+        fromB = self.b.localLost()
+        self.assertIn(lc.SendEOF(0), fromB)
+        self.relay(fromB, self.a)
+        self.b.remoteData(400)  # dropped: nobody reads
+        fromA = self.a.localEnded()
+        atB = self.relay(fromA, self.b)
+        endB = [e for e in atB if isinstance(e, lc.SendEnd)][0]
+        self.assertEqual(endB.status, lc.FAILED)
+        self.assertEqual((endB.sent, endB.received), (0, 100))
+        finalA = finished(self.relay([endB], self.a) + self.relay(
+            [e for e in self.a.peerEOF(0) if isinstance(e, lc.SendEnd)], self.b))
+        self.assertEqual(finalA[0].state, "ERR")
+        self.assertIn("delivered 100 of the 500", finalA[0].reason)
+        self.assertEqual(finished(atB)[0].state if finished(atB) else
+                         self.b.finished.state, "ERR")
+        self.assertIn("dropped", self.b.finished.reason)
+
+    def test_closeRequestedIsClosAndPeerLearnsWhatItLost(self):
+        self.a.localData(50)
+        self.b.remoteData(20)  # 30 still in flight
+        fromB = self.b.requestClose()
+        self.assertIn(lc.CloseLocal(), fromB)
+        self.assertIn(lc.StartTimer(10), fromB)
+        atA = self.relay(fromB, self.a)
+        endA = [e for e in atA if isinstance(e, lc.SendEnd)]
+        self.assertEqual(len(endA), 1)
+        self.assertEqual(self.a.finished.state, "ERR")
+        self.assertIn("closed by the peer", self.a.finished.reason)
+        self.assertIn("delivered 20 of the 50", self.a.finished.reason)
+        final = finished(self.relay(endA, self.b))
+        self.assertEqual(final[0].state, "CLOS")
+        self.assertIn("closed by local request", final[0].reason)
+
+    def test_closeWithNothingLostIsConfirmedOnBothSides(self):
+        fromA = self.a.requestClose()
+        atB = self.relay(fromA, self.b)
+        self.assertEqual(self.b.finished, lc.Finished("CLOS", "closed by the peer", True))
+        final = finished(self.relay(atB, self.a))
+        self.assertEqual(final, [lc.Finished("CLOS", "closed by local request", True)])
+
+    def test_closeWithSilentPeerIsBounded(self):
+        self.a.requestClose()
+        final = finished(self.a.timerFired())
+        self.assertEqual(final[0].state, "CLOS")
+        self.assertFalse(final[0].confirmed)
+        self.assertIn("did not confirm", final[0].reason)
+
+    def test_peerSendingMoreThanAnnouncedIsErr(self):
+        self.b.peerEOF(5)
+        final = finished(self.b.remoteData(6))
+        self.assertEqual(final[0].state, "ERR")
+
+    def test_transportFailureTellsThePeer(self):
+        effects = self.a.transportFailed("SOCKS5 connection lost: reset")
+        self.assertEqual(effects[0], lc.SendEnd(0, 0, lc.FAILED, "SOCKS5 connection lost: reset"))
+        self.assertEqual(finished(effects)[0].state, "ERR")
+        self.relay(effects, self.b)
+        self.b.localEnded()
+        self.assertEqual(self.b.finished.state, "ERR")
+        self.assertIn("the peer reports: SOCKS5 connection lost", self.b.finished.reason)
+
+    def test_peerGoneAndRefusedEnd(self):
+        self.assertEqual(finished(self.a.peerGone("went offline"))[0].reason, "went offline")
+        final = finished(self.b.peerRefusedEnd("item-not-found"))
+        self.assertIn("could not take the end", final[0].reason)
+
+    def test_slowLocalReaderIsNeverAnError(self):
+        # Issue 6 d: nothing here runs a clock while only our reader is slow.
+        self.a.localData(1 << 20)
+        effects = self.relay(self.a.localEnded(), self.b)
+        self.assertFalse(any(isinstance(e, lc.StartTimer) for e in effects))
+        self.assertIsNone(self.b.finished)
+
+
+class UnconfirmedTests(SynchronousTestCase):
+    """A peer that is not bytestreamd: the transport's own semantics."""
+
+    def setUp(self):
+        self.m = LinkLifecycle(False, settleTimeout=10)
+
+    def test_cleanEndIsClosNotConfirmed(self):
+        self.m.localData(3)
+        self.assertEqual(self.m.localEnded(), [lc.HalfCloseTransport()])
+        self.assertEqual(self.m.transportEOF(), [lc.LocalEOF()])
+        self.assertEqual(finished(self.m.transportEnded()),
+                         [lc.Finished("CLOS", None, False)])
+
+    def test_closeIsBounded(self):
+        effects = self.m.requestClose()
+        self.assertEqual(kinds(effects), ["CloseLocal", "CloseTransport", "StartTimer"])
+        final = finished(self.m.timerFired())
+        self.assertEqual(final[0].state, "CLOS")
+
+    def test_localGoneWhilePeerSendsIsErr(self):
+        self.m.remoteData(10)
+        self.assertIn(lc.CloseTransport(), self.m.localLost())
+        self.m.remoteData(5)
+        final = finished(self.m.transportEnded())
+        self.assertEqual(final[0].state, "ERR")
+        self.assertIn("5 bytes from the peer were dropped", final[0].reason)
+
+    def test_brokenTransportIsErr(self):
+        final = finished(self.m.transportFailed("reset"))
+        self.assertEqual(final, [lc.Finished("ERR", "reset", False)])
