@@ -239,11 +239,8 @@ class LinkManager:
             self._links.pop(link.id, None)
             link.done = True
             link.splice = None
-            try:
-                if os.path.exists(path):
-                    os.unlink(path)
-            except OSError:
-                pass
+            # Nothing to remove: listenLinkSocket leaves nothing of ours
+            # behind, and what is at the path is not ours (issue 8).
             raise ResourceLimit("cannot create the link socket: %s" % (words,))
         link.socketPath = path
 

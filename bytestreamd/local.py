@@ -420,15 +420,17 @@ def listenLinkSocket(reactor, path: str, factory: protocol.Factory, mode: int,
     Listen on ``path`` with ``mode`` (and ``gid``); returns the port.  What
     is at ``path`` already is removed only if it is a stale socket of ours
     (:func:`bytestreamd.runtime.removeStaleSocket`); anything else is
-    refused with a ``550`` naming the path, and left alone.
+    refused with :class:`~bytestreamd.runtime.RuntimeDirError` naming the
+    path, and left alone.  On failure nothing of ours is left behind, so
+    the caller has nothing to clean up (and must not remove the path).
     """
-    from bytestreamd.errors import ControlError
-    from bytestreamd.runtime import RuntimeDirError, removeStaleSocket
-    try:
-        removeStaleSocket(path, "socket (a link socket)")
-    except RuntimeDirError as e:
-        raise ControlError("link socket %s" % (e,))
+    from bytestreamd.runtime import removeStaleSocket
+    removeStaleSocket(path, "socket (a link socket)")
     port = reactor.listenUNIX(path, factory, mode=mode, wantPID=False)
     if gid is not None:
-        os.chown(path, -1, gid)
+        try:
+            os.chown(path, -1, gid)
+        except BaseException:
+            port.stopListening()  # removes the socket file it made
+            raise
     return port

@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 
 from bytestreamd.config import Config
-from bytestreamd.errors import ConfigError, ControlError
+from bytestreamd.errors import ConfigError, ResourceLimit
 from bytestreamd.local import listenLinkSocket
 from bytestreamd.runtime import RuntimeDirError, prepareRuntimeDir, removeStaleSocket
 
@@ -336,11 +336,54 @@ class DaemonUseTests(_TempDir):
         path = os.path.join(self.run, "links", "l1")
         open(path, "w").close()
         reactor = MemoryReactor()
-        with self.assertRaises(ControlError) as caught:
+        with self.assertRaises(RuntimeDirError) as caught:
             listenLinkSocket(reactor, path, Factory(), 0o600, None)
         self.assertIn(path, str(caught.exception))
         self.assertTrue(os.path.isfile(path))
         self.assertEqual(reactor.unixServers, [])
+
+    def test_linkManagerKeepsAFileAtTheLinkPath(self):
+        """A file where a link socket goes: 451 naming it, and it stays."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from bytestreamd.links import LinkManager
+        from tests.unit.test_links import FakeSI, FakeXMPP
+        prepareRuntimeDir(self.run)
+        path = os.path.join(self.run, "links", "deadbeef")
+        with open(path, "w") as f:
+            f.write("precious")
+        si = FakeSI()
+        manager = LinkManager(MemoryReactorClock(), self._config(), FakeXMPP(), si,
+                              None, ["ibb"])
+        manager._newId = lambda: "deadbeef"
+        with self.assertRaises(ResourceLimit) as caught:
+            manager.open(JID("bob@example.org/d"), "owner")
+        self.assertEqual(caught.exception.code, 451)
+        self.assertIn("%s exists and is not a socket" % path, str(caught.exception))
+        with open(path) as f:
+            self.assertEqual(f.read(), "precious")
+        self.assertEqual((manager.links(), si.offers), ([], []))
+
+    def test_linkSocketLeavesNothingWhenChownFails(self):
+        prepareRuntimeDir(self.run)
+        path = os.path.join(self.run, "links", "l1")
+        stopped = []
+
+        class Port:
+            def stopListening(self):
+                stopped.append(True)
+
+        class Reactor:
+            def listenUNIX(self, p, factory, mode, wantPID):
+                open(p, "w").close()  # stands in for the socket file
+                return Port()
+
+        def refuse(*args):
+            raise PermissionError(1, "Operation not permitted")
+        self.patch(os, "chown", refuse)
+        self.assertRaises(PermissionError, listenLinkSocket, Reactor(), path, Factory(),
+                          0o660, 4242)
+        self.assertEqual(stopped, [True])
 
     def test_linkSocketReplacesAStaleSocket(self):
         prepareRuntimeDir(self.run)
