@@ -18,25 +18,28 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bytestreamd import ns
-from bytestreamd.wire import ibb, s5b, si
+from bytestreamd.text import isXMLText
+from bytestreamd.wire import end, ibb, s5b, si
 
 FAST = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
-NAMESPACES = [ns.NS_IBB, ns.NS_S5B, ns.NS_SI, ns.NS_FEATURE_NEG, ns.NS_DATA,
+NAMESPACES = [ns.NS_END, ns.NS_IBB, ns.NS_S5B, ns.NS_SI, ns.NS_FEATURE_NEG, ns.NS_DATA,
               ns.NS_SI_MULTIPLE, ns.NS_SI_FILE_TRANSFER, ns.NS_LINK_PROFILE, "urn:other"]
 NAMES = ["open", "data", "close", "query", "streamhost", "streamhost-used", "activate",
          "si", "feature", "x", "field", "option", "value", "file", "desc", "range",
-         "link", "si-multiple", "item"]
+         "link", "si-multiple", "item", "eof", "end"]
 ATTRIBUTES = ["sid", "seq", "block-size", "stanza", "jid", "host", "port", "mode",
               "dstaddr", "id", "profile", "mime-type", "name", "size", "date", "hash",
-              "offset", "length", "service", "type", "var", "label"]
+              "offset", "length", "service", "type", "var", "label", "sent",
+              "received", "status"]
 
 #: Any text, surrogates and controls included: domish builds what it is given.
 ANY = st.text(max_size=12)
 NUMERIC = st.one_of(st.integers(-5, 70000).map(str), st.sampled_from(
     ["", "+1", " 1", "1_0", "\u0661", "65535", "65536", "0", "4096", "tcp", "udp", "iq",
-     "message", "list-single", "form", "submit", "stream-method"]))
+     "message", "list-single", "form", "submit", "stream-method", "done", "closed",
+     "failed", "1" * 21]))
 VALUE = st.one_of(ANY, NUMERIC, st.sampled_from(
     NAMESPACES + ["proxy.example.org", "bob@example.org/x", "bob@[::1]/x", "a b", "s1"]))
 
@@ -62,6 +65,9 @@ ELEMENTS = st.recursive(_element(st.just("x") | ANY | NUMERIC),
 
 #: (parse, its own error) for every entry point that reads a peer's element.
 PARSERS: List[Tuple[Callable[[domish.Element], Any], type]] = [
+    (end.parse, end.MalformedEnd),
+    (end.EOF.fromElement, end.MalformedEnd),
+    (end.End.fromElement, end.MalformedEnd),
     (ibb.Open.fromElement, ibb.MalformedIBB),
     (ibb.Data.fromElement, ibb.MalformedIBB),
     (ibb.Close.fromElement, ibb.MalformedIBB),
@@ -97,7 +103,7 @@ def reparse(element: domish.Element) -> domish.Element:
 
 def _serialisable(value: Any) -> None:
     """A value a codec accepted must go out as XML a server accepts."""
-    if isinstance(value, (ibb.Open, ibb.Data, ibb.Close, s5b.StreamHost, s5b.Query,
+    if isinstance(value, (end.EOF, end.End, ibb.Open, ibb.Data, ibb.Close, s5b.StreamHost, s5b.Query,
                           s5b.StreamHostUsed, s5b.Activate, s5b.AddressRequest,
                           s5b.AddressAnswer, si.SIOffer, si.SIAccept, si.LinkProfile,
                           si.FileProfile)):
@@ -129,6 +135,7 @@ def _templates() -> List[domish.Element]:
         "name": "f.txt", "size": "10", "date": "2026-01-01T00:00:00Z",
         "hash": "0" * 32, "desc": "d", "range": "true"})
     return [
+        end.EOF("s1", 5).toElement(), end.End("s1", 5, 3, "failed", "why").toElement(),
         ibb.Open("s1", 4096).toElement(), ibb.Data("s1", 3, b"abc").toElement(),
         ibb.Close("s1").toElement(), s5b.Query("s1", hosts, dstaddr="x").toElement(),
         s5b.StreamHostUsed(peer, "s1").toElement(), s5b.Activate("s1", peer).toElement(),
@@ -292,3 +299,23 @@ def test_fileProfileRoundTrip(name, size, date, hash, desc, ranged):
     expected = {k: v for k, v in headers.items() if v is not None}
     payload = si.payloadFromHeaders(ns.NS_SI_FILE_TRANSFER, headers)
     assert si.headersFromPayload(ns.NS_SI_FILE_TRANSFER, reparse(payload)) == expected
+
+
+@FAST
+@given(NONEMPTY_XML.filter(lambda t: len(t) <= 256), st.integers(0, 10 ** 20 - 1),
+       st.integers(0, 10 ** 20 - 1), st.sampled_from(sorted(end.STATUSES)),
+       st.one_of(st.none(), XML_TEXT.filter(lambda t: t.strip() == t and t)))
+def test_endRoundTrip(sid, sent, received, status, text):
+    eof = end.EOF(sid, sent)
+    assert end.parse(reparse(eof.toElement())) == eof
+    value = end.End(sid, sent, received, status, text)
+    assert end.parse(reparse(value.toElement())) == value
+
+
+@FAST
+@given(st.text(max_size=30))
+def test_endTextIsAlwaysSendable(text):
+    """A final word is repaired, never refused: it must always go out."""
+    element = reparse(end.End("s1", 0, 0, "failed", text).toElement())
+    back = end.End.fromElement(element)
+    assert back.sid == "s1" and (back.text is None or isXMLText(back.text))

@@ -15,7 +15,7 @@ from bytestreamd import ns
 from bytestreamd.errors import stanzaError
 from bytestreamd.text import (SafeLogger, badCharacter, describeCharacter, firstNonXML,
                               isXMLText, safeText, xmlText)
-from bytestreamd.wire import ibb, s5b, si
+from bytestreamd.wire import end, ibb, s5b, si
 
 NON_XML = ["\x00", "\x01", "\x1b", "\x08", "\ufffe", "\uffff", "\ud800"]
 
@@ -100,6 +100,8 @@ def test_stanzaErrorTextIsRepaired():
 def test_codecsRefuseToBuildNonXML(bad):
     peer = JID("bob@example.org/x")
     builders = [
+        lambda: end.EOF("s" + bad, 0).toElement(),
+        lambda: end.End("s" + bad, 0, 0).toElement(),
         lambda: ibb.Open("s" + bad).toElement(),
         lambda: ibb.Close("s" + bad).toElement(),
         lambda: ibb.Data("s" + bad, 0, b"").toElement(),
@@ -125,6 +127,12 @@ def test_codecsRefuseToBuildNonXML(bad):
         with pytest.raises(ValueError):
             build()
             pytest.fail("builder %d accepted %r" % (index, bad))
+
+
+def test_endTextIsRepaired():
+    element = end.End("s1", 1, 2, "failed", "peer said \x1bno\ufffe").toElement()
+    parsed = end.End.fromElement(_parses(element.toXml()))
+    assert parsed.text == "peer said \ufffdno\ufffd"
 
 
 def test_codecsRefuseToParseNonXML():
