@@ -25,11 +25,12 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.testing import MemoryReactor
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import JID
 
 from bytestreamd.errors import ConfigError
 from bytestreamd.methods.s5b_policy import (DEFAULT_CONNECT, formatConnectRule,
                                             parseConnectRule)
+from bytestreamd.jids import InvalidJID, makeJID, parseJID, parseJIDOrNone
 
 #: Resource used when the configured JID has none.
 DEFAULT_RESOURCE = "bytestreamd"
@@ -166,10 +167,10 @@ def allowed(config: Config, jid: Union[JID, str]) -> bool:
     and their resources -- as in XEP-0016).
     """
     if not isinstance(jid, JID):
-        try:
-            jid = JID(jid)
-        except (InvalidFormat, ValueError, UnicodeError):
+        parsed = parseJIDOrNone(jid)
+        if parsed is None:
             return False
+        jid = parsed
     bare = jid.userhost()
     if bare == config.jid.userhost():
         return True
@@ -375,11 +376,11 @@ def _build(r: _Reader, environ: Mapping[str, str],
 
 
 def _parseJID(r: _Reader, section: str, key: str, value: str) -> JID:
+    """bytestreamd.jids: the parser of the control socket and the wire."""
     try:
-        return JID(value)
-    except (InvalidFormat, ValueError, UnicodeError) as e:
-        raise r.fail(section, key, "%r is not a valid JID (%s)"
-                     % (value, e or "stringprep"))
+        return parseJID(value)
+    except InvalidJID as e:
+        raise r.fail(section, key, "%r is not a valid JID (%s)" % (value, e))
 
 
 def _jid(r: _Reader) -> JID:
@@ -392,7 +393,7 @@ def _jid(r: _Reader) -> JID:
         raise r.fail("xmpp", "jid", "%r has no user part (need user@domain)"
                      % value)
     if not jid.resource:
-        jid = JID(tuple=(jid.user, jid.host, DEFAULT_RESOURCE))
+        jid = makeJID(jid.user, jid.host, DEFAULT_RESOURCE)
     return jid
 
 

@@ -16,7 +16,6 @@ from typing import Callable, Dict, Optional, Tuple
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel import disco, iwokkel
@@ -25,9 +24,10 @@ from zope.interface import implementer
 from bytestreamd import ns
 from bytestreamd.errors import NotConnected, stanzaError
 from bytestreamd.stanzas import Handler, errorFor, failureText, makeIQ, parseJID, resultFor
+from bytestreamd.text import SafeLogger
 from bytestreamd.wire import end as wire
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 REQUEST = "/iq[@type='set']/*[@xmlns='%s']" % ns.NS_END
 

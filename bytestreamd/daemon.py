@@ -9,15 +9,12 @@ command line; tests build it with a ``MemoryReactor``.
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 from typing import List
 
 from twisted.application import service
-from twisted.logger import Logger
 
-from bytestreamd import ns, sdnotify
+from bytestreamd import ns, runtime, sdnotify
 from bytestreamd.confirm import EndChannel
 from bytestreamd.control.protocol import ControlFactory
 from bytestreamd.disco import PeerDiscovery
@@ -29,8 +26,9 @@ from bytestreamd.methods.ibb import IBBMethod
 from bytestreamd.negotiation.si import StreamInitiation
 from bytestreamd.presence import PeerPresence
 from bytestreamd.xmpp import XMPPClientService
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
 def buildMethods(reactor, config) -> List:
@@ -52,6 +50,24 @@ def buildMethods(reactor, config) -> List:
     return methods
 
 
+def _stopOnConfigError(start):
+    """
+    twistd prints a traceback for any exception out of ``startService``; a
+    ConfigError found only at start (an unsafe runtime_dir, a socket in
+    use, a port taken) is the operator's to fix, so it ends the process with
+    its one line instead (SystemExit: exit status 1, the line on stderr or
+    in the log).
+    """
+    def wrapper(self, *args, **kwargs):
+        try:
+            return start(self, *args, **kwargs)
+        except ConfigError as e:
+            raise SystemExit("bytestreamd: %s" % (e,))
+    wrapper.__doc__ = start.__doc__
+    wrapper.__name__ = start.__name__
+    return wrapper
+
+
 class ControlSocketService(service.Service):
     """Listens on ``<runtime_dir>/control``; refuses to steal a live socket."""
 
@@ -65,16 +81,16 @@ class ControlSocketService(service.Service):
 
     def startService(self):
         service.Service.startService(self)
-        if os.path.exists(self.path):
-            if _isListening(self.path):
-                raise ConfigError(
-                    "%s is in use: another bytestreamd is running with this "
-                    "runtime_dir" % (self.path,))
-            os.unlink(self.path)
-        self.port = self.reactor.listenUNIX(self.path, self.factory,
-                                            mode=self.mode, wantPID=False)
-        if self.gid is not None:
-            os.chown(self.path, -1, self.gid)
+        # Only a stale socket of ours is removed; see bytestreamd.runtime.
+        runtime.removeStaleSocket(self.path, "socket (the control socket)")
+        try:
+            self.port = self.reactor.listenUNIX(self.path, self.factory,
+                                                mode=self.mode, wantPID=False)
+            if self.gid is not None:
+                os.chown(self.path, -1, self.gid)
+        except Exception as e:
+            raise runtime.RuntimeDirError("%s: cannot listen: %s" % (
+                self.path, getattr(e, "strerror", None) or e))
         log.info("control socket listening on {path}", path=self.path)
 
     def stopService(self):
@@ -82,17 +98,6 @@ class ControlSocketService(service.Service):
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()
-
-
-def _isListening(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-    except OSError as e:
-        return e.errno not in (errno.ECONNREFUSED, errno.ENOENT)
-    finally:
-        s.close()
-    return True
 
 
 class Daemon(service.MultiService):
@@ -131,9 +136,10 @@ class Daemon(service.MultiService):
                                    presence=self.presence)
         self.xmpp.addListener(self._serverStateChanged)
         self.control = ControlSocketService(
-            reactor, os.path.join(config.runtime_dir, "control"),
+            reactor, os.path.join(config.runtime_dir, runtime.CONTROL),
             ControlFactory(self.manager), config.socket_mode, config.socket_group)
 
+    @_stopOnConfigError
     def startService(self):
         _makeRuntimeDir(self.config)
         service.MultiService.startService(self)
@@ -199,17 +205,10 @@ class _LateAcceptor:
 
 def _makeRuntimeDir(config) -> None:
     """
-    Create ``runtime_dir`` and ``links/`` private to the daemon's user --
-    link ids are capabilities of a sort, and other users have no business
-    listing them -- or, when the sockets are shared with a group
-    (``socket_group``), traversable by that group only.
+    Check or create ``runtime_dir`` and ``links/`` (bytestreamd.runtime:
+    ours, private or shared with ``socket_group`` only, no symlinks);
+    RuntimeDirError, a ConfigError, stops the daemon with one line.
     """
-    shared = config.socket_group is not None or bool(config.socket_mode & 0o070)
-    mode = 0o750 if shared else 0o700
-    for path in (config.runtime_dir, os.path.join(config.runtime_dir, "links")):
-        os.makedirs(path, mode=mode, exist_ok=True)
-        if os.stat(path).st_uid != os.geteuid():
-            continue  # not ours to change (say, a shared directory)
-        os.chmod(path, mode)
-        if config.socket_group is not None:
-            os.chown(path, -1, config.socket_group)
+    for warning in runtime.prepareRuntimeDir(
+            config.runtime_dir, config.socket_mode, config.socket_group):
+        log.warn("runtime_dir: {warning}", warning=warning)

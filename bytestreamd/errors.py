@@ -153,8 +153,17 @@ def stanzaError(
 
     ``appCondition`` is an application-specific child, e.g.
     ``<no-valid-streams xmlns='http://jabber.org/protocol/si'/>``.
+
+    ``text`` is repaired, not refused: a character XML 1.0 cannot carry
+    becomes U+FFFD (:func:`bytestreamd.text.xmlText`).  An error must always
+    be sendable, and one raw control character in it would make the server
+    close the whole stream.
     """
     from twisted.words.protocols.jabber.error import StanzaError
+
+    from bytestreamd.text import xmlText
+    if text is not None:
+        text = xmlText(text)
     return StanzaError(condition, type=type, text=text, appCondition=appCondition)
 
 

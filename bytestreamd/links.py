@@ -31,7 +31,6 @@ import secrets
 from typing import Callable, Dict, List, Optional
 
 from twisted.internet import defer, endpoints, error
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
@@ -49,8 +48,9 @@ from bytestreamd.local import (LinkClosed, LinkSocketFactory, ServiceFactory, Sp
                                listenLinkSocket)
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.profiles import fileDetails, offerHeaders, rangeDetails, rangeRequest
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
 
@@ -239,11 +239,8 @@ class LinkManager:
             self._links.pop(link.id, None)
             link.done = True
             link.splice = None
-            try:
-                if os.path.exists(path):
-                    os.unlink(path)
-            except OSError:
-                pass
+            # Nothing to remove: listenLinkSocket leaves nothing of ours
+            # behind, and what is at the path is not ours (issue 8).
             raise ResourceLimit("cannot create the link socket: %s" % (words,))
         link.socketPath = path
 

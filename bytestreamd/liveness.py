@@ -37,7 +37,6 @@ from typing import Callable, Dict, FrozenSet, Optional
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -47,8 +46,9 @@ from zope.interface import implementer
 from bytestreamd import ns
 from bytestreamd.errors import NotConnected
 from bytestreamd.stanzas import Handler, RequestTimeout, makeIQ, resultFor
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 PING_GET = "/iq[@type='get']/ping[@xmlns='%s']" % ns.NS_PING
 

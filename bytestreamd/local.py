@@ -416,10 +416,21 @@ class ServiceFactory(protocol.ClientFactory):
 
 def listenLinkSocket(reactor, path: str, factory: protocol.Factory, mode: int,
                      gid: Optional[int]):
-    """Listen on ``path`` with ``mode`` (and ``gid``); returns the port."""
-    if os.path.exists(path):
-        os.unlink(path)
+    """
+    Listen on ``path`` with ``mode`` (and ``gid``); returns the port.  What
+    is at ``path`` already is removed only if it is a stale socket of ours
+    (:func:`bytestreamd.runtime.removeStaleSocket`); anything else is
+    refused with :class:`~bytestreamd.runtime.RuntimeDirError` naming the
+    path, and left alone.  On failure nothing of ours is left behind, so
+    the caller has nothing to clean up (and must not remove the path).
+    """
+    from bytestreamd.runtime import removeStaleSocket
+    removeStaleSocket(path, "socket (a link socket)")
     port = reactor.listenUNIX(path, factory, mode=mode, wantPID=False)
     if gid is not None:
-        os.chown(path, -1, gid)
+        try:
+            os.chown(path, -1, gid)
+        except BaseException:
+            port.stopListening()  # removes the socket file it made
+            raise
     return port

@@ -31,7 +31,6 @@ from twisted.application import service
 from twisted.application.internet import ClientService
 from twisted.internet import defer, endpoints, ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import client as jclient
 from twisted.words.protocols.jabber import xmlstream
@@ -46,8 +45,9 @@ from bytestreamd.disco import DiscoResponder
 from bytestreamd.stanzas import Connection, Handler
 from bytestreamd.xmppsession import (CONFLICTED, LOGIN, SETUP_TIMEOUT, STOPPING, Ended,
                                      SessionLog)
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
 @implementer(IOpenSSLTrustRoot)

@@ -29,9 +29,6 @@ from bytestreamd.events import Event
 #: Longest accepted command line in bytes, without its LF (or CRLF).
 MAX_LINE = 4096
 
-#: Longest JID part in bytes (RFC 6122/7622).
-_MAX_JID_PART = 1023
-
 _UNESCAPE = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
 _ESCAPE = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _HEX = "0123456789abcdefABCDEF"
@@ -225,32 +222,16 @@ def formatEvent(event: Event) -> bytes:
 
 def parseJID(text: str) -> JID:
     """
-    A JID given on the control socket, checked with stringprep (nodeprep,
-    nameprep, resourceprep) and the length limits.  Raises
-    :class:`SyntaxErrorInArgument` (512) naming the problem.
+    A JID given on the control socket (:func:`bytestreamd.jids.parseJID`:
+    stringprep, IP literals such as ``bob@[::1]``, the length limits).
+    Raises :class:`SyntaxErrorInArgument` (512) naming the problem.
     """
-    if not text:
-        raise SyntaxErrorInArgument("bad JID \"\": empty")
-    shown = formatValue(text)
-    bare, slash, resource = text.partition("/")
-    if slash and not resource:
-        raise SyntaxErrorInArgument("bad JID %s: empty resource" % shown)
-    local, at, _ = bare.partition("@")
-    if at and not local:
-        raise SyntaxErrorInArgument("bad JID %s: empty localpart" % shown)
+    from bytestreamd.jids import InvalidJID
+    from bytestreamd.jids import parseJID as _parse  # not at CLI start-up
     try:
-        from twisted.words.protocols.jabber.jid import JID  # not at CLI start-up
-        jid = JID(text)
-    except Exception as exc:
-        raise SyntaxErrorInArgument("bad JID %s: %s" % (shown, exc))
-    for part, name in ((jid.user, "localpart"), (jid.host, "domain"),
-                       (jid.resource, "resource")):
-        if part is not None and len(part.encode("utf-8")) > _MAX_JID_PART:
-            raise SyntaxErrorInArgument(
-                "bad JID %s: %s longer than %d bytes" % (shown, name, _MAX_JID_PART))
-    if not jid.host:
-        raise SyntaxErrorInArgument("bad JID %s: empty domain" % shown)
-    return jid
+        return _parse(text)
+    except InvalidJID as exc:
+        raise SyntaxErrorInArgument("bad JID %s: %s" % (formatValue(text), exc))
 
 
 _REPLY_LINE = re.compile(r"([0-9]{3})(?:([ +-])(.*))?\Z", re.S)

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
 from twisted.internet import defer, interfaces, protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -38,8 +37,9 @@ from bytestreamd.errors import (
     UnknownOption,
 )
 from bytestreamd.events import Event, LinkInfo
+from bytestreamd.text import SafeLogger, badCharacter
 
-log = Logger()
+log = SafeLogger()
 
 #: Commands read but not yet answered before we stop reading the socket.
 #: Only reachable by pipelining behind slow commands; keeps a client from
@@ -70,6 +70,11 @@ _MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
 _YES = ("yes", "true", "1")
 _NO = ("no", "false", "0")
 _FINAL_STATES = (events.CLOS, events.ERR)
+#: Options whose value is free text over several lines: the control
+#: characters they may hold (XEP-0096's <desc/> is a paragraph).
+_MULTILINE = {"desc": "\n\t"}
+#: As the link profile's codec allows (bytestreamd.wire.si.checkServiceName).
+_MAX_SERVICE = 255
 
 
 @dataclass
@@ -337,6 +342,10 @@ class ControlProtocol(protocol.Protocol):
         low, high = len(spec.args), len(spec.args) + len(spec.optionalArgs)
         if not low <= len(command.args) <= high:
             raise SyntaxErrorInArgument("usage: %s" % spec.syntax)
+        for name, value in zip(spec.args + spec.optionalArgs, command.args):
+            _checkText(name, value)
+        for key, value in command.options.items():
+            _checkText(key, value, _MULTILINE.get(key, ""))
         handler = getattr(self, "do_" + command.verb)
         return handler(*command.args, **{key.replace("-", "_"): value
                                          for key, value in command.options.items()})
@@ -348,6 +357,11 @@ class ControlProtocol(protocol.Protocol):
         peer = grammar.parseJID(jid)
         if service is not None and not service:
             raise SyntaxErrorInArgument("service= needs a name")
+        if service is not None and (len(service) > _MAX_SERVICE
+                                    or any(ch.isspace() for ch in service)):
+            raise SyntaxErrorInArgument(
+                "service: a service name is 1 to %d characters without spaces"
+                % _MAX_SERVICE)
         namespace = _parseProfile(profile)
         extra: Dict[str, Any] = {}
         if namespace == ns.NS_SI_FILE_TRANSFER:
@@ -530,12 +544,17 @@ def _parseCount(key: str, text: str) -> int:
     return int(text)
 
 
-def _plainText(key: str, text: str, allowed: str = "") -> str:
-    """No control characters (XML could not carry most of them anyway)."""
-    for ch in text:
-        if (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0) and ch not in allowed:
-            raise SyntaxErrorInArgument("%s= must not contain control characters" % key)
-    return text
+def _checkText(name: str, text: str, allowed: str = "") -> None:
+    """
+    Every argument and option value may end up in a stanza (a reason, a
+    service or file name, a JID) or in the log: refuse, naming the
+    argument, what XML cannot carry or a peer's terminal should not see
+    (control characters, surrogates, noncharacters, line separators).
+    Checked for every verb, so a new option cannot forget it.
+    """
+    problem = badCharacter(text, allowed)
+    if problem is not None:
+        raise SyntaxErrorInArgument("%s: %s is not allowed" % (name, problem))
 
 
 def _fileHeaders(options: Dict[str, str]) -> Dict[str, str]:
@@ -545,7 +564,7 @@ def _fileHeaders(options: Dict[str, str]) -> Dict[str, str]:
         raise SyntaxErrorInArgument("profile=file needs name=NAME")
     if size is None:
         raise SyntaxErrorInArgument("profile=file needs size=N (bytes)")
-    headers = {"name": _plainText("name", name),
+    headers = {"name": name,
                "size": str(_parseCount("size", size))}
     if "hash" in options:
         if not _MD5.match(options["hash"]):
@@ -557,7 +576,7 @@ def _fileHeaders(options: Dict[str, str]) -> Dict[str, str]:
                 "date= must be a XEP-0082 DateTime, e.g. 2026-01-31T12:00:00Z")
         headers["date"] = options["date"]
     if "desc" in options:
-        headers["desc"] = _plainText("desc", options["desc"], "\n\t")
+        headers["desc"] = options["desc"]
     if "range" in options:
         flag = options["range"].lower()
         if flag not in _YES + _NO:

@@ -59,7 +59,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
@@ -97,12 +96,13 @@ from bytestreamd.wire.s5b import (
     StreamHostUsed,
     dstAddr,
 )
+from bytestreamd.text import SafeLogger
 
 __all__ = ["S5BMethod", "S5BStream", "S5BServerFactory", "DirectStreamhost",
            "ProxyDirectory", "CandidateFailed", "ConnectPolicy", "connectStreamhost",
            "hostAddresses", "fromConfig", "HOLD_LIMIT"]
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 QUERY_SET = "/iq[@type='set']/query[@xmlns='%s']" % ns.NS_S5B
 

@@ -16,7 +16,6 @@ from typing import Any, Awaitable, Callable, List, Optional, Sequence
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
@@ -27,8 +26,9 @@ from bytestreamd import ns
 from bytestreamd.errors import MethodFailed, describeStanzaError
 from bytestreamd.stanzas import RequestTimeout, makeIQ
 from bytestreamd.wire.s5b import AddressAnswer, AddressRequest, MalformedS5B, StreamHost
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 #: disco#items entries of our server examined when looking for proxies.
 MAX_PROXY_ITEMS = 32

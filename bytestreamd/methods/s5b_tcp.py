@@ -30,7 +30,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IHalfCloseableProtocol, IResolutionReceiver
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
@@ -39,8 +38,9 @@ from bytestreamd.methods import socks5
 from bytestreamd.methods.s5b_policy import MIN_HANDSHAKES, HandshakeSlots
 from bytestreamd.methods.s5b_stream import HOLD_LIMIT, S5BStream
 from bytestreamd.wire.s5b import StreamHost
+from bytestreamd.text import SafeLogger
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 #: Takes an accepted connection for a session (see S5BServerFactory).
 Acceptor = Callable[[S5BStream], None]

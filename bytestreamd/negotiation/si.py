@@ -22,7 +22,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
@@ -37,6 +36,7 @@ from bytestreamd.errors import (MethodFailed, NegotiationFailed, NotConnected,
 from bytestreamd.interfaces import StreamContext
 from bytestreamd.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
                                  parseJID, resultFor)
+from bytestreamd.text import SafeLogger
 from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,
                                  answerHeaders, headersFromPayload, payloadFromHeaders)
 
@@ -48,7 +48,7 @@ KNOWN_METHODS = {ns.NS_S5B: "s5b", ns.NS_IBB: "ibb"}
 
 OFFER_PATH = "/iq[@type='set']/si[@xmlns='%s']" % ns.NS_SI
 
-log = Logger()
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
 def _noProgress(state: str, method: Optional[str], reason: Optional[str]) -> None:

@@ -17,6 +17,11 @@ says "I will write no more" (a half-close that survives any transport);
 ``end`` is a party's final word.  The rules that use them are in
 :mod:`bytestreamd.lifecycle`.  Counts are decimal integers without sign,
 at most 20 digits (a 64-bit count).
+
+Text checks (issue 8): a ``sid`` XML cannot carry is refused both ways
+(``MalformedEnd``); the optional text is informational and a party's final
+word must always be sendable, so its characters XML cannot carry become
+U+FFFD (:func:`bytestreamd.text.xmlText`), in and out.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from twisted.words.xish import domish
 
 from bytestreamd.lifecycle import STATUSES
 from bytestreamd.ns import NS_END
+from bytestreamd.text import isXMLText, xmlText
 
 _COUNT = re.compile(r"[0-9]{1,20}\Z")
 #: The longest ``<end/>`` text we send or accept (it ends up in events).
@@ -50,10 +56,21 @@ def _count(element: domish.Element, name: str) -> int:
 
 
 def _sid(element: domish.Element) -> str:
-    sid = element.getAttribute("sid")
-    if not sid or len(sid) > 256:
-        raise MalformedEnd("%s needs a sid" % (element.name,))
+    return _checkSid(element.getAttribute("sid"), element.name)
+
+
+def _checkSid(sid: Optional[str], name: str) -> str:
+    if not sid or len(sid) > 256 or not isXMLText(sid):
+        raise MalformedEnd("%s needs a sid of 1 to 256 XML characters" % (name,))
     return sid
+
+
+def _checkCount(value: int, name: str) -> str:
+    text = str(value)
+    if not _COUNT.match(text):
+        raise MalformedEnd("%s must be a non-negative integer of at most 20 digits, "
+                           "not %r" % (name, value))
+    return text
 
 
 @dataclass(frozen=True)
@@ -69,8 +86,8 @@ class EOF:
 
     def toElement(self) -> domish.Element:
         e = domish.Element((NS_END, "eof"))
-        e["sid"] = self.sid
-        e["sent"] = str(self.sent)
+        e["sid"] = _checkSid(self.sid, "eof")
+        e["sent"] = _checkCount(self.sent, "sent")
         return e
 
 
@@ -90,20 +107,23 @@ class End:
         if status not in STATUSES:
             raise MalformedEnd("end status must be one of %s, not %r"
                                % (", ".join(STATUSES), status))
-        text = str(element).strip() or None
+        text = xmlText(str(element)).strip() or None
         if text is not None and len(text) > MAX_TEXT:
             text = text[:MAX_TEXT] + "..."
         return cls(_sid(element), _count(element, "sent"),
                    _count(element, "received"), status, text)
 
     def toElement(self) -> domish.Element:
+        if self.status not in STATUSES:
+            raise MalformedEnd("end status must be one of %s, not %r"
+                               % (", ".join(STATUSES), self.status))
         e = domish.Element((NS_END, "end"))
-        e["sid"] = self.sid
-        e["sent"] = str(self.sent)
-        e["received"] = str(self.received)
+        e["sid"] = _checkSid(self.sid, "end")
+        e["sent"] = _checkCount(self.sent, "sent")
+        e["received"] = _checkCount(self.received, "received")
         e["status"] = self.status
         if self.text:
-            e.addContent(self.text[:MAX_TEXT])
+            e.addContent(xmlText(self.text[:MAX_TEXT]))
         return e
 
 

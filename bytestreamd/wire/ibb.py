@@ -6,6 +6,11 @@ Three value classes, one per element: :class:`Open`, :class:`Data` and
 :class:`MalformedIBB` (a ``ValueError``), which the handler answers with
 ``bad-request``.  Nothing here knows about sessions, sequence state or time.
 
+Building is checked like parsing: ``toElement`` and :class:`DataWriter`
+refuse (``MalformedIBB``) a sid that is not an NMTOKEN or an address XML
+cannot carry, so nothing we send can be non-XML that makes the server close
+the stream.
+
 Base64 is checked as strictly as the XEP's security section demands: any
 character outside the RFC 4648 section 4 alphabet is rejected, padding is
 accepted only at the very end and only in the right amount, and a length
@@ -32,6 +37,7 @@ from twisted.words.xish import domish
 
 from bytestreamd.ns import NS_IBB
 from bytestreamd.stanzas import escapeAttribute
+from bytestreamd.text import isXMLText
 
 #: The largest block-size the XEP allows (xs:unsignedShort).
 MAX_BLOCK_SIZE = 65535
@@ -159,6 +165,7 @@ class Open:
         return cls(sid, blockSize, stanza)
 
     def toElement(self) -> domish.Element:
+        checkSid(self.sid)
         if not 1 <= self.blockSize <= MAX_BLOCK_SIZE:
             raise ValueError("block-size must be 1..65535, not %r" % (self.blockSize,))
         if self.stanza not in STANZAS:
@@ -186,6 +193,9 @@ class Data:
         return cls(sid, seq, decodeBase64(elementText(element)))
 
     def toElement(self) -> domish.Element:
+        checkSid(self.sid)
+        if not 0 <= self.seq < SEQ_MODULO:
+            raise ValueError("seq must be 0..65535, not %r" % (self.seq,))
         element = domish.Element((NS_IBB, "data"))
         element["sid"] = self.sid
         element["seq"] = str(self.seq)
@@ -205,6 +215,7 @@ class Close:
         return cls(checkSid(element.getAttribute("sid")))
 
     def toElement(self) -> domish.Element:
+        checkSid(self.sid)
         element = domish.Element((NS_IBB, "close"))
         element["sid"] = self.sid
         return element
@@ -250,6 +261,9 @@ class DataWriter:
     __slots__ = ("_iqHead", "_messageHead", "_middle")
 
     def __init__(self, to: str, frm: Optional[str], sid: str):
+        checkSid(sid)
+        if not isXMLText(to) or (frm is not None and not isXMLText(frm)):
+            raise MalformedIBB("an address XML cannot carry: %r -> %r" % (frm, to))
         addressing = _addressing(to, frm)
         self._iqHead = "<iq type='set'%s id='" % addressing
         self._messageHead = "<message%s id='" % addressing

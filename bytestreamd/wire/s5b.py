@@ -8,6 +8,10 @@ and the proxy address request/answer (:class:`AddressRequest`,
 :class:`AddressAnswer`).  Parsing raises :class:`MalformedS5B`, which the IQ
 boundary turns into ``bad-request`` (XEP-0065 section 5.3.1).  These classes
 know nothing about sockets or sessions.
+
+Text a peer or we put in an attribute (sid, host, dstaddr, JIDs) must be
+XML 1.0 characters both ways: ``fromElement`` and ``toElement`` raise
+``MalformedS5B`` otherwise, so a value that was accepted can always be sent.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from twisted.words.xish import domish
 
 from bytestreamd.ns import NS_S5B
 from bytestreamd.stanzas import parseJID
+from bytestreamd.text import describeCharacter, firstNonXML
 
 #: The port a streamhost without a ``port`` attribute listens on (RFC 1928).
 DEFAULT_PORT = 1080
@@ -44,10 +49,19 @@ def dstAddr(sid: str, initiator: JID, target: JID) -> str:
     return hashlib.sha1(data.encode("utf-8")).hexdigest()
 
 
+def _text(value: Optional[str], what: str) -> Optional[str]:
+    """``value`` if XML can carry it (or it is ``None``); else MalformedS5B."""
+    if value is not None:
+        index = firstNonXML(value)
+        if index is not None:
+            raise MalformedS5B("%s contains %s" % (what, describeCharacter(value[index])))
+    return value
+
+
 def _query(sid: Optional[str] = None) -> domish.Element:
     query = domish.Element((NS_S5B, "query"))
     if sid is not None:
-        query["sid"] = sid
+        query["sid"] = _text(sid, "sid")
     return query
 
 
@@ -83,7 +97,7 @@ class StreamHost:
     @classmethod
     def fromElement(cls, element: domish.Element) -> "StreamHost":
         jid = _requiredJID(element)
-        host = element.getAttribute("host")
+        host = _text(element.getAttribute("host"), "<streamhost/> host")
         if not host:
             raise MalformedS5B("<streamhost/> without 'host'")
         portText = element.getAttribute("port")
@@ -100,8 +114,12 @@ class StreamHost:
 
     def toElement(self) -> domish.Element:
         element = domish.Element((NS_S5B, "streamhost"))
-        element["jid"] = self.jid.full()
-        element["host"] = self.host
+        element["jid"] = _text(self.jid.full(), "<streamhost/> jid")
+        if not self.host:
+            raise MalformedS5B("<streamhost/> without 'host'")
+        element["host"] = _text(self.host, "<streamhost/> host")
+        if not 0 < self.port < 65536:
+            raise MalformedS5B("<streamhost/> port %r is out of range" % (self.port,))
         element["port"] = str(self.port)
         return element
 
@@ -123,7 +141,7 @@ class Query:
     @classmethod
     def fromElement(cls, element: domish.Element) -> "Query":
         _requireQuery(element)
-        sid = element.getAttribute("sid")
+        sid = _text(element.getAttribute("sid"), "sid")
         if not sid:
             raise MalformedS5B("bytestreams query without 'sid'")
         mode = element.getAttribute("mode", MODE_TCP)
@@ -133,13 +151,17 @@ class Query:
         if not hosts:
             raise MalformedS5B("bytestreams query without any <streamhost/>")
         return cls(sid=sid, streamhosts=hosts, mode=mode,
-                   dstaddr=element.getAttribute("dstaddr"))
+                   dstaddr=_text(element.getAttribute("dstaddr"), "dstaddr"))
 
     def toElement(self) -> domish.Element:
+        if not self.sid:
+            raise MalformedS5B("bytestreams query without 'sid'")
+        if self.mode not in (MODE_TCP, MODE_UDP):
+            raise MalformedS5B("bytestreams query with unknown mode %r" % (self.mode,))
         query = _query(self.sid)
         query["mode"] = self.mode
         if self.dstaddr is not None:
-            query["dstaddr"] = self.dstaddr
+            query["dstaddr"] = _text(self.dstaddr, "dstaddr")
         for host in self.streamhosts:
             query.addChild(host.toElement())
         return query
@@ -158,11 +180,13 @@ class StreamHostUsed:
         used = _children(element, "streamhost-used")
         if len(used) != 1:
             raise MalformedS5B("expected one <streamhost-used/>, got %d" % len(used))
-        return cls(jid=_requiredJID(used[0]), sid=element.getAttribute("sid"))
+        return cls(jid=_requiredJID(used[0]),
+                   sid=_text(element.getAttribute("sid"), "sid"))
 
     def toElement(self) -> domish.Element:
         query = _query(self.sid)
-        query.addElement("streamhost-used")["jid"] = self.jid.full()
+        query.addElement("streamhost-used")["jid"] = _text(
+            self.jid.full(), "<streamhost-used/> jid")
         return query
 
 
@@ -176,7 +200,7 @@ class Activate:
     @classmethod
     def fromElement(cls, element: domish.Element) -> "Activate":
         _requireQuery(element)
-        sid = element.getAttribute("sid")
+        sid = _text(element.getAttribute("sid"), "sid")
         if not sid:
             raise MalformedS5B("activate query without 'sid'")
         activates = _children(element, "activate")
@@ -188,8 +212,10 @@ class Activate:
         return cls(sid=sid, target=target)
 
     def toElement(self) -> domish.Element:
+        if not self.sid:
+            raise MalformedS5B("activate query without 'sid'")
         query = _query(self.sid)
-        query.addElement("activate", content=self.target.full())
+        query.addElement("activate", content=_text(self.target.full(), "<activate/>"))
         return query
 
 

@@ -6,6 +6,12 @@ the two profiles we speak: our own link profile and XEP-0096 file transfer.
 Pure values: nothing here sends or waits.  Anything a peer could get wrong
 raises :class:`MalformedSI`, a ``ValueError`` whose words go into the
 ``bad-request`` answer, so the handler never needs to know which check failed.
+
+Every text field (ids, profile and method namespaces, MIME type, service and
+file names, dates, hashes, descriptions) must be XML 1.0 characters, when
+parsed and when built: a value a codec accepted can always be serialised,
+and a control character never reaches the server (which would close the
+daemon's stream).  Building refuses with :class:`MalformedSI` too.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from twisted.words.xish import domish
 from wokkel import data_form
 
 from bytestreamd import ns
+from bytestreamd.text import describeCharacter, firstNonXML
 
 #: The feature-neg field that carries the bytestream methods.
 STREAM_METHOD = "stream-method"
@@ -36,6 +43,32 @@ class MalformedSI(ValueError):
     A Stream Initiation element (or a profile element in it) is not what the
     XEPs allow; the message says what is wrong, for the ``bad-request`` text.
     """
+
+
+def _text(value: Optional[str], what: str) -> Optional[str]:
+    """``value`` if XML can carry it (or it is ``None``); else MalformedSI."""
+    if value is not None:
+        index = firstNonXML(value)
+        if index is not None:
+            raise MalformedSI("%s contains %s" % (what, describeCharacter(value[index])))
+    return value
+
+
+def _tree(element: Optional[domish.Element], what: str) -> Optional[domish.Element]:
+    """
+    ``element`` if every attribute and text in it is XML text: a profile
+    payload is carried through opaquely, and must stay sendable.
+    """
+    if element is not None:
+        for key, value in element.attributes.items():
+            _text(key if isinstance(key, str) else key[1], what)
+            _text(value, what)
+        for child in element.children:
+            if isinstance(child, str):
+                _text(child, what)
+            else:
+                _tree(child, what)
+    return element
 
 
 def _children(element: domish.Element, uri: str, name: str) -> List[domish.Element]:
@@ -55,7 +88,7 @@ def streamMethodOffer(methods: Iterable[str]) -> domish.Element:
     form = data_form.Form("form")
     form.addField(data_form.Field(
         "list-single", STREAM_METHOD,
-        options=[data_form.Option(m) for m in methods]))
+        options=[data_form.Option(_text(m, "stream method")) for m in methods]))
     feature = domish.Element((ns.NS_FEATURE_NEG, "feature"))
     feature.addChild(form.toElement())
     return feature
@@ -64,7 +97,8 @@ def streamMethodOffer(methods: Iterable[str]) -> domish.Element:
 def streamMethodChoice(method: str) -> domish.Element:
     """``<feature/>`` submitting the one chosen ``method``."""
     form = data_form.Form("submit")
-    form.addField(data_form.Field(None, STREAM_METHOD, value=method))
+    form.addField(data_form.Field(None, STREAM_METHOD,
+                                  value=_text(method, "stream method")))
     feature = domish.Element((ns.NS_FEATURE_NEG, "feature"))
     feature.addChild(form.toElement())
     return feature
@@ -93,6 +127,9 @@ def streamMethodsOffered(feature: domish.Element) -> List[str]:
     methods: List[str] = []
     for option in fieldObj.options:
         value = option.value
+        if not isinstance(value, str):
+            raise MalformedSI("stream-method option without a text value")
+        _text(value, "stream method")
         if value and value not in methods:
             methods.append(value)
     if len(methods) > MAX_METHODS:
@@ -108,7 +145,9 @@ def streamMethodChosen(feature: domish.Element) -> str:
     if len(values) != 1:
         raise MalformedSI("submitted stream-method field has %d values, "
                           "expected exactly one" % len(values))
-    return str(values[0])
+    if not isinstance(values[0], str):
+        raise MalformedSI("submitted stream-method is not text")
+    return _text(values[0], "stream method")
 
 
 # --- XEP-0095 offer and answer ------------------------------------------------
@@ -132,13 +171,17 @@ class SIOffer:
     payload: Optional[domish.Element] = None
 
     def toElement(self) -> domish.Element:
+        if not self.id or len(self.id) > MAX_SID_LENGTH:
+            raise MalformedSI("offer id must be 1 to %d characters" % MAX_SID_LENGTH)
+        if not self.profile:
+            raise MalformedSI("offer has no profile")
         si = domish.Element((ns.NS_SI, "si"))
-        si["id"] = self.id
-        si["profile"] = self.profile
+        si["id"] = _text(self.id, "offer id")
+        si["profile"] = _text(self.profile, "profile")
         if self.mimeType:
-            si["mime-type"] = self.mimeType
+            si["mime-type"] = _text(self.mimeType, "mime-type")
         if self.payload is not None:
-            si.addChild(self.payload)
+            si.addChild(_tree(self.payload, "profile element"))
         si.addChild(streamMethodOffer(self.methods))
         if self.multiple:
             si.addElement((ns.NS_SI_MULTIPLE, "si-multiple"))
@@ -148,12 +191,12 @@ class SIOffer:
     def fromElement(cls, element: domish.Element) -> "SIOffer":
         if (element.uri, element.name) != (ns.NS_SI, "si"):
             raise MalformedSI("not a stream initiation element")
-        sid = element.getAttribute("id")
+        sid = _text(element.getAttribute("id"), "offer id")
         if not sid:
             raise MalformedSI("offer has no id")
         if len(sid) > MAX_SID_LENGTH:
             raise MalformedSI("offer id is longer than %d characters" % MAX_SID_LENGTH)
-        profile = element.getAttribute("profile")
+        profile = _text(element.getAttribute("profile"), "profile")
         if not profile:
             raise MalformedSI("offer has no profile")
         feature = _child(element, ns.NS_FEATURE_NEG, "feature")
@@ -164,9 +207,9 @@ class SIOffer:
             id=sid,
             profile=profile,
             methods=streamMethodsOffered(feature),
-            mimeType=element.getAttribute("mime-type"),
+            mimeType=_text(element.getAttribute("mime-type"), "mime-type"),
             multiple=_child(element, ns.NS_SI_MULTIPLE, "si-multiple") is not None,
-            payload=payloads[0] if payloads else None,
+            payload=_tree(payloads[0], "profile element") if payloads else None,
         )
 
 
@@ -198,11 +241,11 @@ class SIAccept:
     def toElement(self) -> domish.Element:
         si = domish.Element((ns.NS_SI, "si"))
         if self.payload is not None:
-            si.addChild(self.payload)
+            si.addChild(_tree(self.payload, "profile element"))
         if self.methods:
             multiple = si.addElement((ns.NS_SI_MULTIPLE, "si-multiple"))
             for m in self.methods:
-                multiple.addElement("value", content=m)
+                multiple.addElement("value", content=_text(m, "stream method"))
         elif self.method:
             si.addChild(streamMethodChoice(self.method))
         else:
@@ -215,13 +258,13 @@ class SIAccept:
             raise MalformedSI("answer has no stream initiation element")
         payloads = [c for c in element.elements()
                     if c.uri not in (ns.NS_SI, ns.NS_SI_MULTIPLE, ns.NS_FEATURE_NEG)]
-        payload = payloads[0] if payloads else None
+        payload = _tree(payloads[0], "profile element") if payloads else None
         multiple = _child(element, ns.NS_SI_MULTIPLE, "si-multiple")
         if multiple is not None:
             methods: List[str] = []
             for value in multiple.elements():
                 if value.name == "value" and str(value).strip():
-                    text = str(value).strip()
+                    text = _text(str(value).strip(), "stream method")
                     if text not in methods:
                         methods.append(text)
             if not methods:
@@ -277,7 +320,7 @@ _SERVICE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,255}$")
 
 def checkServiceName(name: str) -> str:
     """A service name: 1 to 255 characters, no whitespace or control characters."""
-    if not _SERVICE.match(name):
+    if not _SERVICE.match(name) or firstNonXML(name) is not None:
         raise MalformedSI("service name %r is empty, too long or has "
                           "whitespace or control characters" % (name,))
     return name
@@ -297,7 +340,7 @@ class LinkProfile(Profile):
     def toElement(self) -> domish.Element:
         link = domish.Element((ns.NS_LINK_PROFILE, "link"))
         if self.service is not None:
-            link["service"] = self.service
+            link["service"] = checkServiceName(self.service)
         return link
 
     def headers(self) -> Headers:
@@ -349,7 +392,16 @@ class FileProfile(Profile):
     offset: Optional[str] = None
     length: Optional[str] = None
 
+    def _check(self) -> None:
+        if not self.name:
+            raise MalformedSI("file-transfer offer has no file name")
+        for key in ("name", "date", "hash", "desc"):
+            _text(getattr(self, key), "file %s" % key)
+        for key in ("size", "offset", "length"):
+            _nonNegative(key, getattr(self, key))
+
     def toElement(self) -> domish.Element:
+        self._check()
         f = domish.Element((ns.NS_SI_FILE_TRANSFER, "file"))
         f["name"] = self.name
         f["size"] = self.size
@@ -383,10 +435,12 @@ class FileProfile(Profile):
             raise MalformedSI("file-transfer offer has no file name")
         if size is None:
             raise MalformedSI("file-transfer offer has no file size")
-        return cls(name=name, size=_nonNegative("size", size), date=date, hash=hash,
-                   desc=desc, range=bool(range) or offset is not None or length is not None,
-                   offset=_nonNegative("offset", offset),
-                   length=_nonNegative("length", length))
+        built = cls(name=name, size=_nonNegative("size", size), date=date, hash=hash,
+                    desc=desc, range=bool(range) or offset is not None or length is not None,
+                    offset=_nonNegative("offset", offset),
+                    length=_nonNegative("length", length))
+        built._check()
+        return built
 
     @classmethod
     def fromElement(cls, element: Optional[domish.Element]) -> "FileProfile":

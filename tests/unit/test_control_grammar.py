@@ -172,6 +172,21 @@ class ParseJIDTests(SynchronousTestCase):
             self.assertTrue(exc.text.startswith("bad JID "), exc.text)
 
 
+class ParseJIDLiteralTests(SynchronousTestCase):
+    """Issue 8: an IP literal is a valid domainpart (RFC 7622 3.2)."""
+
+    def test_ipLiterals(self):
+        self.assertEqual(parseJID("bob@[::1]/x").full(), "bob@[::1]/x")
+        self.assertEqual(parseJID("bob@127.0.0.1/x").full(), "bob@127.0.0.1/x")
+
+    def test_badLiteralsNameTheProblem(self):
+        exc = self.assertRaises(SyntaxErrorInArgument, parseJID, "bob@::1/x")
+        self.assertEqual(exc.text, "bad JID bob@::1/x: an IPv6 address in a JID is "
+                         "written in brackets: user@[2001:db8::1]")
+        exc = self.assertRaises(SyntaxErrorInArgument, parseJID, "bob@[::1\x01]")
+        self.assertTrue(exc.text.startswith("bad JID "), exc.text)
+
+
 class ParseReplyLineTests(SynchronousTestCase):
     def test_lines(self):
         self.assertEqual(parseReplyLine("250-link=l1 state=GOOD\n"),

@@ -267,6 +267,60 @@ class CommandTests(ProtocolTestCase):
         self.assertEqual(self.command("REJECT nope"), b"552 no such offer nope\n")
         self.assertTrue(self.command("REJECT a b").startswith(b"512 "))
 
+    def test_openIPLiteral(self):
+        self.assertTrue(self.command("OPEN bob@[::1]/x").startswith(b"250 link="))
+        self.assertEqual(self.backend.calls[0][1].full(), "bob@[::1]/x")
+
+    def test_textThatCannotReachXML(self):
+        """
+        Issue 8: a reason, service, name or desc with a control character
+        or a noncharacter was accepted and sent; the server then closed the
+        daemon's stream.  Refused now, naming the argument.
+        """
+        cases = [
+            ('REJECT o1 reason="a\\x01b"', b"512 reason: control character U+0001 "
+                                             b"is not allowed\n"),
+            ('REJECT o1 reason="\\x1b[31m"', b"512 reason: control character U+001B "
+                                               b"is not allowed\n"),
+            ('REJECT o1 reason="\\x00"', b"512 reason: control character U+0000 "
+                                           b"is not allowed\n"),
+            ('REJECT o1 reason="\\x85"', b"512 reason: control character U+0085 "
+                                           b"is not allowed\n"),
+            ('REJECT o1 reason="one\\ntwo"', b"512 reason: control character U+000A "
+                                               b"is not allowed\n"),
+            ("OPEN a@b service=x\ufffe", b"512 service: noncharacter U+FFFE is not "
+                                         b"allowed\n"),
+            ("OPEN a@b service=\uffff", b"512 service: noncharacter U+FFFF is not "
+                                        b"allowed\n"),
+            ("OPEN a@b profile=file size=1 name=f\ufffe",
+             b"512 name: noncharacter U+FFFE is not allowed\n"),
+            ("OPEN a@b profile=file size=1 name=f desc=d\uffff",
+             b"512 desc: noncharacter U+FFFF is not allowed\n"),
+            ('OPEN a@b profile=file size=1 name=f desc="a\\x01"',
+             b"512 desc: control character U+0001 is not allowed\n"),
+            ("OPEN a@b service=\u2028", b"512 service: line separator U+2028 is not "
+                                        b"allowed\n"),
+            ("OPEN a@b profile=file size=1 name=\U0010ffff",
+             b"512 name: noncharacter U+10FFFF is not allowed\n"),
+            ('CLOSE "l\\x07"', b"512 id: control character U+0007 is not allowed\n"),
+        ]
+        for line, reply in cases:
+            self.assertEqual(self.command(line), reply, line)
+        self.assertEqual(self.backend.calls, [])
+
+    def test_serviceNameAsTheCodecWantsIt(self):
+        self.assertEqual(self.command('OPEN a@b service="s s"'),
+                         b"512 service: a service name is 1 to 255 characters without "
+                         b"spaces\n")
+        self.assertTrue(self.command("OPEN a@b service=" + "s" * 256).startswith(b"512 "))
+        self.assertEqual(self.backend.calls, [])
+
+    def test_descMayHaveLinesAndTabs(self):
+        self.assertTrue(self.command(
+            'OPEN a@b profile=file size=1 name=f desc="a\\nb\\tc"').startswith(b"250 "))
+        self.assertTrue(self.command('REJECT o1 reason="caf\u00e9 \U0001f600"')
+                        .startswith(b"250 "))
+
     def test_close(self):
         self.assertEqual(self.command("CLOSE l1"), b"250 OK\n")
         self.assertEqual(self.backend.calls, [("close", "l1")])

@@ -201,7 +201,11 @@ class RuntimeDirTests(SynchronousTestCase):
         _makeRuntimeDir(config)
         for path in (config.runtime_dir, os.path.join(config.runtime_dir, "links")):
             self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o700)
-        _makeRuntimeDir(dataclasses.replace(config, socket_mode=0o660))
+        # An existing directory is never chmodded (bytestreamd.runtime): a
+        # shared one is a new one.
+        config = dataclasses.replace(config, socket_mode=0o660,
+                                     runtime_dir=os.path.join(base, "shared"))
+        _makeRuntimeDir(config)
         self.assertEqual(stat.S_IMODE(os.stat(config.runtime_dir).st_mode), 0o750)
 
 
