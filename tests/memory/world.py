@@ -1,0 +1,420 @@
+"""
+The memory tier's world: real daemons (``bytestreamd.daemon.Daemon`` built
+from a real, validated ``Config``) on one in-memory network and one fake
+clock, joined by the in-memory XMPP router, driven through their control
+sockets -- the real ``ControlProtocol`` -- and their link sockets.
+
+Nothing of the daemon is replaced: it listens with ``listenUNIX`` and
+``listenTCP``, connects to the router with its usual endpoint, and runs its
+timers on ``callLater``, all on a :class:`~tests.memory.memnet.MemoryHost`.
+A test therefore reads like a user session::
+
+    world = World(tmp)
+    alice = world.daemon("alice")
+    bob = world.daemon("bob", allow="alice@example.test")
+    watch = world.control(bob, watch=True)
+    ctl = world.control(alice)
+    reply = ctl.expect("OPEN %s methods=ibb" % bob.jid)
+    ...
+    world.advance(5)      # five seconds of fake time, pumped until quiet
+
+Time only moves when the test moves it (``advance``, or the waits of the
+control client: ``command``/``waitEvent`` advance the clock timer by timer
+until their answer arrives or their timeout -- in fake seconds -- passes).
+
+Each daemon runs on its own host, so :meth:`World.kill` is ``kill -9`` of
+that daemon alone: its timers stop, and the kernel closes its sockets.  Test
+clients (control and link sockets) run on the host ``tester``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Callable, Dict, List, Mapping, Optional, Pattern, Sequence, Union
+
+from twisted.internet import error, interfaces, protocol
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python import failure
+from twisted.words.protocols.jabber.jid import JID
+from zope.interface import implementer
+
+from bytestreamd.config import loadConfig
+from bytestreamd.daemon import Daemon
+from tests.integration.harness.control import Line, Reply, parseArgs, quote
+from tests.memory.memnet import MemoryHost, Network, NetworkError
+from tests.memory.router import Router
+
+__all__ = ["World", "ControlClient", "LocalClient", "Line", "Reply", "parseArgs", "quote",
+           "WorldError"]
+
+Matcher = Union[str, Pattern, Callable[[Line], bool]]
+
+#: The router's address, as every daemon's config names it.
+SERVER_HOST = "127.0.0.1"
+SERVER_PORT = 5222
+
+
+class WorldError(AssertionError):
+    """Something a test waited for did not happen (in fake time)."""
+
+
+class World:
+    """
+    ``domains``: the router serves these (the first is the default for
+    :meth:`daemon`).  ``tmpdir``: where runtime dirs go (a new temporary
+    directory by default, removed by :meth:`close`).
+    """
+
+    def __init__(self, tmpdir: Optional[str] = None, domains: Sequence[str] = ("example.test",),
+                 socketBuffer: int = 256 * 1024):
+        self.network = Network(socketBuffer=socketBuffer)
+        self.clock = self.network.clock
+        self.domain = domains[0]
+        self._ownTmp = tmpdir is None
+        # Short paths: the daemon checks UNIX socket path lengths.
+        self.tmpdir = tempfile.mkdtemp(prefix="bsm-", dir="/tmp") if tmpdir is None else tmpdir
+        self.router = Router(self.network.host("xmpp"), domains, SERVER_PORT, SERVER_HOST)
+        self.router.start()
+        self.tester = self.network.host("tester")
+        self.daemons: List[Daemon] = []
+        self.log: List[str] = []
+        self._clients: List[Any] = []
+        globalLogPublisher.addObserver(self._logged)
+
+    # -- time ---------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Run everything due now until the network is quiet."""
+        self.network.pump()
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of fake time pass, pumping at every timer."""
+        self.network.advance(seconds)
+
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    def runUntil(self, done: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
+        """Advance timer by timer until ``done()``; WorldError after ``timeout`` fake seconds."""
+        if not self.network.runUntil(done, timeout):
+            raise WorldError("not within %gs of fake time: %s\nlast log lines:\n%s"
+                             % (timeout, what or done, "\n".join(self.log[-25:])))
+
+    # -- daemons ------------------------------------------------------------------
+
+    def daemon(self, name: str, allow: Union[str, Sequence[str]] = (),
+               methods: Optional[str] = None, config: Optional[Mapping[str, Mapping[str, Any]]] = None,
+               jid: Optional[str] = None, password: Optional[str] = None,
+               start: bool = True, timeout: float = 30.0) -> Daemon:
+        """
+        A daemon for the account ``name@<domain>`` (resource ``daemon``),
+        registered with the router, built on its own host, started and
+        connected (unless ``start=False``).  ``allow`` is ``[accept] allow``;
+        ``methods`` ``[links] methods``; ``config`` more ``section -> {key:
+        value}`` (the file's syntax).  The daemon gets ``jid``, ``host``
+        (its MemoryHost) and ``name`` attributes.
+        """
+        full = JID(jid or "%s@%s/daemon" % (name, self.domain))
+        password = password or "pw-" + name
+        self.router.addAccount(full.userhost(), password)
+        runtime = os.path.join(self.tmpdir, name)
+        overrides: Dict[str, str] = {
+            "xmpp.jid": full.full(), "xmpp.password": password,
+            "xmpp.host": SERVER_HOST, "xmpp.port": str(SERVER_PORT),
+            "daemon.runtime_dir": runtime,
+            "s5b.listen": "127.0.0.1:0",
+        }
+        if allow:
+            overrides["accept.allow"] = allow if isinstance(allow, str) else ", ".join(allow)
+        if methods:
+            overrides["links.methods"] = methods
+        for section, items in (config or {}).items():
+            for key, value in items.items():
+                overrides["%s.%s" % (section, key)] = str(value)
+        hostName = name
+        suffix = 1
+        while hostName in self.network.hosts:
+            suffix += 1
+            hostName = "%s-%d" % (name, suffix)
+        host = self.network.host(hostName)
+        daemon = Daemon(loadConfig(None, overrides), host)
+        daemon.jid = full  # type: ignore[attr-defined]
+        daemon.host = host  # type: ignore[attr-defined]
+        daemon.name = name  # type: ignore[attr-defined]
+        self.daemons.append(daemon)
+        if start:
+            self.start(daemon, timeout)
+        return daemon
+
+    def start(self, daemon: Daemon, timeout: float = 30.0) -> None:
+        """Start ``daemon`` and wait until it is connected to the router."""
+        daemon.startService()
+        self.waitConnected(daemon, timeout)
+
+    def waitConnected(self, daemon: Daemon, timeout: float = 30.0) -> None:
+        self.runUntil(lambda: daemon.xmpp.connected, timeout,
+                      "%s connected to the router" % (daemon.jid.full(),))
+
+    def stop(self, daemon: Daemon) -> None:
+        """Stop ``daemon`` the way twistd does on SIGTERM."""
+        if daemon.running and daemon.host.alive:
+            daemon.stopService()
+            self.pump()
+
+    def kill(self, daemon: Daemon) -> None:
+        """``kill -9`` the daemon: see MemoryHost.kill."""
+        daemon.host.kill()
+        self.pump()
+
+    def controlPath(self, daemon: Daemon) -> str:
+        return os.path.join(daemon.config.runtime_dir, "control")
+
+    # -- clients ------------------------------------------------------------------
+
+    def control(self, daemon: Daemon, watch: bool = False) -> "ControlClient":
+        """A connection to ``daemon``'s control socket (WATCHing if ``watch``)."""
+        client = ControlClient(self, self.controlPath(daemon))
+        self._connect(client, self.controlPath(daemon))
+        if watch:
+            client.expect("WATCH")
+        return client
+
+    def localClient(self, daemon: Daemon, socketPath: str) -> "LocalClient":
+        """
+        A client of a link socket (the ``socket=`` of an OPEN/ACCEPT reply).
+        ``daemon`` is only checked: the path names the socket.
+        """
+        if not socketPath.startswith(daemon.config.runtime_dir + os.sep):
+            raise WorldError("%s is not a socket of %s" % (socketPath, daemon.jid.full()))
+        client = LocalClient(self)
+        self._connect(client, socketPath)
+        return client
+
+    def _connect(self, proto: protocol.Protocol, path: str) -> None:
+        factory = _OneShot(proto)
+        self.tester.connectUNIX(path, factory)
+        self.runUntil(lambda: factory.done, 5.0, "connecting to %s" % path)
+        if factory.reason is not None:
+            raise WorldError("cannot connect to %s: %s" % (path, factory.reason.getErrorMessage()))
+        self._clients.append(proto)
+
+    # -- the end ------------------------------------------------------------------
+
+    def _logged(self, event: Dict[str, Any]) -> None:
+        try:
+            text = formatEvent(event)
+        except Exception:
+            text = repr(event)
+        if event.get("log_failure") is not None:
+            text += "\n" + event["log_failure"].getTraceback()
+        self.log.append("%9.3f %s" % (self.clock.seconds(), text))
+
+    def checkErrors(self) -> None:
+        """Fail if any protocol or timed call raised (a reactor would only log it)."""
+        if self.network.errors:
+            raise NetworkError("%d exception(s) escaped into the reactor; first:\n%s"
+                               % (len(self.network.errors),
+                                  self.network.errors[0].getTraceback()))
+
+    def close(self) -> None:
+        """Stop every daemon, check for escaped exceptions, remove the runtime dirs."""
+        try:
+            for daemon in self.daemons:
+                self.stop(daemon)
+            self.advance(1)
+            self.checkErrors()
+        finally:
+            globalLogPublisher.removeObserver(self._logged)
+            if self._ownTmp:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class _OneShot(protocol.ClientFactory):
+    def __init__(self, proto: protocol.Protocol):
+        self.proto = proto
+        self.done = False
+        self.reason: Optional[failure.Failure] = None
+
+    def buildProtocol(self, addr):
+        self.done = True
+        return self.proto
+
+    def clientConnectionFailed(self, connector, reason):
+        self.done = True
+        self.reason = reason
+
+
+def _matcher(match: Matcher) -> Callable[[Line], bool]:
+    if callable(match):
+        return match
+    pattern = re.compile(match) if isinstance(match, str) else match
+    return lambda line: pattern.search(line) is not None
+
+
+class ControlClient(protocol.Protocol):
+    """
+    A control-socket client in the memory tier, in the manner of the real
+    tier's ``harness.control.ControlClient`` (same ``Line``/``Reply``):
+    ``command``/``expect`` send a line and wait for its reply,
+    ``waitEvent``/``waitLinkState`` for a ``650`` event; ``events`` keeps
+    every event, ``pending`` those no wait has claimed.  Waits advance the
+    fake clock; their timeouts are fake seconds.
+    """
+
+    def __init__(self, world: World, path: str):
+        self.world = world
+        self.path = path
+        self.buffer = b""
+        self.events: List[Line] = []
+        self.pending: List[Line] = []
+        self.replies: List[Reply] = []
+        self.interleaved: List[Line] = []
+        self._lines: List[str] = []
+        self.closed = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            raw, _, self.buffer = self.buffer.partition(b"\n")
+            line = Line(raw.rstrip(b"\r").decode("utf-8"))
+            if line.startswith("650 "):
+                if self._lines:
+                    self.interleaved.append(line)
+                self.events.append(line)
+                self.pending.append(line)
+                continue
+            if len(line) < 4 or not line[:3].isdigit() or line[3] not in " -":
+                raise WorldError("malformed control line %r" % (line,))
+            self._lines.append(line[4:])
+            if line[3] == " ":
+                self.replies.append(Reply(int(line[:3]), self._lines))
+                self._lines = []
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed = True
+
+    def send(self, line: str) -> None:
+        """One raw line, LF added; no wait."""
+        self.transport.write(line.encode("utf-8") + b"\n")
+
+    def readReply(self, timeout: float = 30.0) -> Reply:
+        self.world.runUntil(lambda: self.replies or self.closed, timeout,
+                            "a reply on %s" % self.path)
+        if not self.replies:
+            raise WorldError("control connection %s closed without a reply" % self.path)
+        return self.replies.pop(0)
+
+    def command(self, line: str, timeout: float = 30.0) -> Reply:
+        self.send(line)
+        return self.readReply(timeout)
+
+    def expect(self, line: str, code: int = 250, timeout: float = 30.0) -> Reply:
+        reply = self.command(line, timeout)
+        if reply.code != code:
+            raise WorldError("%r: expected %d, got %r" % (line, code, reply))
+        return reply
+
+    def waitEvent(self, match: Matcher, timeout: float = 30.0) -> Line:
+        """The first unclaimed event matching ``match`` (regex or predicate); removes it."""
+        pred = _matcher(match)
+        found: List[Line] = []
+
+        def done() -> bool:
+            for i, event in enumerate(self.pending):
+                if pred(event):
+                    found.append(self.pending.pop(i))
+                    return True
+            return False
+
+        try:
+            self.world.runUntil(done, timeout, "an event matching %r on %s" % (match, self.path))
+        except WorldError as e:
+            raise WorldError("%s\nevents seen: %s" % (e, self.events[-10:])) from None
+        return found[0]
+
+    def waitLinkState(self, linkId: str, states: Sequence[str] = ("CLOS", "ERR", "BAD"),
+                      timeout: float = 30.0) -> Line:
+        return self.waitEvent(lambda e: e.words[:2] == ["LINK", linkId] and len(e.words) > 2
+                              and e.words[2] in states, timeout)
+
+    def linkEvents(self, linkId: str) -> List[Line]:
+        return [e for e in self.events if e.words[:2] == ["LINK", linkId]]
+
+    def close(self) -> None:
+        self.transport.loseConnection()
+        self.world.pump()
+
+
+@implementer(interfaces.IHalfCloseableProtocol)
+class LocalClient(protocol.Protocol):
+    """
+    A program on a link socket (``nc -U`` with half-close): ``write``,
+    ``writeEOF`` (shutdown of its sending side), ``close``, ``abort``,
+    ``stopReading``/``startReading``; ``received`` is everything that
+    arrived, ``eof`` says the daemon half-closed, ``lost`` is the reason the
+    connection ended (``None`` while open).
+    """
+
+    def __init__(self, world: World):
+        self.world = world
+        self.received = bytearray()
+        self.eof = False
+        self.wroteEOF = False
+        self.lost: Optional[failure.Failure] = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def readConnectionLost(self) -> None:
+        self.eof = True
+        if self.wroteEOF:
+            # Both directions done: close, as nc and socat do.
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost = reason or failure.Failure(error.ConnectionDone())
+        if reason is None or reason.check(error.ConnectionDone):
+            self.eof = True
+
+    @property
+    def closedCleanly(self) -> bool:
+        return self.lost is not None and self.lost.check(error.ConnectionDone) is not None
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def writeEOF(self) -> None:
+        self.wroteEOF = True
+        if self.eof:
+            self.transport.loseConnection()
+        else:
+            self.transport.loseWriteConnection()
+
+    def close(self) -> None:
+        self.transport.loseConnection()
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
+
+    def stopReading(self) -> None:
+        self.transport.pauseProducing()
+
+    def startReading(self) -> None:
+        self.transport.resumeProducing()
+
+    def waitReceived(self, count: int, timeout: float = 30.0) -> bytes:
+        """Wait until ``count`` bytes arrived (or the connection ended)."""
+        self.world.runUntil(lambda: len(self.received) >= count or self.lost is not None,
+                            timeout, "%d bytes on a link socket (have %d)"
+                            % (count, len(self.received)))
+        return bytes(self.received)
+
+    def waitEOF(self, timeout: float = 30.0) -> None:
+        self.world.runUntil(lambda: self.eof or self.lost is not None, timeout,
+                            "EOF on a link socket")
