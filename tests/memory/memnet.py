@@ -751,13 +751,18 @@ class Network:
 
     # -- running ---------------------------------------------------------------
 
-    def pump(self, maxRounds: int = 1000000) -> int:
+    def pump(self, until: Optional[Callable[[], Any]] = None,
+             maxRounds: int = 1000000) -> int:
         """
         Run the network until nothing moves: connects, reads, writes, and
-        clock calls due now.  Returns how many rounds that took.
+        clock calls due now -- or, with ``until``, until that is true (it is
+        checked between rounds, so a test can act in the middle of a
+        transfer).  Returns how many rounds that took.
         """
         rounds = 0
         while True:
+            if until is not None and until():
+                return rounds
             progress = False
             while self._soonQueue:
                 progress = True
@@ -817,13 +822,14 @@ class Network:
             self.clock.advance(end - self.clock.seconds())
         self.pump()
 
-    def runUntil(self, done: Callable[[], Any], timeout: float, step: float = 60.0) -> bool:
+    def runUntil(self, done: Callable[[], Any], timeout: float) -> bool:
         """
         Pump and advance the clock, timer by timer, until ``done()`` is
-        true (True) or ``timeout`` seconds of fake time passed (False).
+        true (True; checked between pump rounds, so it stops mid-transfer)
+        or ``timeout`` seconds of fake time passed (False).
         """
         end = self.clock.seconds() + timeout
-        self.pump()
+        self.pump(done)
         while not done():
             now = self.clock.seconds()
             if now >= end:
@@ -831,5 +837,5 @@ class Network:
             when = self.nextCallTime()
             target = end if when is None else min(max(when, now), end)
             self.clock.advance(target - now)
-            self.pump()
+            self.pump(done)
         return True

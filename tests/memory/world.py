@@ -323,6 +323,8 @@ class ControlClient(protocol.Protocol):
         found: List[Line] = []
 
         def done() -> bool:
+            if found:
+                return True
             for i, event in enumerate(self.pending):
                 if pred(event):
                     found.append(self.pending.pop(i))
