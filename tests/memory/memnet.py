@@ -102,8 +102,7 @@ class _Pipe:
 
 
 @implementer(interfaces.ITCPTransport, interfaces.ITLSTransport,
-             interfaces.IConsumer, interfaces.IPushProducer,
-             interfaces.IHalfCloseableDescriptor)
+             interfaces.IConsumer, interfaces.IPushProducer)
 class MemoryTransport:
     """
     One end of an in-memory connection; see the module docstring for the
@@ -373,6 +372,7 @@ class MemoryTransport:
         self._closeSocket(orderly=True)
 
 
+@implementer(interfaces.IConnector)
 class _Connector:
     """``IConnector`` for connectTCP/connectUNIX; reports to the factory."""
 
