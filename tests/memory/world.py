@@ -120,7 +120,12 @@ class World:
         full = JID(jid or "%s@%s/daemon" % (name, self.domain))
         password = password or "pw-" + name
         self.router.addAccount(full.userhost(), password)
-        runtime = os.path.join(self.tmpdir, name)
+        hostName = name
+        suffix = 1
+        while hostName in self.network.hosts:
+            suffix += 1
+            hostName = "%s-%d" % (name, suffix)
+        runtime = os.path.join(self.tmpdir, hostName)
         overrides: Dict[str, str] = {
             "xmpp.jid": full.full(), "xmpp.password": password,
             "xmpp.host": SERVER_HOST, "xmpp.port": str(SERVER_PORT),
@@ -134,11 +139,6 @@ class World:
         for section, items in (config or {}).items():
             for key, value in items.items():
                 overrides["%s.%s" % (section, key)] = str(value)
-        hostName = name
-        suffix = 1
-        while hostName in self.network.hosts:
-            suffix += 1
-            hostName = "%s-%d" % (name, suffix)
         host = self.network.host(hostName)
         daemon = Daemon(loadConfig(None, overrides), host)
         daemon.jid = full  # type: ignore[attr-defined]
@@ -157,6 +157,7 @@ class World:
     def waitConnected(self, daemon: Daemon, timeout: float = 30.0) -> None:
         self.runUntil(lambda: daemon.xmpp.connected, timeout,
                       "%s connected to the router" % (daemon.jid.full(),))
+        self.pump()  # and its initial presence delivered
 
     def stop(self, daemon: Daemon) -> None:
         """Stop ``daemon`` the way twistd does on SIGTERM."""
