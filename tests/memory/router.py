@@ -32,7 +32,9 @@ For tests: :attr:`Router.traffic` records every stanza routed (``Routed``);
 drops a client's TCP connection without a stream end (as a server whose
 client vanished); :meth:`silence` makes a session a black hole in both
 directions with nobody told (a crashed remote server, a dead path);
-:meth:`crash` kills the server process and :meth:`start` starts it again.
+:meth:`crash` kills the server process and :meth:`start` starts it again;
+:meth:`crashDomain` takes down one domain's server as its federated peers
+see it (issue 6 case g: two domains, one server crashes).
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ class Router:
         self.items: Dict[str, List[JID]] = {}
         self._filters: List[Filter] = []
         self._port: Any = None
+        #: Domains whose server is down (crashDomain): domain -> bounce delay or None.
+        self.downDomains: Dict[str, Optional[float]] = {}
 
     # -- administration ---------------------------------------------------------
 
@@ -162,6 +166,29 @@ class Router:
         server or a dead network path, as seen by everyone else.
         """
         self.session(jid).silent = True
+
+    def crashDomain(self, domain: str, bounceAfter: Optional[float] = None) -> None:
+        """
+        The server of ``domain`` crashes, as its federated peers see it:
+        its clients' connections are closed by its kernel (they see the
+        stream end without a footer), nobody in other domains is told
+        (no unavailable presence), stanzas to it vanish -- or, with
+        ``bounceAfter``, come back ``remote-server-timeout`` after that many
+        seconds, as a server whose s2s connection timed out answers -- and
+        its users cannot log in until :meth:`restoreDomain`.
+        """
+        if domain not in self.domains:
+            raise ValueError("%s is not served here" % (domain,))
+        self.downDomains[domain] = bounceAfter
+        for session in [s for s in self.sessions.values() if s.domain == domain]:
+            session.silent = True
+            self.sessions.pop(session.jid.full(), None)
+            session.closed = True
+            session.transport._die()
+
+    def restoreDomain(self, domain: str) -> None:
+        """The crashed server of ``domain`` is back: its users may log in again."""
+        self.downDomains.pop(domain, None)
 
     def addFilter(self, f: Filter) -> Callable[[], None]:
         """
@@ -217,6 +244,14 @@ class Router:
         self._deliver(sender, to, el)
 
     def _deliver(self, sender: JID, to: Optional[JID], el: domish.Element) -> None:
+        if to is not None and to.host in self.downDomains:
+            delay = self.downDomains[to.host]
+            if delay is None or el.name == "presence":
+                self._record(sender.full(), to.full(), el, "dropped")
+            else:
+                self._record(sender.full(), to.full(), el, "bounced")
+                self.host.callLater(delay, self._bounce, el, "remote-server-timeout", "wait")
+            return
         if el.name == "presence":
             self._presence(sender, to, el)
         elif to is None or (to.user is None and to.host in self.domains):
@@ -439,6 +474,10 @@ class _C2S(protocol.Protocol):
                   % (NS_CLIENT, NS_STREAMS, secrets.token_hex(8), domain or ""))
         if domain not in self.router.domains or (self.domain and domain != self.domain):
             self.streamError("host-unknown")
+            return
+        if domain in self.router.downDomains:
+            self.closed = True
+            self.transport.abortConnection()  # nobody home
             return
         self.domain = domain
         if self.stage == "tls":

@@ -8,7 +8,11 @@ stanzas.
 
 from __future__ import annotations
 
+import pytest
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
+
+from bytestreamd.stanzas import RequestTimeout, makeIQ
 
 from tests.integration.harness.daemon import statusSaysConnected
 from tests.memory.router import DROP
@@ -23,6 +27,16 @@ def directedPresence(daemon, to: str) -> None:
     presence = domish.Element((None, "presence"))
     presence["to"] = to
     daemon.xmpp.connection.send(presence)
+
+
+def ping(world: World, daemon, to: str, timeout: float):
+    """An XEP-0199 ping from ``daemon``; its result iq or failure."""
+    iq = makeIQ("get", JID(to))
+    iq.addElement(("urn:xmpp:ping", "ping"))
+    outcome = []
+    daemon.xmpp.connection.request(iq, timeout).addBoth(outcome.append)
+    world.runUntil(lambda: outcome, timeout + 1)
+    return outcome[0]
 
 
 def unavailableTo(world: World, to: str):
@@ -123,3 +137,34 @@ def test_absent_resource_and_foreign_domain_bounce(world):
     world.daemon("bob")
     account = ctl.expect("PROBE bob@example.test")  # the server answers for the account
     assert account.get("identities") == "account/registered"
+
+
+def test_federated_domain_crash(tmp_path):
+    """Two domains on one router; b.test's server crashes (issue 6 case g's setting)."""
+    world = World(domains=("a.test", "b.test"))
+    try:
+        alice = world.daemon("alice", jid="alice@a.test/daemon")
+        bob = world.daemon("bob", jid="bob@b.test/daemon", allow="alice@a.test")
+        watchBob = world.control(bob, watch=True)
+        ctl = world.control(alice)
+        assert ctl.expect("PROBE bob@b.test/daemon").get("si") == "yes"
+        directedPresence(bob, "alice@a.test/daemon")
+        world.pump()
+        world.router.crashDomain("b.test")
+        watchBob.waitEvent(r"^650 SERVER disconnected")
+        assert unavailableTo(world, "alice@a.test/daemon") == []
+        world.advance(60)
+        assert not bob.xmpp.connected  # cannot log in while its server is down
+        # (PROBE would answer from alice's disco cache: nothing told her.)
+        lost = ping(world, alice, "bob@b.test/daemon", timeout=20)
+        assert lost.check(RequestTimeout)  # nobody answered, nothing bounced
+        world.router.crashDomain("b.test", bounceAfter=3)
+        started = world.now()
+        bounced = ping(world, alice, "bob@b.test/daemon", timeout=20)
+        assert bounced.value.condition == "remote-server-timeout"
+        assert world.now() - started == pytest.approx(3)
+        world.router.restoreDomain("b.test")
+        world.runUntil(lambda: bob.xmpp.connected, 120)
+        assert ctl.expect("PROBE bob@b.test/daemon").get("si") == "yes"
+    finally:
+        world.close()
