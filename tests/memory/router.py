@@ -264,12 +264,14 @@ class Router:
         else:
             target = self.sessions.get(to.full())
             if target is not None:
-                self._record(sender.full(), to.full(), el, "delivered")
+                self._record(sender.full(), to.full(), el,
+                             "dropped" if target.silent else "delivered")
                 target.sendElement(el)
             elif el.name == "iq" and el.getAttribute("type") in ("get", "set"):
                 self._record(sender.full(), to.full(), el, "bounced")
                 self._bounce(el, "service-unavailable", "cancel")
-            elif el.name == "message" and el.getAttribute("type") not in ("error", "groupchat", "headline"):
+            elif el.name == "message" and el.getAttribute("type") not in (
+                    "error", "groupchat", "headline"):
                 self._record(sender.full(), to.full(), el, "bounced")
                 self._bounce(el, "service-unavailable", "cancel")
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from twisted.internet import protocol
 
 from tests.integration.harness.daemon import statusSaysConnected
 from tests.memory.world import World
@@ -141,3 +142,27 @@ def test_killed_peer_is_announced_unavailable(world, pair):
                    if r.type == "unavailable" and r.to == "bob@example.test/daemon"]
     assert unavailable and unavailable[0].sender == "alice@example.test/daemon"
     assert watch.waitLinkState(linkB).words[2] == "ERR"
+
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(data)
+
+
+def test_link_to_a_configured_service(world):
+    port = world.listenTCP(protocol.Factory.forProtocol(Echo))
+    alice = world.daemon("alice")
+    bob = world.daemon("bob", allow="alice@example.test", config={
+        "services": {"echo": "tcp:host=127.0.0.1:port=%d" % port,
+                     "down": "tcp:host=127.0.0.1:port=%d" % (port + 1000)}})
+    ctl = world.control(alice)
+    watch = world.control(bob, watch=True)
+    opened = ctl.expect("OPEN bob@example.test/daemon service=echo methods=ibb")
+    assert ctl.waitLinkState(opened.get("link"), ("GOOD", "BAD")).words[2] == "GOOD"
+    client = world.localClient(alice, opened.get("socket"))
+    client.write(b"ping")
+    assert client.waitReceived(4) == b"ping"
+    assert not [e for e in watch.events if e.words[0] == "OFFER"]  # accepted for the service
+    refused = ctl.expect("OPEN bob@example.test/daemon service=down")
+    bad = ctl.waitLinkState(refused.get("link"), ("GOOD", "BAD"))
+    assert bad.words[2] == "BAD" and "down" in bad.options["reason"], bad

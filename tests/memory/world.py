@@ -44,7 +44,7 @@ from zope.interface import implementer
 from bytestreamd.config import loadConfig
 from bytestreamd.daemon import Daemon
 from tests.integration.harness.control import Line, Reply, parseArgs, quote
-from tests.memory.memnet import MemoryHost, Network, NetworkError
+from tests.memory.memnet import Network, NetworkError
 from tests.memory.router import Router
 
 __all__ = ["World", "ControlClient", "LocalClient", "Line", "Reply", "parseArgs", "quote",
@@ -106,7 +106,8 @@ class World:
     # -- daemons ------------------------------------------------------------------
 
     def daemon(self, name: str, allow: Union[str, Sequence[str]] = (),
-               methods: Optional[str] = None, config: Optional[Mapping[str, Mapping[str, Any]]] = None,
+               methods: Optional[str] = None,
+               config: Optional[Mapping[str, Mapping[str, Any]]] = None,
                jid: Optional[str] = None, password: Optional[str] = None,
                start: bool = True, timeout: float = 30.0) -> Daemon:
         """
@@ -174,6 +175,16 @@ class World:
         return os.path.join(daemon.config.runtime_dir, "control")
 
     # -- clients ------------------------------------------------------------------
+
+    def listenTCP(self, factory: protocol.Factory, port: int = 0,
+                  hostName: str = "services") -> int:
+        """
+        A TCP server (an sshd, an echo service) on 127.0.0.1 of the host
+        ``hostName``, for ``[services] NAME = tcp:host=127.0.0.1:port=N``;
+        returns the port number.
+        """
+        host = self.network.hosts.get(hostName) or self.network.host(hostName)
+        return host.listenTCP(port, factory, interface="127.0.0.1").getHost().port
 
     def control(self, daemon: Daemon, watch: bool = False) -> "ControlClient":
         """A connection to ``daemon``'s control socket (WATCHing if ``watch``)."""
