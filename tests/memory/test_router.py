@@ -168,3 +168,28 @@ def test_federated_domain_crash(tmp_path):
         assert ctl.expect("PROBE bob@b.test/daemon").get("si") == "yes"
     finally:
         world.close()
+
+
+def test_plain_xmpp_client_talks_to_a_daemon(world):
+    """A peer that is not bytestreamd: a scripted XMPP client."""
+    world.daemon("bob")
+    carol = world.xmppClient("carol")
+    assert world.router.session("carol@example.test/raw")
+    iq = makeIQ("get", JID(BOB))
+    iq.addElement(("http://jabber.org/protocol/disco#info", "query"))
+    answer = carol.request(iq)
+    assert answer.getAttribute("type") == "result"
+    assert answer.getAttribute("from") == BOB
+    features = {f.getAttribute("var") for f in answer.query.elements() if f.name == "feature"}
+    assert "http://jabber.org/protocol/ibb" in features
+
+
+def test_restart_on_the_same_runtime_dir(world):
+    alice = world.daemon("alice")
+    ctl = world.control(alice)
+    ctl.expect("STATUS")
+    world.kill(alice)
+    assert ctl.closed
+    again = world.restart(alice)
+    assert again.config.runtime_dir == alice.config.runtime_dir
+    assert statusSaysConnected(world.control(again).expect("STATUS"))

@@ -47,7 +47,7 @@ from tests.integration.harness.control import Line, Reply, parseArgs, quote
 from tests.memory.memnet import Network, NetworkError
 from tests.memory.router import Router
 
-__all__ = ["World", "ControlClient", "LocalClient", "Line", "Reply", "parseArgs", "quote",
+__all__ = ["World", "ControlClient", "LocalClient", "XMPPClient", "Line", "Reply", "parseArgs", "quote",
            "WorldError"]
 
 Matcher = Union[str, Pattern, Callable[[Line], bool]]
@@ -121,11 +121,7 @@ class World:
         full = JID(jid or "%s@%s/daemon" % (name, self.domain))
         password = password or "pw-" + name
         self.router.addAccount(full.userhost(), password)
-        hostName = name
-        suffix = 1
-        while hostName in self.network.hosts:
-            suffix += 1
-            hostName = "%s-%d" % (name, suffix)
+        hostName = self._hostName(name)
         runtime = os.path.join(self.tmpdir, hostName)
         overrides: Dict[str, str] = {
             "xmpp.jid": full.full(), "xmpp.password": password,
@@ -140,8 +136,19 @@ class World:
         for section, items in (config or {}).items():
             for key, value in items.items():
                 overrides["%s.%s" % (section, key)] = str(value)
+        return self._build(loadConfig(None, overrides), name, hostName, full, start, timeout)
+
+    def _hostName(self, name: str) -> str:
+        hostName, suffix = name, 1
+        while hostName in self.network.hosts:
+            suffix += 1
+            hostName = "%s-%d" % (name, suffix)
+        return hostName
+
+    def _build(self, config: Any, name: str, hostName: str, full: JID, start: bool,
+               timeout: float) -> Daemon:
         host = self.network.host(hostName)
-        daemon = Daemon(loadConfig(None, overrides), host)
+        daemon = Daemon(config, host)
         daemon.jid = full  # type: ignore[attr-defined]
         daemon.host = host  # type: ignore[attr-defined]
         daemon.name = name  # type: ignore[attr-defined]
@@ -149,6 +156,17 @@ class World:
         if start:
             self.start(daemon, timeout)
         return daemon
+
+    def restart(self, daemon: Daemon, timeout: float = 30.0) -> Daemon:
+        """
+        A new process with ``daemon``'s config -- same JID, same runtime
+        dir, whatever the old one left there -- on a new host, started and
+        connected.  A daemon still running is stopped first.
+        """
+        self.stop(daemon)
+        daemon.host.kill()
+        return self._build(daemon.config, daemon.name, self._hostName(daemon.name),
+                           daemon.jid, True, timeout)
 
     def start(self, daemon: Daemon, timeout: float = 30.0) -> None:
         """Start ``daemon`` and wait until it is connected to the router."""
@@ -205,6 +223,22 @@ class World:
         self._connect(client, socketPath)
         return client
 
+    def xmppClient(self, name: str, resource: str = "raw",
+                   domain: Optional[str] = None) -> "XMPPClient":
+        """
+        A plain XMPP client (Twisted's, on the host ``tester``) logged in as
+        ``name@domain/resource``: a peer that is not bytestreamd, or a
+        script that sends what a test needs.
+        """
+        full = JID("%s@%s/%s" % (name, domain or self.domain, resource))
+        password = "pw-" + name
+        self.router.addAccount(full.userhost(), password)
+        client = XMPPClient(self, full, password)
+        self.runUntil(lambda: client.xmlstream is not None, 10.0,
+                      "%s logged in" % (full.full(),))
+        self.pump()
+        return client
+
     def _connect(self, proto: protocol.Protocol, path: str) -> None:
         factory = _OneShot(proto)
         self.tester.connectUNIX(path, factory)
@@ -242,6 +276,56 @@ class World:
             globalLogPublisher.removeObserver(self._logged)
             if self._ownTmp:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class XMPPClient:
+    """
+    A bare XMPP client session: ``send(element or XML text)``, ``received``
+    (every stanza that arrived, as domish elements), ``waitStanza(pred)``,
+    ``request(iq)`` (the answer element; an ``error`` answer too), and
+    ``disconnect()``.  ``jid`` is its full JID.
+    """
+
+    def __init__(self, world: World, jid: JID, password: str):
+        from twisted.words.protocols.jabber import client as jclient, xmlstream
+
+        self.world = world
+        self.jid = jid
+        self.received: List[Any] = []
+        self.xmlstream: Any = None
+        factory = jclient.XMPPClientFactory(jid, password)
+        factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, self._authd)
+        self._connector = world.tester.connectTCP(SERVER_HOST, SERVER_PORT, factory)
+
+    def _authd(self, xs: Any) -> None:
+        self.xmlstream = xs
+        xs.addObserver("/*", self.received.append)
+
+    def send(self, stanza: Any) -> None:
+        self.xmlstream.send(stanza)
+
+    def waitStanza(self, pred: Callable[[Any], bool], timeout: float = 30.0) -> Any:
+        """The first received stanza (ever) for which ``pred`` is true."""
+        found: List[Any] = []
+
+        def done() -> bool:
+            found[:] = [s for s in self.received if pred(s)][:1]
+            return bool(found)
+
+        self.world.runUntil(done, timeout, "a stanza for %s" % (self.jid.full(),))
+        return found[0]
+
+    def request(self, iq: Any, timeout: float = 30.0) -> Any:
+        if not iq.getAttribute("id"):
+            iq.addUniqueId()
+        iqId = iq["id"]
+        self.send(iq)
+        return self.waitStanza(lambda s: s.name == "iq" and s.getAttribute("id") == iqId
+                               and s.getAttribute("type") in ("result", "error"), timeout)
+
+    def disconnect(self) -> None:
+        self._connector.disconnect()
+        self.world.pump()
 
 
 class _OneShot(protocol.ClientFactory):
