@@ -4,13 +4,16 @@ XMPP router with a fake clock, driven through their control and link
 sockets.  The whole tier runs in seconds, with the unit tests.
 
 * ``memnet.py`` -- the network: per-process reactors (``MemoryHost``) on one
-  clock; TCP and UNIX connections with Twisted's buffering, backpressure,
-  half-close, EOF/reset and ``kill -9`` semantics;
+  clock, the pump; ``transport.py`` -- TCP and UNIX connections with
+  Twisted's buffering, backpressure, half-close, EOF/reset and ``kill -9``
+  semantics;
 * ``router.py`` -- the XMPP server the daemons log in to (unchanged client
   code: no seam in ``bytestreamd``), with traffic records, stanza filters,
   dropped/silenced sessions, a crashing server and a crashing domain;
-* ``world.py`` -- ``World``: daemons from real configs, control clients,
-  link-socket clients, plain XMPP clients, ``advance``/``runUntil``.
+  ``c2s.py`` -- one client's stream negotiation;
+* ``world.py`` -- ``World``: daemons from real configs on their own hosts,
+  ``advance``/``runUntil``/``kill``/``restart``; ``clients.py`` -- control
+  clients, link-socket clients, plain XMPP clients.
 
 What each truth case of issue 6 needs, and where it is:
 

@@ -39,28 +39,19 @@ see it (issue 6 case g: two domains, one server crashes).
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import secrets
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet import protocol
-from twisted.logger import Logger
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
+from tests.memory.c2s import NS_CLIENT, NS_SESSION, C2S
 from tests.memory.memnet import MemoryHost
 
-log = Logger()
 
-NS_CLIENT = "jabber:client"
-NS_STREAMS = "http://etherx.jabber.org/streams"
-NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
-NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
-NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
-NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_PING = "urn:xmpp:ping"
@@ -112,7 +103,7 @@ class Router:
         self.portNumber = port
         self.interface = interface
         self.accounts: Dict[str, str] = {}
-        self.sessions: Dict[str, "_C2S"] = {}
+        self.sessions: Dict[str, "C2S"] = {}
         self.traffic: List[Routed] = []
         self.record = True
         self.items: Dict[str, List[JID]] = {}
@@ -132,7 +123,7 @@ class Router:
 
     def start(self) -> None:
         self.host.revive()
-        factory = protocol.Factory.forProtocol(lambda: _C2S(self))
+        factory = protocol.Factory.forProtocol(lambda: C2S(self))
         self._port = self.host.listenTCP(self.portNumber, factory, interface=self.interface)
 
     def crash(self) -> None:
@@ -148,7 +139,7 @@ class Router:
         self.host.kill()
         self._port = None
 
-    def session(self, jid: str) -> "_C2S":
+    def session(self, jid: str) -> "C2S":
         return self.sessions[JID(jid).full()]
 
     def dropSession(self, jid: str) -> None:
@@ -214,7 +205,7 @@ class Router:
         if self.record:
             self.traffic.append(Routed(self.host.seconds(), sender, to, el, action))
 
-    def route(self, session: "_C2S", el: domish.Element) -> None:
+    def route(self, session: "C2S", el: domish.Element) -> None:
         """A stanza from a bound session."""
         if el.name not in ("iq", "message", "presence"):
             return
@@ -396,7 +387,7 @@ class Router:
 
     # -- sessions ----------------------------------------------------------------
 
-    def _bind(self, session: "_C2S", resource: str) -> JID:
+    def _bind(self, session: "C2S", resource: str) -> JID:
         jid = JID(tuple=(session.user, session.domain, resource or "r" + secrets.token_hex(4)))
         old = self.sessions.get(jid.full())
         if old is not None:
@@ -405,7 +396,7 @@ class Router:
         self.sessions[jid.full()] = session
         return jid
 
-    def _ended(self, session: "_C2S") -> None:
+    def _ended(self, session: "C2S") -> None:
         if session.jid is not None and self.sessions.get(session.jid.full()) is session:
             del self.sessions[session.jid.full()]
             if not session.silent:
@@ -419,149 +410,3 @@ def _result(el: domish.Element, frm: Optional[str] = None) -> domish.Element:
     answer["to"] = el["from"]
     answer["from"] = frm or el.getAttribute("to") or JID(el["from"]).host
     return answer
-
-
-class _C2S(protocol.Protocol):
-    """One client connection: stream negotiation, then stanzas to the router."""
-
-    def __init__(self, router: Router):
-        self.router = router
-        self.stage = "tls"
-        self.user: Optional[str] = None
-        self.domain: Optional[str] = None
-        self.jid: Optional[JID] = None
-        self.available = False
-        self.priority = 0
-        self.directed: Set[str] = set()
-        self.silent = False
-        self.closed = False
-        self._parser: Any = None
-
-    def connectionMade(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        parser = domish.elementStream()
-        parser.DocumentStartEvent = self._streamStart
-        parser.ElementEvent = self._element
-        parser.DocumentEndEvent = self._streamEnd
-        self._parser = parser
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            self._parser.parse(data)
-        except domish.ParserError:
-            self.streamError("not-well-formed")
-
-    def send(self, text: str) -> None:
-        if not self.closed:
-            self.transport.write(text.encode("utf-8"))
-
-    def sendElement(self, el: domish.Element) -> None:
-        if not self.silent:
-            self.send(el.toXml())
-
-    def streamError(self, condition: str) -> None:
-        self.send("<stream:error><%s xmlns='%s'/></stream:error></stream:stream>"
-                  % (condition, NS_STREAM_ERRORS))
-        self.closed = True
-        self.transport.loseConnection()
-
-    def _streamStart(self, root: domish.Element) -> None:
-        domain = root.getAttribute("to")
-        self.send("<?xml version='1.0'?><stream:stream xmlns='%s' xmlns:stream='%s' "
-                  "id='%s' from='%s' version='1.0' xml:lang='en'>"
-                  % (NS_CLIENT, NS_STREAMS, secrets.token_hex(8), domain or ""))
-        if domain not in self.router.domains or (self.domain and domain != self.domain):
-            self.streamError("host-unknown")
-            return
-        if domain in self.router.downDomains:
-            self.closed = True
-            self.transport.abortConnection()  # nobody home
-            return
-        self.domain = domain
-        if self.stage == "tls":
-            features = "<starttls xmlns='%s'><required/></starttls>" % NS_TLS
-        elif self.stage == "sasl":
-            features = ("<mechanisms xmlns='%s'><mechanism>PLAIN</mechanism></mechanisms>"
-                        % NS_SASL)
-        else:
-            features = "<bind xmlns='%s'/><session xmlns='%s'/>" % (NS_BIND, NS_SESSION)
-        self.send("<stream:features>%s</stream:features>" % features)
-
-    def _streamEnd(self) -> None:
-        self.send("</stream:stream>")
-        self.closed = True
-        self.transport.loseConnection()
-
-    def _element(self, el: domish.Element) -> None:
-        if self.closed:
-            return
-        if self.stage == "tls":
-            if el.uri == NS_TLS and el.name == "starttls":
-                self.send("<proceed xmlns='%s'/>" % NS_TLS)
-                self.stage = "sasl"
-                self._reset()
-            else:
-                self.streamError("policy-violation")
-        elif self.stage == "sasl":
-            self._auth(el)
-        elif self.stage == "bind":
-            self._bindStage(el)
-        else:
-            self.router.route(self, el)
-
-    def _auth(self, el: domish.Element) -> None:
-        if not (el.uri == NS_SASL and el.name == "auth"
-                and el.getAttribute("mechanism") == "PLAIN"):
-            self.send("<failure xmlns='%s'><invalid-mechanism/></failure>" % NS_SASL)
-            return
-        try:
-            _authzid, user, password = base64.b64decode(str(el)).decode("utf-8").split("\0")
-        except Exception:
-            self.send("<failure xmlns='%s'><malformed-request/></failure>" % NS_SASL)
-            return
-        bare = "%s@%s" % (user, self.domain)
-        if self.router.accounts.get(bare) != password:
-            self.send("<failure xmlns='%s'><not-authorized/></failure>" % NS_SASL)
-            return
-        self.user = user
-        self.send("<success xmlns='%s'/>" % NS_SASL)
-        self.stage = "bind"
-        self._reset()
-
-    def _bindStage(self, el: domish.Element) -> None:
-        child = el.firstChildElement()
-        if el.name != "iq" or child is None:
-            self.streamError("not-authorized")
-            return
-        if child.uri == NS_BIND and el.getAttribute("type") == "set":
-            resource = next((str(c) for c in child.elements() if c.name == "resource"), "")
-            self.jid = self.router._bind(self, resource)
-            answer = domish.Element((NS_CLIENT, "iq"))
-            answer["type"] = "result"
-            answer["id"] = el.getAttribute("id", "")
-            answer.addElement((NS_BIND, "bind")).addElement("jid", content=self.jid.full())
-            self.sendElement(answer)
-            self.stage = "open"
-        else:
-            self.streamError("not-authorized")
-
-    def broadcastUnavailable(self) -> None:
-        directed, self.directed = self.directed, set()
-        for target in sorted(directed):
-            presence = domish.Element((NS_CLIENT, "presence"))
-            presence["type"] = "unavailable"
-            presence["from"] = self.jid.full()
-            presence["to"] = target
-            session = self.router.sessions.get(target)
-            self.router._record(self.jid.full(), target, presence,
-                                "delivered" if session else "dropped")
-            if session is not None:
-                session.sendElement(presence)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.closed = True
-        self.router._ended(self)
