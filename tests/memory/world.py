@@ -10,7 +10,7 @@ timers on ``callLater``, all on a :class:`~tests.memory.memnet.MemoryHost`.
 The clients are in :mod:`tests.memory.clients`.  A test reads like a user
 session::
 
-    world = World(tmp)
+    world = World()
     alice = world.daemon("alice")
     bob = world.daemon("bob", allow="alice@example.test")
     watch = world.control(bob, watch=True)
