@@ -152,3 +152,19 @@ def readPrivateFile(path: str, geteuid: Callable[[], int] = os.geteuid
         return None
     with open(path, "rb") as f:
         return f.read()
+
+
+def checkProtectedFile(path: str, geteuid: Callable[[], int] = os.geteuid) -> None:
+    """
+    Refuse a file another user owns or others may write to (reading is
+    fine: it holds no secret, but whoever writes it decides whom we trust).
+    """
+    st = os.stat(path)
+    if st.st_uid != geteuid():
+        raise UnsafeStateDirectory(
+            "%s is owned by uid %d, not by this daemon's uid %d: chown it"
+            % (path, st.st_uid, geteuid()))
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeStateDirectory(
+            "%s is writable by group or others (mode %04o): chmod 600 %s"
+            % (path, stat.S_IMODE(st.st_mode), path))
