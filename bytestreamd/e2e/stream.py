@@ -187,14 +187,14 @@ def streamError(condition: str, text: str) -> bytes:
     error = domish.Element((NS_STREAMS, "error"))
     error.addElement((NS_STREAM_ERRORS, condition))
     error.addElement((NS_STREAM_ERRORS, "text"), content=text)
-    return error.toXml(prefixes={NS_STREAMS: "stream"}).encode("utf-8") + _CLOSE
+    return error.toXml(prefixes={NS_STREAMS: "stream"}, prefixesInScope=["stream"]).encode("utf-8") + _CLOSE
 
 
 def _features(*children: domish.Element) -> bytes:
     features = domish.Element((NS_STREAMS, "features"))
     for child in children:
         features.addChild(child)
-    return features.toXml(prefixes={NS_STREAMS: "stream"}).encode("utf-8")
+    return features.toXml(prefixes={NS_STREAMS: "stream"}, prefixesInScope=["stream"]).encode("utf-8")
 
 
 def _required(uri: str, name: str) -> domish.Element:

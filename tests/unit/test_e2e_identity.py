@@ -16,7 +16,7 @@ from OpenSSL import crypto
 
 from bytestreamd.e2e import files, identity
 from bytestreamd.e2e.identity import (
-    Identity, IdentityError, MalformedFingerprint, certificateFingerprint,
+    Identity, IdentityError, MalformedFingerprint,
     defaultStateDir, formatFingerprint, loadOrCreate, parseFingerprint)
 from bytestreamd.errors import ConfigError
 
