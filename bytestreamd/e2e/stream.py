@@ -182,19 +182,25 @@ def streamHeader(sender: str, receiver: str, streamId: Optional[str] = None) -> 
             "version='1.0'>" % (NS_CLIENT, NS_STREAMS, attributes)).encode("utf-8")
 
 
+def _inStream(element: domish.Element) -> bytes:
+    # The stream: prefix is declared by the header, not again here.
+    xml = element.toXml(prefixes={NS_STREAMS: "stream"}, prefixesInScope=["stream"])
+    return xml.encode("utf-8")
+
+
 def streamError(condition: str, text: str) -> bytes:
     """An RFC 6120 stream error and the closing tag."""
     error = domish.Element((NS_STREAMS, "error"))
     error.addElement((NS_STREAM_ERRORS, condition))
     error.addElement((NS_STREAM_ERRORS, "text"), content=text)
-    return error.toXml(prefixes={NS_STREAMS: "stream"}, prefixesInScope=["stream"]).encode("utf-8") + _CLOSE
+    return _inStream(error) + _CLOSE
 
 
 def _features(*children: domish.Element) -> bytes:
     features = domish.Element((NS_STREAMS, "features"))
     for child in children:
         features.addChild(child)
-    return features.toXml(prefixes={NS_STREAMS: "stream"}, prefixesInScope=["stream"]).encode("utf-8")
+    return _inStream(features)
 
 
 def _required(uri: str, name: str) -> domish.Element:

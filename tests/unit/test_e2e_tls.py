@@ -24,12 +24,12 @@ from twisted.words.xish import domish
 from zope.interface import implementer
 
 from bytestreamd.e2e import NS_TLS
-from bytestreamd.e2e.identity import loadOrCreate
+from bytestreamd.e2e.identity import Identity, loadOrCreate
 from bytestreamd.e2e.stream import (INITIATOR, MODE_BYTES, MODE_XMPP, RESPONDER,
                                     Closed, Data, E2EStream, Established, Failed,
                                     Send, Stanza, StartTLS)
 from bytestreamd.e2e.tls import E2ETLSOptions, checkPeer, makeContext
-from bytestreamd.e2e.trust import (PINNED, SIGNALLING, TOFU, Accept, KnownPeers,
+from bytestreamd.e2e.trust import (CA, PINNED, SIGNALLING, TOFU, Accept, KnownPeers,
                                    Refuse, decide)
 
 ROMEO = "romeo@montague.lit"
@@ -183,6 +183,46 @@ def test_client_without_certificate_fails_the_handshake(ids, tmp_path):
     pump.flush()
     assert atJuliet.decision is None  # the handshake never completed on her side
     assert atJuliet.lost and atJuliet.received == b""
+
+
+def test_ca_mode_with_intermediates_over_tls(tmp_path):
+    """Both daemons hold CA-issued certificates with an intermediate, which
+    each sends in the handshake; CA mode checks chain and id-on-xmppAddr."""
+    from tests.unit.test_e2e_trust import _ca, _leaf
+    rootKey, root = _ca("Root")
+    midKey, mid = _ca("Intermediate", rootKey, root.subject)
+
+    def issued(jid):
+        leaf = _leaf(midKey, mid, [jid])
+        return Identity(key=leaf.key, certificate=leaf.certificate, chain=(mid,))
+
+    romeo, juliet = issued(ROMEO), issued(JULIET)
+    atRomeo = CAEndpoint(JULIET, juliet.fingerprint, [root])
+    atJuliet = CAEndpoint(ROMEO, romeo.fingerprint, [root])
+    tlsPair(romeo, juliet, atRomeo, atJuliet)
+    assert atRomeo.decision == Accept(juliet.fingerprint, "certificate from a trusted CA")
+    assert atJuliet.decision == Accept(romeo.fingerprint, "certificate from a trusted CA")
+    assert atRomeo.received == atJuliet.received == b"hello, I trust you"
+    # the same certificates, but only the root of another CA is trusted
+    _, otherRoot = _ca("Other")
+    refusing = CAEndpoint(JULIET, juliet.fingerprint, [otherRoot])
+    tlsPair(romeo, juliet, refusing, CAEndpoint(ROMEO, romeo.fingerprint, [root]))
+    assert isinstance(refusing.decision, Refuse)
+    assert "does not chain" in refusing.decision.reason and refusing.received == b""
+
+
+class CAEndpoint(Endpoint):
+    def __init__(self, peer, signalled, roots):
+        Endpoint.__init__(self, peer, signalled, None, policy=CA)
+        self.roots = roots
+
+    def handshakeCompleted(self):
+        self.decision = checkPeer(self.transport, CA, self.peer, self.signalled,
+                                  None, caCertificates=self.roots)
+        if isinstance(self.decision, Refuse):
+            self.transport.abortConnection()
+        else:
+            self.transport.write(b"hello, I trust you")
 
 
 # --- 2. the whole XEP-0246 sequence over iosim, with real TLS ------------------

@@ -93,7 +93,8 @@ def test_other_hash_is_unsupported_not_ignored():
         Fingerprint.fromElement(parseXml(xml))
     assert "sha-1" in str(e.value) and e.value.condition == "feature-not-implemented"
     # upper-case hash names are the same name (RFC 4572 tokens are case-insensitive)
-    upper = "<fingerprint xmlns='%s' hash='SHA-256' setup='active'>%s</fingerprint>" % (NS_DTLS, FP)
+    upper = ("<fingerprint xmlns='%s' hash='SHA-256' setup='active'>%s</fingerprint>"
+             % (NS_DTLS, FP))
     assert Fingerprint.fromElement(parseXml(upper)).hash == "sha-256"
 
 
