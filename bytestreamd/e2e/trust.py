@@ -216,8 +216,10 @@ class KnownPeers:
 class Accept:
     """
     Use the link.  ``pin``: a first use under ``tofu`` -- the caller records
-    ``fingerprint`` with ``store.trust(peer, fingerprint)``.  ``how`` says
-    why, for the log and the GOOD event.
+    ``fingerprint`` with ``store.trust(peer, fingerprint)`` in the same
+    reactor turn as :func:`decide` (so that two links racing to be the
+    first use of one JID cannot both pin: the second sees the first's pin).
+    ``how`` says why, for the log and the GOOD event.
     """
 
     fingerprint: str
