@@ -29,3 +29,9 @@ NS_DTLS = "urn:xmpp:jingle:apps:dtls:0"
 NS_XMLSTREAM = "urn:xmpp:jingle:apps:xmlstream:0"
 #: bytestreamd's stream feature for raw bytes inside the secured stream.
 NS_BYTES = "urn:x-bytestreamd:e2e:bytes:0"
+
+#: The two kinds of e2e link: an XEP-0246 stream of stanzas, or the link's
+#: raw bytes inside TLS (see docs/e2e.rst).
+MODE_XMPP = "xmpp"
+MODE_BYTES = "bytes"
+MODES = (MODE_XMPP, MODE_BYTES)

@@ -63,16 +63,14 @@ from typing import Callable, List, Optional, Union
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
-from bytestreamd.e2e import NS_BYTES, NS_STREAM_ERRORS, NS_STREAMS, NS_TLS
+from bytestreamd.e2e import (MODE_BYTES, MODE_XMPP, MODES, NS_BYTES, NS_STREAM_ERRORS,
+                             NS_STREAMS, NS_TLS)
 
 NS_CLIENT = "jabber:client"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 
 INITIATOR = "initiator"
 RESPONDER = "responder"
-MODE_XMPP = "xmpp"
-MODE_BYTES = "bytes"
-MODES = (MODE_XMPP, MODE_BYTES)
 STANZAS = ("message", "presence", "iq")
 
 #: Largest element (or header) accepted while negotiating.

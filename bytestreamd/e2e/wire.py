@@ -46,6 +46,14 @@ Where it goes
     the feature-negotiation answer in the SI result.
 
 :func:`find` reads it from either parent, :func:`attach` adds it.
+
+The mode
+    Next to the fingerprint, an empty ``<bytes
+    xmlns='urn:x-bytestreamd:e2e:bytes:0'/>`` asks for ``e2e=bytes`` (the
+    link's bytes inside TLS); without it the link is ``e2e=xmpp`` (an
+    XEP-0246 stream of stanzas), which is also what a XEP-0247 peer that
+    knows nothing of bytestreamd means.  The responder's answer repeats the
+    mode it accepted.  :class:`E2EParams` reads and writes both.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from typing import Optional
 
 from twisted.words.xish import domish
 
-from bytestreamd.e2e import NS_DTLS
+from bytestreamd.e2e import MODE_BYTES, MODE_XMPP, MODES, NS_BYTES, NS_DTLS
 from bytestreamd.e2e.identity import (HASH_NAME, MalformedFingerprint,
                                       parseFingerprint)
 
@@ -160,3 +168,39 @@ def checkSetup(initiator: str, responder: str) -> None:
     if responder != SETUP_PASSIVE:
         raise Malformed("the responder's fingerprint says setup=%r; an e2e stream's "
                         "responder is the TLS server (passive)" % (responder,))
+
+
+@dataclass(frozen=True)
+class E2EParams:
+    """
+    What one side of a link negotiation says about e2e: its certificate's
+    fingerprint and the mode.  Found in a Jingle description or an SI
+    ``<link/>`` (see the module docstring).
+    """
+
+    fingerprint: Fingerprint
+    mode: str = MODE_XMPP
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise Malformed("e2e mode %r is not xmpp or bytes" % (self.mode,))
+
+    def addTo(self, parent: domish.Element) -> domish.Element:
+        attach(parent, self.fingerprint)
+        if self.mode == MODE_BYTES:
+            parent.addElement((NS_BYTES, "bytes"))
+        return parent
+
+    @classmethod
+    def fromParent(cls, parent: domish.Element) -> Optional["E2EParams"]:
+        """None when ``parent`` asks for no e2e stream (no fingerprint)."""
+        fingerprint = find(parent)
+        modes = list(parent.elements(NS_BYTES, "bytes"))
+        if fingerprint is None:
+            if modes:
+                raise Malformed("<bytes/> without a <fingerprint/>: an e2e link "
+                                "needs the certificate's fingerprint")
+            return None
+        if len(modes) > 1:
+            raise Malformed("%d <bytes/> elements; expected at most one" % len(modes))
+        return cls(fingerprint, MODE_BYTES if modes else MODE_XMPP)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from twisted.words.xish import domish
 
-from bytestreamd.e2e import NS_DTLS, NS_XMLSTREAM, wire
-from bytestreamd.e2e.wire import Fingerprint, Malformed, UnsupportedHash
+from bytestreamd.e2e import NS_BYTES, NS_DTLS, NS_XMLSTREAM, wire
+from bytestreamd.e2e.wire import E2EParams, Fingerprint, Malformed, UnsupportedHash
 from tests.helpers import parseXml
 
 FP = ("02:1A:CC:54:27:AB:EB:9C:53:3F:3E:4B:65:2E:7D:46:"
@@ -107,3 +107,33 @@ def test_setup_roles():
     with pytest.raises(Malformed) as e:
         wire.checkSetup("active", "active")
     assert "TLS server" in str(e.value)
+
+
+LINK = "urn:x-bytestreamd:si:link:0"
+
+
+@pytest.mark.parametrize("mode", ["xmpp", "bytes"])
+def test_e2e_params_in_si_link(mode):
+    link = domish.Element((LINK, "link"))
+    link["service"] = "ssh"
+    E2EParams(Fingerprint(FP), mode).addTo(link)
+    again = parseXml(link.toXml())
+    assert E2EParams.fromParent(again) == E2EParams(Fingerprint(FP, "active"), mode)
+    assert (len(list(again.elements(NS_BYTES, "bytes"))) == 1) == (mode == "bytes")
+
+
+def test_e2e_params_absent_or_malformed():
+    assert E2EParams.fromParent(parseXml("<link xmlns='%s' service='x'/>" % LINK)) is None
+    # a plain XEP-0247 description: no fingerprint, so no e2e parameters here
+    assert E2EParams.fromParent(parseXml("<description xmlns='%s'/>" % NS_XMLSTREAM)) is None
+    with pytest.raises(Malformed) as e:
+        E2EParams.fromParent(parseXml("<link xmlns='%s'><bytes xmlns='%s'/></link>"
+                                      % (LINK, NS_BYTES)))
+    assert "without a <fingerprint/>" in str(e.value)
+    double = domish.Element((NS_XMLSTREAM, "description"))
+    E2EParams(Fingerprint(FP), "bytes").addTo(double)
+    double.addElement((NS_BYTES, "bytes"))
+    with pytest.raises(Malformed):
+        E2EParams.fromParent(double)
+    with pytest.raises(Malformed):
+        E2EParams(Fingerprint(FP), "files")
