@@ -167,6 +167,15 @@ def _sameBare(value: Optional[str], bare: str) -> bool:
         return False
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _quote(value: Optional[str], limit: int = 80) -> str:
+    """A peer-supplied value for a reason: repr'd and cut short."""
+    return _cut(repr(value), limit)
+
+
 def _escape(value: str) -> str:
     return domish.escapeToXml(value, isattrib=1)
 
@@ -445,12 +454,12 @@ class E2EStream:
                              "version='1.0', so it cannot offer STARTTLS")
         sender = root.getAttribute("from")
         if not _sameBare(sender, self.peer):
-            raise _Violation("invalid-from", "the peer's stream header says from=%r, "
-                             "not the negotiated %s" % (sender, self.peer))
+            raise _Violation("invalid-from", "the peer's stream header says from=%s, "
+                             "not the negotiated %s" % (_quote(sender), self.peer))
         receiver = root.getAttribute("to")
         if receiver is not None and not _sameBare(receiver, self.local):
-            raise _Violation("host-unknown", "the peer's stream header is to=%r, not "
-                             "this daemon's %s" % (receiver, self.local))
+            raise _Violation("host-unknown", "the peer's stream header is to=%s, not "
+                             "this daemon's %s" % (_quote(receiver), self.local))
         if self.role == INITIATOR:
             self._state = "features"
             return
@@ -478,7 +487,7 @@ class E2EStream:
             out: List[Output] = [] if self._closeSent else [Send(_CLOSE)]
             out.append(Failed("the peer ended the e2e stream with a stream error: %s%s"
                               % (conditions[0] if conditions else "undefined-condition",
-                                 " (%s)" % text[0] if text else "")))
+                                 " (%s)" % _cut(" ".join(text[0].split()), 200) if text else "")))
             self._out.extend(out)
             return
         handler = getattr(self, "_element_" + self._state.replace("-", "_"), None)
@@ -499,6 +508,9 @@ class E2EStream:
             return
         waiting = _WAITING.get(self._state, "it")
         self._state = "failed"
+        if self._headerSent and not self._closeSent:
+            self._closeSent = True
+            self._out.append(Send(_CLOSE))
         self._out.append(Failed("the peer closed the stream during e2e negotiation "
                                 "(waiting for %s)" % waiting))
 
@@ -571,8 +583,8 @@ class E2EStream:
                              "not a stanza" % _describe(element))
         sender = element.getAttribute("from")
         if sender is not None and not _sameBare(sender, self.peer):
-            raise _Violation("invalid-from", "the peer sent a <%s/> from=%r, not from "
-                             "the negotiated %s" % (element.name, sender, self.peer))
+            raise _Violation("invalid-from", "the peer sent a <%s/> from=%s, not from "
+                             "the negotiated %s" % (element.name, _quote(sender), self.peer))
         self._out.append(Stanza(element))
 
     _element_closing = _element_xmpp

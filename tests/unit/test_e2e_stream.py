@@ -388,8 +388,8 @@ def test_peer_stream_error():
 def test_peer_closes_during_negotiation():
     i = initiator()
     out = i.dataReceived(HEADER_FROM_JULIET + b"</stream:stream>")
-    assert out == [Failed("the peer closed the stream during e2e negotiation "
-                          "(waiting for <stream:features/>)")]
+    assert out == [Send(b"</stream:stream>"), Failed(
+        "the peer closed the stream during e2e negotiation (waiting for <stream:features/>)")]
 
 
 def test_mode_mismatch_bytes_wanted_xmpp_offered():
@@ -514,3 +514,14 @@ def test_nothing_after_the_end_of_the_stream_counts():
                          b"<message/><iq/>" % NS_STREAM_ERRORS.encode())
     assert [type(o) for o in out] == [Stanza, Send, Failed]
     assert "conflict" in out[-1].reason
+
+
+def test_peer_supplied_text_is_cut_short_in_reasons():
+    i = initiator()
+    out = i.dataReceived(HEADER_FROM_JULIET.replace(JULIET.encode(), b"x" * 3000 + b"@a.lit"))
+    assert "x" * 70 + "..." in out[-1].reason and len(out[-1].reason) < 200
+    i = initiator()
+    out = i.dataReceived(HEADER_FROM_JULIET + b"<stream:error><conflict xmlns='%s'/>"
+                         b"<text xmlns='%s'>%s</text></stream:error>"
+                         % (NS_STREAM_ERRORS.encode(), NS_STREAM_ERRORS.encode(), b"y" * 5000))
+    assert len(out[-1].reason) < 300 and out[-1].reason.endswith("...)")
