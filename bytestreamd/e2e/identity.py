@@ -19,8 +19,10 @@ What
     their CA (which must carry the id-on-xmppAddr below).
 
 Key type: ECDSA P-256.
-    Ed25519 handshakes work here as well (OpenSSL 3+, TLS 1.2 and 1.3 were
-    both tried with pyOpenSSL in memory), but ``ecdsa_secp256r1_sha256`` is
+    Ed25519 handshakes work here as well (OpenSSL 4.0 with pyOpenSSL 26 and
+    cryptography 50: TLS 1.2 and 1.3 with bare pyOpenSSL memory BIOs, and
+    TLS 1.3 with Twisted's CertificateOptions over TLSMemoryBIOProtocol and
+    iosim, both key types), but ``ecdsa_secp256r1_sha256`` is
     the signature scheme TLS 1.3 makes mandatory to implement (RFC 8446,
     section 9.1) while Ed25519 is optional, and the issue asks for one end
     to be driven by an independent stack: Python's ``ssl`` on an older
