@@ -24,7 +24,7 @@ session machine's business (``bytestreamd.negotiation.jingle_session``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple, Type, Union
+from typing import Callable, Dict, List, Optional, Tuple
 
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -146,7 +146,7 @@ def jingleErrorCondition(error: domish.Element) -> Optional[str]:
     carrying one), ``None`` when it has none we know.
     """
     if error.name != "error":
-        found = [c for c in error.elements(None, "error")]
+        found = [c for c in error.elements() if c.name == "error"]
         if not found:
             return None
         error = found[0]
@@ -567,8 +567,6 @@ def _checkShape(jingle: Jingle) -> None:
             raise MalformedJingle("session-initiate has no content with "
                                   "disposition 'session'")
 
-
-Stanza = Union[domish.Element]
 __all__ = [
     "ACTIONS", "REASONS", "ERRORS", "Content", "Jingle", "MalformedJingle",
     "Opaque", "Reason", "Registry", "defaultRegistry", "jingleError",
