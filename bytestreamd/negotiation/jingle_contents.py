@@ -164,7 +164,7 @@ class ContentNegotiation:
                               "no transport-replace" % (j.action, _name(c.key)))
         return None
 
-    def _replaced(self, c: Content, words: str, j: Jingle) -> None:
+    def _replaced(self, c: Content, words: str, j: Optional[Jingle]) -> None:
         current = self.contents[c.key]
         transport = c.transport or self.replacements[c.key]
         self.contents[c.key] = Content(current.creator, current.name, current.senders,
@@ -334,7 +334,7 @@ class ContentNegotiation:
         answer = Content(c.creator, c.name, transport=transport or self.replacements[key])
         self._send(Jingle(J.TRANSPORT_ACCEPT, self.sid, contents=(answer,)))
         self._replaced(answer, "we accepted the transport-replace of content %s"
-                       % _name(key), None)  # type: ignore[arg-type]
+                       % _name(key), None)
         return self._flush()
 
     def rejectTransport(self, key: ContentKey) -> List[Effect]:

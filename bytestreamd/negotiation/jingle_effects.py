@@ -25,6 +25,7 @@ from typing import Optional, Tuple, Union
 
 from twisted.words.protocols.jabber.jid import JID
 
+from bytestreamd.errors import stanzaError
 from bytestreamd.wire.jingle import ERRORS, Jingle, jingleError
 
 
@@ -56,9 +57,6 @@ class Timeouts:
     lifetime: Optional[float] = None
 
 
-SessionKey = Tuple[str, str]
-
-
 @dataclass(frozen=True)
 class Ack:
     """Answer the request just received with an empty iq ``result``."""
@@ -78,7 +76,6 @@ class Refuse:
     def toStanzaError(self):
         if self.condition in ERRORS:
             return jingleError(self.condition, self.text)
-        from bytestreamd.errors import stanzaError
         return stanzaError(self.condition, text=self.text)
 
 

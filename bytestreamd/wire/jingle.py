@@ -29,7 +29,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
-from bytestreamd.ns import NS_JINGLE, NS_JINGLE_ERRORS, NS_STANZAS
+from bytestreamd.errors import stanzaError
+from bytestreamd.ns import NS_JINGLE, NS_JINGLE_ERRORS
 from bytestreamd.stanzas import parseJID
 
 # --- actions ----------------------------------------------------------------
@@ -134,7 +135,6 @@ def jingleError(condition: str, text: Optional[str] = None):
     The :class:`StanzaError` for a Jingle error condition: the paired stanza
     condition plus ``<condition xmlns='urn:xmpp:jingle:errors:1'/>``.
     """
-    from bytestreamd.errors import stanzaError
     spec = ERRORS[condition]
     return stanzaError(spec.stanzaCondition, text=text, type=spec.type,
                        appCondition=domish.Element((NS_JINGLE_ERRORS, condition)))
@@ -234,7 +234,8 @@ def defaultRegistry() -> Registry:
     return _default
 
 
-def toElement(payload: Payload) -> domish.Element:
+def payloadElement(payload: Payload) -> domish.Element:
+    """The element of a decoded or opaque payload."""
     return payload.toElement()  # type: ignore[attr-defined]
 
 
@@ -405,7 +406,7 @@ class Content:
             content["disposition"] = self.disposition
         for payload in (self.description, self.transport, self.security):
             if payload is not None:
-                content.addChild(toElement(payload))
+                content.addChild(payloadElement(payload))
         return content
 
     @classmethod
@@ -492,7 +493,7 @@ class Jingle:
         if self.reason is not None:
             jingle.addChild(self.reason.toElement())
         for payload in self.info:
-            jingle.addChild(toElement(payload))
+            jingle.addChild(payloadElement(payload))
         return jingle
 
     @classmethod

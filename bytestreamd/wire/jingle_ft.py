@@ -28,7 +28,7 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from twisted.words.xish import domish
 
@@ -235,10 +235,10 @@ class File:
     def fromElement(cls, element: domish.Element) -> "File":
         if (element.uri, element.name) != (NS_JINGLE_FT, "file"):
             raise MalformedJingle("not a file-transfer <file/>")
-        values = {}
-        size = None
-        range_ = None
-        extra = []
+        values: Dict[str, str] = {}
+        size: Optional[int] = None
+        range_: Optional[Range] = None
+        extra: List[Opaque] = []
         for child in element.elements():
             if child.uri == NS_HASHES:
                 continue

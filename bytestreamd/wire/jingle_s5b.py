@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -246,8 +246,9 @@ class S5BTransport:
         dstaddr = element.getAttribute("dstaddr")
         if dstaddr is not None and not (0 < len(dstaddr) <= 255):
             raise MalformedJingle("S5B transport 'dstaddr' must be 1..255 characters")
-        candidates = []
-        used = activated = None
+        candidates: List[Candidate] = []
+        used: Optional[str] = None
+        activated: Optional[str] = None
         error = proxyError = False
         seen = set()
         for child in element.elements():
