@@ -141,7 +141,10 @@ class JingleSession(ContentNegotiation):
         if refusal:
             return refusal
         for c in j.contents:
-            self.contents[c.key] = c
+            ours = self.contents[c.key]
+            self.contents[c.key] = Content(
+                ours.creator, ours.name, c.senders or ours.senders, ours.disposition,
+                c.description or ours.description, c.transport, ours.security)
         self._activate()
         self._event("accepted", "%s accepted the session" % self.peer.full(), j)
         return None

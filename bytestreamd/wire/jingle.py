@@ -59,15 +59,20 @@ ACTIONS = frozenset([
     TRANSPORT_REJECT, TRANSPORT_REPLACE])
 
 #: Actions whose contents each define a whole content type (description and
-#: transport), XEP-0166 sections 7.2.8 and 7.2.10 and the content-add text.
-_FULL_CONTENTS = frozenset([SESSION_INITIATE, SESSION_ACCEPT, CONTENT_ADD])
+#: transport), XEP-0166 section 7.2.10 and the content-add text.  Section
+#: 7.2.8 asks the same of session-accept, but only its transport is
+#: required here: a peer that omits the description accepts ours, and a
+#: session-accept that answers a transport-replace (Gajim) is about the
+#: transport only.  The session machine keeps our description then.
+_FULL_CONTENTS = frozenset([SESSION_INITIATE, CONTENT_ADD])
 #: Actions that are about one or more contents, so need at least one.
 _NEEDS_CONTENT = frozenset([
     CONTENT_ACCEPT, CONTENT_ADD, CONTENT_MODIFY, CONTENT_REJECT, CONTENT_REMOVE,
     TRANSPORT_ACCEPT, TRANSPORT_INFO, TRANSPORT_REJECT, TRANSPORT_REPLACE,
     SESSION_INITIATE, SESSION_ACCEPT])
 #: Actions whose every content carries a transport.
-_NEEDS_TRANSPORT = frozenset([TRANSPORT_ACCEPT, TRANSPORT_INFO, TRANSPORT_REPLACE])
+_NEEDS_TRANSPORT = frozenset([SESSION_ACCEPT, TRANSPORT_ACCEPT, TRANSPORT_INFO,
+                              TRANSPORT_REPLACE])
 
 INITIATOR = "initiator"
 RESPONDER = "responder"

@@ -187,6 +187,14 @@ class FlowTests(SynchronousTestCase):
         self.assertEqual((len(self.romeo.table), len(self.juliet.table)), (0, 0))
         self.assertEqual(ours.terminate("success"), [])
 
+    def test_acceptWithoutDescriptionKeepsOurs(self):
+        ours, theirs = self.wire.start()
+        effects = self.wire.receive(self.romeo, JULIET, Jingle(
+            J.SESSION_ACCEPT, ours.sid, contents=(
+                Content("initiator", "ex", transport=s5b("other")),)))
+        self.assertEqual(effects[0], Ack())
+        self.assertEqual(ours.contents[KEY], content(transport=s5b("other")))
+
     def test_acceptNarrowsTransport(self):
         ibb = content(transport=IBBTransport("i1", 4096))
         ours, theirs = self.wire.start([ibb])
@@ -484,6 +492,15 @@ class TransportReplaceTests(SynchronousTestCase):
         effects = self.wire.receive(self.romeo, JULIET, Jingle(
             J.SESSION_ACCEPT, self.ours.sid, responder=JULIET,
             contents=(content(transport=self.ibb),)))
+        self.assertEqual(effects[0], Ack())
+        self.assertEqual(self.ours.contents[KEY].transport, self.ibb)
+
+    def test_answeredWithBareSessionAccept(self):
+        """The same, with only the transport in the content."""
+        self.replace()
+        effects = self.wire.receive(self.romeo, JULIET, Jingle(
+            J.SESSION_ACCEPT, self.ours.sid,
+            contents=(Content("initiator", "ex", transport=self.ibb),)))
         self.assertEqual(effects[0], Ack())
         [accepted] = events(effects, "transport-accepted")
         self.assertIn("with a session-accept, tolerated", accepted.reason)

@@ -197,13 +197,19 @@ class ValidationTests(SynchronousTestCase):
                        "content-remove", "transport-replace", "transport-info"):
             self.assertMalformed(jingleXml("action='%s' sid='s'" % action),
                                  "without a <content/>")
-        for action in ("session-initiate", "session-accept", "content-add"):
+        for action in ("session-initiate", "content-add"):
             self.assertMalformed(
                 jingleXml("action='%s' sid='s'" % action,
                           "<content creator='initiator' name='a'>"
                           "<transport xmlns='urn:x'/></content>"),
                 "needs a <description/>")
-        for action in ("transport-replace", "transport-accept", "transport-info"):
+        # session-accept: the transport is enough (see _FULL_CONTENTS).
+        accept = parse(jingleXml("action='session-accept' sid='s'",
+                                 "<content creator='initiator' name='a'>"
+                                 "<transport xmlns='urn:x'/></content>"))
+        self.assertIsNone(accept.contents[0].description)
+        for action in ("session-accept", "transport-replace", "transport-accept",
+                       "transport-info"):
             self.assertMalformed(
                 jingleXml("action='%s' sid='s'" % action,
                           "<content creator='initiator' name='a'/>"),
