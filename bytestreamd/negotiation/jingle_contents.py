@@ -133,8 +133,8 @@ class ContentNegotiation:
         for c in j.contents:
             state = self.transports[c.key]
             if state is TransportState.REPLACING and self.role == J.INITIATOR:
-                return Refuse(J.TIE_BREAK, "our transport-replace of content %s was "
-                              "first and the initiator's wins" % _name(c.key))
+                return Refuse(J.TIE_BREAK, "your transport-replace of content %s "
+                              "crossed ours, and the initiator's wins" % _name(c.key))
             if state is TransportState.REPLACE_OFFERED:
                 return Refuse(J.OUT_OF_ORDER, "content %s already has a transport-replace "
                               "waiting for an answer" % _name(c.key))

@@ -521,7 +521,9 @@ class TransportReplaceTests(SynchronousTestCase):
         # Both arrive before either answer does.
         atRomeo = self.wire.receive(self.romeo, JULIET, sends(hers)[0])
         atJuliet = self.wire.receive(self.juliet, ROMEO, sends(mine)[0])
-        self.assertEqual(atRomeo[0].condition, "tie-break")
+        self.assertEqual(atRomeo[0], Refuse("tie-break", "your transport-replace of "
+                                            "content initiator/ex crossed ours, and the "
+                                            "initiator's wins"))
         self.assertEqual(self.ours.transports[KEY], TransportState.REPLACING)
         self.assertEqual(atJuliet[0], Ack())
         self.juliet.take(self.theirs.requestFailed(sends(hers)[0], "tie-break"))
