@@ -46,3 +46,17 @@ NS_END = "urn:x-bytestreamd:end:0"
 
 #: XEP-0199 XMPP Ping.
 NS_PING = "urn:xmpp:ping"
+
+#: XEP-0166 Jingle, and its error conditions (``<out-of-order/>``...).
+NS_JINGLE = "urn:xmpp:jingle:1"
+NS_JINGLE_ERRORS = "urn:xmpp:jingle:errors:1"
+#: XEP-0261 Jingle In-Band Bytestreams transport.
+NS_JINGLE_IBB = "urn:xmpp:jingle:transports:ibb:1"
+#: XEP-0260 Jingle SOCKS5 Bytestreams transport.
+NS_JINGLE_S5B = "urn:xmpp:jingle:transports:s5b:1"
+#: XEP-0234 Jingle File Transfer, version 5 of the namespace, and its
+#: application-specific reasons (``<file-not-available/>``...).
+NS_JINGLE_FT = "urn:xmpp:jingle:apps:file-transfer:5"
+NS_JINGLE_FT_ERRORS = "urn:xmpp:jingle:apps:file-transfer:errors:0"
+#: XEP-0300 hashes (``<hash algo='sha-256'>base64</hash>``).
+NS_HASHES = "urn:xmpp:hashes:2"
