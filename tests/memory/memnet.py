@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -274,9 +275,14 @@ class MemoryHost:
             raise error.CannotListenError(None, address, OSError(98, "Address already in use"))
         try:
             # A placeholder where the socket would be, so "is the socket
-            # there / gone" can be checked; it is not a real socket.
-            fd = os.open(address, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
-            os.close(fd)
+            # there / gone" can be checked: a real socket inode that nothing
+            # listens on (what a killed daemon leaves behind, and what the
+            # daemon's runtime checks accept as its own stale socket).
+            placeholder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                placeholder.bind(address)
+            finally:
+                placeholder.close()
             os.chmod(address, mode)
         except OSError as e:
             raise error.CannotListenError(None, address, e)

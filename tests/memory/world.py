@@ -121,6 +121,8 @@ class World:
             "xmpp.host": SERVER_HOST, "xmpp.port": str(SERVER_PORT),
             "daemon.runtime_dir": runtime,
             "s5b.listen": "127.0.0.1:0",
+            # Everything is on loopback here (see [s5b] connect).
+            "s5b.connect": "127.0.0.0/8, ::1",
         }
         if allow:
             overrides["accept.allow"] = allow if isinstance(allow, str) else ", ".join(allow)
