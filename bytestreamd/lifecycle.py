@@ -181,6 +181,14 @@ class LinkLifecycle:
             return []
         self.localGone = True
         out = self.localEnded()
+        if self.confirmed and self.endSent is None and not self._complete:
+            # Nobody will read what the peer still sends: tell it now, and
+            # let the counts say whether anything was lost (an HTTP client
+            # that leaves after its answer lost nothing).
+            out += self._sendEnd(CLOSED, "the local client went away")
+            if not self._timing:
+                self._timing = True
+                out.append(StartTimer(self.settleTimeout))
         if not self.confirmed:
             if not self.transportDone:
                 # Nobody will read what the peer still sends: end the link.
@@ -254,6 +262,11 @@ class LinkLifecycle:
         """The transport broke: nothing more will cross it."""
         if self.finished:
             return []
+        if self.confirmed and self.endSent is not None:
+            # We had said our final word; a transport torn down now (the
+            # peer closing with our unread bytes in its buffer) is no news:
+            # the peer's end, with its counts, will say what happened.
+            return self.transportEnded()
         self.transportDone = True
         out: List[Effect] = []
         if self.confirmed and self.endSent is None:
@@ -381,7 +394,7 @@ class LinkLifecycle:
                     out += self._sendEnd(FAILED, self._shortfall())
         if self.endSent is not None and self.peerEnd is not None:
             if (self._arrived == self.peerSent or self.transportDone or force
-                    or self.closeRequested):
+                    or self.closeRequested or self.localGone):
                 out += self._conclude()
         return out
 
@@ -395,9 +408,9 @@ class LinkLifecycle:
             problems.append("the peer delivered %d of the %d bytes sent"
                             % (peer.received, self.sent))
         if self.delivered != peer.sent:
-            if self.discarded:
-                problems.append("%d of the %d bytes the peer sent were dropped: the "
-                                "local client had gone" % (self.discarded, peer.sent))
+            if self.localGone:
+                problems.append("delivered %d of the %d bytes the peer sent before the "
+                                "local client went away" % (self.delivered, peer.sent))
             else:
                 problems.append("received %d of the %d bytes the peer sent"
                                 % (self.delivered, peer.sent))
@@ -412,7 +425,9 @@ class LinkLifecycle:
         if problems:
             if peer.status == CLOSED:
                 problems.insert(0, "closed by the peer")
-            return [AbortTransport()] + self._finish(ERR, "; ".join(problems))
+            # Both ends are known: close, do not reset (what is in flight
+            # is already accounted for).
+            return [CloseTransport()] + self._finish(ERR, "; ".join(problems))
         return [CloseTransport()] + self._finish(
             CLOS, "closed by the peer" if peer.status == CLOSED else None, confirmed=True)
 

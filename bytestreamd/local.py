@@ -90,6 +90,31 @@ class RemoteProtocol(protocol.Protocol):
         self.splice.remoteLost(reason)
 
 
+@implementer(interfaces.IPushProducer)
+class _StreamProducer:
+    """
+    The bytestream as the local transport's producer.  Pause and resume go
+    straight through (backpressure from a slow local reader); ``stopProducing``
+    -- which a transport calls when its connection is lost -- does nothing:
+    how the link ends is the lifecycle's decision (issue 6 e: the local
+    client going away used to tear the transport down behind its back).
+    """
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def pauseProducing(self) -> None:
+        self.stream.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.stream.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class LinkClosed(error.ConnectionDone):
     """
     A link ended ``CLOS``: how ``Splice`` reports a clean end, as the
@@ -182,6 +207,9 @@ class Splice:
         if self.stream is not None:
             self.stream.unregisterProducer()
         if self._joined and not self._held:
+            # Nobody reads any more: let what arrives flow, to be counted
+            # and dropped (the lifecycle reports it), instead of stalling.
+            self.stream.resumeProducing()
             self._perform(self.lifecycle.localLost())
 
     # --- remote side ------------------------------------------------------
@@ -214,7 +242,7 @@ class Splice:
         if self.local is not None:
             localTransport = self.local.transport
             self.stream.registerProducer(localTransport, True)
-            localTransport.registerProducer(self.stream, True)
+            localTransport.registerProducer(_StreamProducer(self.stream), True)
             if self._localPaused:
                 self._localPaused = False
                 localTransport.resumeProducing()

@@ -107,21 +107,47 @@ class ConfirmedPairTests(SynchronousTestCase):
         self.a.localData(500)
         self.b.remoteData(100)
         fromB = self.b.localLost()
-        self.assertIn(lc.SendEOF(0), fromB)
-        self.relay(fromB, self.a)
+        self.assertEqual(fromB[:2], [lc.SendEOF(0), lc.SendEnd(0, 100, lc.CLOSED,
+                                                               "the local client went away")])
+        atA = self.relay(fromB, self.a)
+        self.assertEqual(self.a.finished.state, "ERR")
+        self.assertIn("closed by the peer", self.a.finished.reason)
+        self.assertIn("delivered 100 of the 500", self.a.finished.reason)
         self.b.remoteData(400)  # dropped: nobody reads
-        fromA = self.a.localEnded()
-        atB = self.relay(fromA, self.b)
-        endB = [e for e in atB if isinstance(e, lc.SendEnd)][0]
-        self.assertEqual(endB.status, lc.FAILED)
-        self.assertEqual((endB.sent, endB.received), (0, 100))
-        finalA = finished(self.relay([endB], self.a) + self.relay(
-            [e for e in self.a.peerEOF(0) if isinstance(e, lc.SendEnd)], self.b))
-        self.assertEqual(finalA[0].state, "ERR")
-        self.assertIn("delivered 100 of the 500", finalA[0].reason)
-        self.assertEqual(finished(atB)[0].state if finished(atB) else
-                         self.b.finished.state, "ERR")
-        self.assertIn("dropped", self.b.finished.reason)
+        self.relay(atA, self.b)
+        self.assertEqual(self.b.finished.state, "ERR")
+        self.assertIn("before the local client went away", self.b.finished.reason)
+
+    def test_localClientLeavingAfterEverythingIsClos(self):
+        # An HTTP-like client leaves after its answer: nothing was lost.
+        self.a.localData(6)
+        self.b.remoteData(6)
+        atB = self.relay(self.a.localEnded(), self.b)
+        self.assertEqual(atB, [lc.LocalEOF()])
+        fromB = self.b.localLost()
+        atA = self.relay(fromB, self.a)
+        self.relay(atA, self.b)
+        self.assertEqual(self.a.finished, lc.Finished("CLOS", None, True))
+        self.assertEqual(self.b.finished, lc.Finished("CLOS", None, True))
+
+    def test_localClientLeavingWhileThePeerIsIdleIsClos(self):
+        # An HTTP keep-alive client leaves; the server side sent everything.
+        self.a.localData(6)
+        self.b.remoteData(6)
+        fromB = self.b.localLost()
+        atA = self.relay(fromB, self.a)
+        self.assertEqual(self.a.finished.state, "CLOS")
+        self.relay(atA, self.b)
+        self.assertEqual(self.b.finished.state, "CLOS")
+
+    def test_transportResetAfterOurEndWaitsForThePeersWord(self):
+        self.b.remoteData(10)
+        self.b.localLost()
+        effects = self.b.transportFailed("connection reset")
+        self.assertEqual(finished(effects), [])
+        self.b.peerEnded(lc.SendEnd(50, 0, lc.DONE))
+        self.assertEqual(self.b.finished.state, "ERR")
+        self.assertIn("delivered 10 of the 50", self.b.finished.reason)
 
     def test_closeRequestedIsClosAndPeerLearnsWhatItLost(self):
         self.a.localData(50)

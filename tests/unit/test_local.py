@@ -89,7 +89,14 @@ class SpliceTests(SynchronousTestCase):
     def test_producersRegisteredBothWays(self):
         self.splice.streamReady(self.stream)
         self.assertIs(self.stream.producer, self.transport)
-        self.assertIs(self.transport.producer, self.stream)
+        # The local transport's producer is the stream behind a forwarder
+        # whose stopProducing leaves the link's end to the lifecycle.
+        self.transport.producer.pauseProducing()
+        self.assertTrue(self.stream.paused)
+        self.transport.producer.resumeProducing()
+        self.assertFalse(self.stream.paused)
+        self.transport.producer.stopProducing()
+        self.assertFalse(self.stream.closed)
 
     def test_remoteDataReachesLocal(self):
         self.splice.streamReady(self.stream)
