@@ -30,6 +30,11 @@ from bytestreamd.wire import end as wire
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 REQUEST = "/iq[@type='set']/*[@xmlns='%s']" % ns.NS_END
+#: ``<iq type='get'><session xmlns='urn:x-bytestreamd:end:0' sid='X'/></iq>``:
+#: "do you still have link session X with me?"  The liveness probe for a
+#: bytestreamd peer: a daemon that restarted under the same full JID answers
+#: pings but knows none of its old links (answered item-not-found).
+SESSION_QUERY = "/iq[@type='get']/session[@xmlns='%s']" % ns.NS_END
 
 
 class EndSession:
@@ -99,6 +104,17 @@ class EndChannel(Handler):
 
     def connectionInitialized(self) -> None:
         self.xmlstream.addObserver(REQUEST, self._onRequest)
+        self.xmlstream.addObserver(SESSION_QUERY, self._onSessionQuery)
+
+    def _onSessionQuery(self, iq: domish.Element) -> None:
+        iq.handled = True
+        element = next(iq.elements(ns.NS_END, "session"), None)
+        sender = parseJID(iq.getAttribute("from"))
+        sid = element.getAttribute("sid") if element is not None else None
+        if sender is not None and sid and (sender.full(), sid) in self._sessions:
+            self._answer(resultFor(iq))
+        else:
+            self._answer(errorFor(iq, stanzaError("item-not-found", type="cancel")))
 
     def open(self, peer: JID, sid: str, onEOF, onEnd, onRefused) -> EndSession:
         session = EndSession(self, peer, sid, onEOF, onEnd, onRefused)

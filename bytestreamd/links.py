@@ -269,9 +269,10 @@ class LinkManager:
             session, link.session = link.session, None
             session.close()
         if link.watched:
+            sid = link.watched if isinstance(link.watched, str) else None
             link.watched = False
             if self.monitor is not None:
-                self.monitor.unwatch(link.peer)
+                self.monitor.unwatch(link.peer, sid)
 
     def _progress(self, link: Link):
         def progress(state: str, method: Optional[str], reason: Optional[str]):
@@ -377,8 +378,8 @@ class LinkManager:
         if self.presence is not None:
             self.presence.announce(link.peer)
         if self.monitor is not None:
-            self.monitor.watch(link.peer)
-            link.watched = True
+            link.watched = stream.sid if confirmed else True
+            self.monitor.watch(link.peer, stream.sid if confirmed else None)
             splice.onActivity = self.monitor.heardFrom(link.peer.full())
         self._linkEvent(link, GOOD, stream.method, extra=tuple(link.rangeDetails()))
         if not splice.hasLocal and link.port is not None:

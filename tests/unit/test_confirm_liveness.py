@@ -159,3 +159,36 @@ class PeerMonitorTests(SynchronousTestCase):
         self.h.clock.advance(100)
         self.assertEqual(self.probes(), [])
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+
+class SessionProbeTests(SynchronousTestCase):
+    """A bytestreamd peer that restarted answers pings but not for our link."""
+
+    def setUp(self):
+        self.h = ConnectionHarness()
+        self.gone = []
+        self.monitor = PeerMonitor(self.h.clock, 30.0, lambda peer: None,
+                                   lambda peer, why: self.gone.append(why))
+        self.h.addHandler(self.monitor)
+        self.channel = EndChannel()
+        self.h.addHandler(self.channel)
+
+    def test_probeAsksAboutTheSessionAndUnknownIsGone(self):
+        self.monitor.watch(BOB, "sid9")
+        self.h.clock.advance(10)
+        probe = [iq for iq in self.h.sent if iq.getAttribute("type") == "get"][0]
+        self.assertEqual(probe.firstChildElement().name, "session")
+        self.assertEqual(probe.firstChildElement()["sid"], "sid9")
+        self.h.receive("<iq type='error' id='%s' from='bob@example.org/daemon'><error "
+                       "type='cancel'><item-not-found xmlns='%s'/></error></iq>"
+                       % (probe["id"], ns.NS_STANZAS))
+        self.assertIn("no longer knows link session sid9", self.gone[0])
+
+    def test_channelAnswersForItsSessions(self):
+        self.channel.open(BOB, "sid1", None, None, None)
+        self.h.receive("<iq type='get' id='q1' from='bob@example.org/daemon'>"
+                       "<session xmlns='%s' sid='sid1'/></iq>" % ns.NS_END)
+        self.h.receive("<iq type='get' id='q2' from='bob@example.org/daemon'>"
+                       "<session xmlns='%s' sid='other'/></iq>" % ns.NS_END)
+        answers = {iq["id"]: iq["type"] for iq in self.h.sent}
+        self.assertEqual(answers, {"q1": "result", "q2": "error"})
