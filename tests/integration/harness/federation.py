@@ -1,0 +1,257 @@
+"""
+Two federated Prosody servers on loopback, for the tests where the peer
+sits behind *another* server (issue 6 case g: the peer's server crashes).
+
+Layout (fixed, see :data:`SERVERS`)::
+
+    a.test  127.0.0.2  c2s: a free port   s2s: 127.0.0.2:5269   accounts alice, mallory
+    b.test  127.0.0.3  c2s: a free port   s2s: 127.0.0.3:5269   accounts bob, mallory
+
+How the servers find each other: Debian's ``lua-unbound`` makes Prosody use
+libunbound (``util/dependencies.lua`` preloads ``net.unbound`` as
+``net.adns``), and each config says ``unbound = { hoststxt = <tmpdir>/hosts }``,
+a hosts file of the harness's own mapping ``a.test``/``proxy.a.test`` ->
+127.0.0.2 and ``b.test``/``proxy.b.test`` -> 127.0.0.3. The machine's
+/etc/hosts is never touched. The SRV lookups (``_xmpps-server._tcp`` and
+``_xmpp-server._tcp``) are answered NXDOMAIN at once by libunbound's
+built-in RFC 6761 ``test.`` zone, so no query leaves the machine, and
+Prosody falls back to the A record from the hosts file and port 5269. That
+port is why the servers need addresses of their own: s2s cannot be moved to
+a free port without SRV records, so both use 5269 on distinct addresses,
+and :meth:`Federation.start` checks that nobody else holds them.
+
+TLS: one throwaway CA (:class:`~.prosody.CertificateAuthority`) signs a
+certificate per server (SAN DNS:domain, DNS:proxy.domain, IP:address;
+serverAuth+clientAuth), and each server trusts it (``ssl.cafile``). s2s runs
+with ``s2s_secure_auth = true``: each side verifies the other's certificate
+for its domain and authenticates it with SASL EXTERNAL, no dialback. That
+was practical, so ``secureAuth=False`` (dialback over unverified TLS) is
+only an option, not the default. Clients verify their server against the
+same CA (:attr:`Federation.caPath`).
+
+Crash vs freeze: :meth:`Federation.crash` SIGKILLs Prosody: the kernel
+closes its sockets (FIN/RST), so the surviving server sees its s2s
+connection end at once, and new connections to port 5269 are refused at
+once; nothing at XMPP level is sent (no ``</stream>``, no unavailable
+presence). :meth:`Federation.freeze` SIGSTOPs it instead: connections stay
+open and nothing answers, which is what a hung or unreachable host looks
+like; :meth:`Federation.thaw` resumes it.
+
+MEASURED (Prosody 0.12.3, Debian 12, loopback; test_federation.py checks
+each of these; times are upper bounds of what the tests allow, typical in
+brackets):
+
+FACTS_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
+
+from .prosody import CertificateAuthority, ProsodyServer, ProsodyStartError, S2SConfig
+from .rawxmpp import RawXMPPClient, XMPPError, attr
+
+#: (domain, loopback address) of each server, in order.
+SERVERS: Tuple[Tuple[str, str], ...] = (("a.test", "127.0.0.2"), ("b.test", "127.0.0.3"))
+#: accounts created on each server.
+ACCOUNTS: Mapping[str, Sequence[str]] = {"a.test": ("alice", "mallory"),
+                                         "b.test": ("bob", "mallory")}
+S2S_PORT = 5269
+PING = "<ping xmlns='urn:xmpp:ping'/>"
+
+
+class FederationError(RuntimeError):
+    """The federation could not be set up (port taken, s2s not working...)."""
+
+
+def _listening(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _bindable(address: str, port: int) -> Optional[str]:
+    """None if ``address:port`` can be bound now, else the error text."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+        return None
+    except OSError as e:
+        return str(e)
+    finally:
+        s.close()
+
+
+class Federation:
+    """
+    Two (or more) Prosody servers federated over s2s on loopback.
+
+    ``federation["a.test"]`` is that domain's :class:`ProsodyServer`
+    (``c2sPort``, ``address``, ``caPath``, ``jid()``, ``passwords``);
+    :attr:`caPath` is the CA all of them and all clients trust;
+    :attr:`hostsPath` the hosts file Prosody resolves peers with.
+    :meth:`start` starts all and checks s2s works both ways; :meth:`close`
+    stops all (thawing frozen ones first) and removes nothing the caller
+    did not create (the temporary directory is the caller's).
+    """
+
+    def __init__(self, tmpdir, servers: Iterable[Tuple[str, str]] = SERVERS,
+                 accounts: Mapping[str, Sequence[str]] = ACCOUNTS, tuned: bool = True,
+                 secureAuth: bool = True, logLevel: str = "info",
+                 s2sPort: int = S2S_PORT, untrusted: Iterable[str] = ()) -> None:
+        self.tmpdir = os.path.abspath(str(tmpdir))
+        os.makedirs(self.tmpdir, exist_ok=True)
+        servers = list(servers)
+        self.ca = CertificateAuthority(os.path.join(self.tmpdir, "ca"), "bytestreamd federation CA")
+        self.caPath = self.ca.path
+        self.hostsPath = os.path.join(self.tmpdir, "hosts")
+        with open(self.hostsPath, "w") as f:
+            for domain, address in servers:
+                f.write("%s %s proxy.%s\n" % (address, domain, domain))
+        self.s2sPort = s2sPort
+        untrusted = set(untrusted)
+        self.rogueCA = CertificateAuthority(os.path.join(self.tmpdir, "rogue-ca"),
+                                            "some other CA") if untrusted else None
+        self.servers: Dict[str, ProsodyServer] = {}
+        for domain, address in servers:
+            self.servers[domain] = ProsodyServer(
+                os.path.join(self.tmpdir, domain), tuned=tuned,
+                accounts=accounts.get(domain, ()), logLevel=logLevel,
+                domain=domain, address=address,
+                ca=self.rogueCA if domain in untrusted else self.ca,
+                s2s=S2SConfig(self.hostsPath, s2sPort, secureAuth))
+        self._frozen: set = set()
+
+    # -- access -------------------------------------------------------------
+
+    def __getitem__(self, domain: str) -> ProsodyServer:
+        return self.servers[domain]
+
+    @property
+    def domains(self) -> Sequence[str]:
+        return list(self.servers)
+
+    def serverOf(self, jid: str) -> ProsodyServer:
+        """The server hosting ``jid`` (bare or full)."""
+        return self.servers[jid.split("/")[0].rpartition("@")[2]]
+
+    def client(self, jid: str, **kwargs) -> RawXMPPClient:
+        """A logged-in :class:`RawXMPPClient` for ``name@domain/resource``."""
+        server = self.serverOf(jid)
+        name = jid.split("@")[0]
+        client = RawXMPPClient(server.address, server.c2sPort, jid, server.passwords[name],
+                               server.caPath, **kwargs)
+        try:
+            client.login()
+        except BaseException:
+            if client.sock is not None:
+                client.sock.close()
+            raise
+        return client
+
+    def daemonConfig(self, domain: str) -> Dict[str, Dict[str, str]]:
+        """The ``[xmpp]`` keys a bytestreamd needs to reach ``domain``'s server."""
+        server = self.servers[domain]
+        return {"xmpp": {"host": server.address, "port": str(server.c2sPort),
+                         "ca_certs": self.caPath}}
+
+    def logTails(self, lines: int = 30) -> str:
+        return "".join("===== prosody %s =====\n%s" % (d, s.logTail(lines))
+                       for d, s in self.servers.items())
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self, timeout: float = 20.0, link: bool = True) -> "Federation":
+        """Start every server that is not running; then (``link``) :meth:`waitLinked`."""
+        for server in self.servers.values():
+            if server.running:
+                continue
+            problem = _bindable(server.address, self.s2sPort)
+            if problem is not None:
+                raise FederationError(
+                    "%s:%d is not free (%s); another federation test run or a system "
+                    "Prosody may hold it" % (server.address, self.s2sPort, problem))
+            try:
+                server.start(timeout)
+            except ProsodyStartError:
+                self.close()
+                raise
+        if link:
+            self.waitLinked(timeout)
+        return self
+
+    def waitLinked(self, timeout: float = 20.0) -> None:
+        """
+        Prove s2s works from every server to every other: a client of each
+        pings every other domain (XEP-0199 to the server JID) and must get a
+        result. Raises :class:`FederationError` with the log tails if not.
+        """
+        for domain, server in self.servers.items():
+            account = next(iter(server.passwords), None)
+            if account is None:
+                continue
+            try:
+                with self.client("%s@%s/linkcheck" % (account, domain)) as client:
+                    for other in self.servers:
+                        if other == domain:
+                            continue
+                        reply = client.request("get", other, PING, timeout)
+                        if attr(reply, "type") != "result":
+                            raise FederationError("ping %s -> %s: %s" % (domain, other, reply))
+            except (XMPPError, OSError, FederationError) as e:
+                raise FederationError("s2s does not work: %s\n%s"
+                                      % (e, self.logTails())) from None
+
+    def crash(self, domain: str) -> None:
+        """SIGKILL the server of ``domain`` (no stream close, no presence)."""
+        server = self.servers[domain]
+        self.thaw(domain)
+        server.kill()
+        deadline = time.monotonic() + 5
+        while _listening(server.address, self.s2sPort) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def freeze(self, domain: str) -> None:
+        """SIGSTOP the server: its connections stay open and nothing answers."""
+        server = self.servers[domain]
+        if not server.running:
+            raise FederationError("%s is not running" % domain)
+        server.process.send_signal(signal.SIGSTOP)
+        self._frozen.add(domain)
+
+    def thaw(self, domain: str) -> None:
+        """SIGCONT a server :meth:`freeze` stopped (no-op otherwise)."""
+        if domain in self._frozen:
+            self._frozen.discard(domain)
+            server = self.servers[domain]
+            if server.running:
+                server.process.send_signal(signal.SIGCONT)
+
+    def restart(self, domain: str, timeout: float = 20.0) -> None:
+        """Start ``domain`` again (after :meth:`crash`, or stop it first)."""
+        self.thaw(domain)
+        server = self.servers[domain]
+        server.stop()
+        self.start(timeout)
+
+    def close(self) -> None:
+        for domain in list(self._frozen):
+            self.thaw(domain)
+        for server in self.servers.values():
+            server.close()
+
+    def __enter__(self) -> "Federation":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<Federation %s>" % ", ".join(repr(s) for s in self.servers.values())
