@@ -37,11 +37,63 @@ presence). :meth:`Federation.freeze` SIGSTOPs it instead: connections stay
 open and nothing answers, which is what a hung or unreachable host looks
 like; :meth:`Federation.thaw` resumes it.
 
-MEASURED (Prosody 0.12.3, Debian 12, loopback; test_federation.py checks
-each of these; times are upper bounds of what the tests allow, typical in
-brackets):
+MEASURED (Prosody 0.12.3, Debian 12, loopback). test_federation.py
+asserts 2-4 (times are the bounds the tests allow, measured typical values
+in brackets); 5 was measured by hand on today's daemon:
 
-FACTS_PLACEHOLDER
+1. Set-up: both servers start and s2s is proven both ways (a ping from a
+   client of each to the other domain) in ~0.3 s.
+2. The peer's server crashed (SIGKILL of b.test) -- test_peer_server_crash.
+   An IQ from alice to bob's full JID is answered *by a.test* within
+   2 s [0.002 s]::
+
+     <iq type='error' from='bob@b.test/r' to='alice@a.test/r'>
+       <error type='cancel' by='a.test'><remote-server-not-found/>
+       <text>Server-to-server connection failed: connection refused</text>
+     </error></iq>
+
+   Note ``from`` is bob's full JID although bob never saw it: only the
+   condition and ``by`` (alice's own server) tell it apart. An IQ to
+   ``b.test`` itself gets the same. alice receives *no* unavailable presence
+   for bob (3 s watched; Prosody keeps no state about remote presences to
+   expire, and a crashed server sends nothing).
+   The same bounce says ``remote-server-timeout`` (type ``wait``) instead
+   when the remote had opened a stream before the connection failed
+   (``had_stream`` in mod_s2s ``bounce_sendq``), e.g. for an untrusted
+   certificate (test_s2s_refuses_a_certificate_from_another_ca). A liveness
+   check must treat both conditions as "peer unreachable".
+   On loopback the kill resets the s2s TCP connection at once; a host that
+   dies on a real network sends no FIN/RST and looks like case 4 until
+   TCP gives up.
+3. b.test back, bob not logged in again (test_peer_server_crash), or bob's
+   *client* killed while b.test stays up (test_peer_client_killed): the IQ
+   is answered within 2 s [<0.01 s] by b.test with ``<error type='cancel'>
+   <service-unavailable/></error>``, ``from`` bob's full JID and *no*
+   ``by`` -- byte for byte the error element bob's own client sends for an
+   IQ it does not handle (RFC 6120 8.4); the test asserts the equality.
+   So "any answer from the full JID, even an error, means alive" does not
+   hold: a peer counts as alive only on a ``result``, or on an error a
+   server does not generate (not remote-server-*, not service-unavailable).
+   When the client dies, alice gets ``<presence type='unavailable'
+   from='bob@b.test/r'/>`` at once -- only because bob had sent her
+   directed presence; without it she gets nothing.
+4. The peer's server hangs (SIGSTOP of b.test; a partition or a dead host
+   looks the same) -- test_peer_server_frozen: no answer and no presence
+   at all (5 s in the test, 20 s measured by hand). Prosody 0.12 has no s2s
+   liveness check: ``net/server_epoll.lua`` ``read_timeout`` (840 s) only
+   sends a whitespace keepalive, which the kernel acknowledges for a
+   stopped process, and ``send_timeout`` (180 s) only applies once the
+   socket buffers are full. After SIGCONT the held IQ is delivered late and
+   answered. Only the daemon's own timer (``peer_timeout``) ends this case.
+5. Today's bytestreamd (main at faf09be), case g reproduced by hand with
+   this harness: bob's daemon sends to alice's over IBB, b.test is
+   SIGKILLed: alice's link stays GOOD (20 s watched, no event, ``received``
+   frozen). After b.test restarts, bob's daemon reconnects [~3 s] with the
+   *same* full JID ``bob@b.test/daemon``; it answers an XEP-0199 ping with
+   ``service-unavailable`` (it has no ping handler) and IBB ``<data/>`` for
+   the old sid with ``item-not-found`` ("no such IBB session"). So a ping
+   to the full JID cannot tell "peer restarted and forgot the link" from
+   "peer alive"; a probe scoped to the link's session can.
 """
 
 from __future__ import annotations
