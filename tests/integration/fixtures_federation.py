@@ -4,7 +4,11 @@ Fixtures for tests that need two federated servers (harness/federation.py).
 Use them by importing into a test module (or, to offer them everywhere,
 into conftest.py)::
 
-    from .fixtures_federation import federation, federationDaemons, sessionFederation  # noqa: F401
+    from .fixtures_federation import (  # noqa: F401 (pytest finds them by name)
+        federationDaemonsFixture, federationFixture, sessionFederationFixture)
+
+The functions carry a ``Fixture`` suffix and register under the plain names
+(``name=``), so a test's ``federation`` argument does not shadow an import.
 
 - ``sessionFederation``: one :class:`Federation` (a.test on 127.0.0.2,
   b.test on 127.0.0.3, s2s on port 5269 of each) for the whole session;
@@ -31,8 +35,8 @@ from .harness.daemon import DaemonProcess
 from .harness.federation import Federation
 
 
-@pytest.fixture(scope="session")
-def sessionFederation(tmp_path_factory):
+@pytest.fixture(scope="session", name="sessionFederation")
+def sessionFederationFixture(tmp_path_factory):
     federation = Federation(str(tmp_path_factory.mktemp("federation")))
     try:
         federation.start()
@@ -46,8 +50,8 @@ def _failed(request) -> bool:
     return report is not None and report.failed
 
 
-@pytest.fixture
-def federation(sessionFederation, request):
+@pytest.fixture(name="federation")
+def federationFixture(sessionFederation, request):
     for domain in sessionFederation.domains:
         sessionFederation.thaw(domain)
     sessionFederation.start()  # starts what is down, then proves s2s both ways
@@ -56,8 +60,8 @@ def federation(sessionFederation, request):
         print("\n" + sessionFederation.logTails(30))
 
 
-@pytest.fixture
-def federationDaemons(federation, tmp_path, request) -> Callable[..., DaemonProcess]:
+@pytest.fixture(name="federationDaemons")
+def federationDaemonsFixture(federation, tmp_path, request) -> Callable[..., DaemonProcess]:
     started: List[DaemonProcess] = []
 
     def factory(bareJID: str, accept: Optional[str] = None,

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from .fixtures_federation import federation, federationDaemons, sessionFederation  # noqa: F401
+from .fixtures_federation import (  # noqa: F401 (pytest finds them by name)
+    federationDaemonsFixture, federationFixture, sessionFederationFixture)
 from .harness import RawXMPPClient, XMPPError, attr, errorCondition
-from .harness.federation import PING, Federation
+from .harness.federation import PING, Federation, FederationError
 from .harness.flows import transferFile
 
 pytestmark = pytest.mark.timeout(60)
@@ -116,6 +117,18 @@ def test_message_and_iq_across_s2s(federation):
         alice.waitFor(lambda s: attr(s, "id") == qid)
         err = bob.waitForId(qid)
         assert errorCondition(err) == "service-unavailable" and attr(err, "from") == alice.jid
+
+
+def test_second_federation_on_the_same_addresses_is_refused(federation, tmp_path):
+    """Port 5269 is fixed: a second federation fails clearly, starting nothing."""
+    other = Federation(tmp_path / "other")
+    try:
+        with pytest.raises(FederationError, match=r"127\.0\.0\.2:5269 is not free"):
+            other.start()
+        assert not any(server.running for server in other.servers.values())
+    finally:
+        other.close()
+    federation.waitLinked(5)  # the running one is undisturbed
 
 
 def test_s2s_refuses_a_certificate_from_another_ca(tmp_path):
