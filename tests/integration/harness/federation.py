@@ -38,8 +38,8 @@ open and nothing answers, which is what a hung or unreachable host looks
 like; :meth:`Federation.thaw` resumes it.
 
 MEASURED (Prosody 0.12.3, Debian 12, loopback). test_federation.py
-asserts 2-4 (times are the bounds the tests allow, measured typical values
-in brackets); 5 was measured by hand on today's daemon:
+asserts 2-5 (times are the bounds the tests allow, measured typical values
+in brackets):
 
 1. Set-up: both servers start and s2s is proven both ways (a ping from a
    client of each to the other domain) in ~0.3 s.
@@ -85,15 +85,19 @@ in brackets); 5 was measured by hand on today's daemon:
    stopped process, and ``send_timeout`` (180 s) only applies once the
    socket buffers are full. After SIGCONT the held IQ is delivered late and
    answered. Only the daemon's own timer (``peer_timeout``) ends this case.
-5. Today's bytestreamd (main at faf09be), case g reproduced by hand with
-   this harness: bob's daemon sends to alice's over IBB, b.test is
-   SIGKILLed: alice's link stays GOOD (20 s watched, no event, ``received``
-   frozen). After b.test restarts, bob's daemon reconnects [~3 s] with the
-   *same* full JID ``bob@b.test/daemon``; it answers an XEP-0199 ping with
-   ``service-unavailable`` (it has no ping handler) and IBB ``<data/>`` for
-   the old sid with ``item-not-found`` ("no such IBB session"). So a ping
-   to the full JID cannot tell "peer restarted and forgot the link" from
-   "peer alive"; a probe scoped to the link's session can.
+5. bytestreamd (main at 1fefe2d, with liveness), case g -- the two
+   test_case_g_* tests: bob's daemon sends to alice's over IBB and b.test
+   is SIGKILLed. If b.test stays down, alice's probe of bob's full JID is
+   answered remote-server-not-found by a.test and her link ends ERR [3.9 s
+   with peer_timeout 6]. If b.test comes straight back, bob's daemon
+   reconnects [~2.5 s after the crash] with the *same* full JID
+   ``bob@b.test/daemon``, having forgotten the link; it answers the
+   XEP-0199 ping with a result, so alice's link stays GOOD for good
+   (watched 77 s with peer_timeout 30; the test is a strict xfail). The
+   restarted daemon answers IBB ``<data/>`` for the old sid with
+   ``item-not-found`` ("no such IBB session"): a probe scoped to the
+   link's session tells "peer restarted and forgot the link" from "peer
+   alive", a ping to the full JID cannot.
 """
 
 from __future__ import annotations
