@@ -98,6 +98,9 @@ in brackets):
    ``item-not-found`` ("no such IBB session"): a probe scoped to the
    link's session tells "peer restarted and forgot the link" from "peer
    alive", a ping to the full JID cannot.
+   When alice is the sender instead (measured by hand), her next IBB
+   ``<data/>`` bounces remote-server-not-found from a.test and her link
+   ends ERR at once [0.01 s].
 """
 
 from __future__ import annotations
