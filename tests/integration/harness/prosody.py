@@ -23,6 +23,12 @@ Why it looks like this:
   ``core/portmanager.lua`` and passed as ``read_size`` to every listener, so
   each accepted connection reads up to that many bytes per wake-up instead
   of 4096.
+- Federation (``federation.py``) reuses this class with keyword-only
+  ``domain``, ``address``, ``ca`` (one :class:`CertificateAuthority` for
+  all servers) and ``s2s`` (:class:`S2SConfig`); the defaults keep the
+  single-server setup above unchanged. Account files go where Prosody looks
+  for them: ``util/datamanager.lua`` escapes every non-alphanumeric byte of
+  host and user names, so ``a.test`` is stored as ``a%2etest``.
 """
 
 from __future__ import annotations
