@@ -23,6 +23,12 @@ Why it looks like this:
   ``core/portmanager.lua`` and passed as ``read_size`` to every listener, so
   each accepted connection reads up to that many bytes per wake-up instead
   of 4096.
+- Federation (``federation.py``) reuses this class with keyword-only
+  ``domain``, ``address``, ``ca`` (one :class:`CertificateAuthority` for
+  all servers) and ``s2s`` (:class:`S2SConfig`); the defaults keep the
+  single-server setup above unchanged. Account files go where Prosody looks
+  for them: ``util/datamanager.lua`` escapes every non-alphanumeric byte of
+  host and user names, so ``a.test`` is stored as ``a%2etest``.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
 
 PROSODY = "/usr/bin/prosody"
 DOMAIN = "localhost"
@@ -47,11 +54,11 @@ class ProsodyStartError(RuntimeError):
     """Prosody did not come up; the message carries its log tail."""
 
 
-def freePort() -> int:
+def freePort(address: str = "127.0.0.1") -> int:
     """A currently free loopback TCP port (bind to port 0, read it, close)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
     finally:
         s.close()
@@ -62,6 +69,16 @@ def _lua(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _storeName(name: str) -> str:
+    """
+    A host or user name as Prosody's ``util/datamanager.lua`` ``encode``
+    writes it in a path: every non-alphanumeric byte becomes ``%xx``
+    (``a.test`` is stored as ``a%2etest``).
+    """
+    return "".join(chr(b) if chr(b).isalnum() else "%%%02x" % b
+                   for b in name.encode("utf-8"))
+
+
 def _tail(path: str, lines: int = 40) -> str:
     try:
         with open(path, "r", errors="replace") as f:
@@ -70,15 +87,111 @@ def _tail(path: str, lines: int = 40) -> str:
         return "<no %s: %s>" % (path, e)
 
 
-def _portOpen(port: int) -> bool:
+def _portOpen(port: int, address: str = "127.0.0.1") -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        socket.create_connection((address, port), timeout=0.5).close()
         return True
     except OSError:
         return False
 
 
-def makeCertificates(directory: str, domain: str = DOMAIN) -> Dict[str, str]:
+class CertificateAuthority:
+    """
+    A private CA (key kept in memory) that signs server certificates.
+
+    One CA can sign the certificates of several servers, so that federated
+    servers verify each other's s2s certificates with the same trust anchor
+    their clients use (``path``, the CA certificate PEM).
+    """
+
+    def __init__(self, directory: str, name: str = "bytestreamd test CA") -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        os.makedirs(directory, exist_ok=True)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.notBefore = now - datetime.timedelta(days=1)
+        self.notAfter = now + datetime.timedelta(days=30)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(self.name).issuer_name(self.name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self.notBefore).not_valid_after(self.notAfter)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
+                           critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.path = os.path.join(directory, "ca.crt")
+        with open(self.path, "wb") as f:
+            f.write(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, directory: str, domain: str,
+              addresses: Sequence[str] = ("127.0.0.1",)) -> Dict[str, str]:
+        """
+        Write a server certificate and key for ``domain`` into ``directory``.
+
+        SAN: DNS:domain, DNS:proxy.domain and an IP entry per address, so
+        name-based and address-based verification both pass; EKU serverAuth
+        *and* clientAuth, because an s2s initiator presents the same
+        certificate as a TLS client. Returns paths ``cert`` and ``key``.
+        """
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        os.makedirs(directory, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: List[x509.GeneralName] = [x509.DNSName(domain), x509.DNSName("proxy." + domain)]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+            .issuer_name(self.name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self.notBefore).not_valid_after(self.notAfter)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=True,
+                data_encipherment=False, key_agreement=True, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        paths = {
+            "cert": os.path.join(directory, domain + ".crt"),
+            "key": os.path.join(directory, domain + ".key"),
+        }
+        pem = serialization.Encoding.PEM
+        with open(paths["cert"], "wb") as f:
+            f.write(cert.public_bytes(pem))
+        with open(paths["key"], "wb") as f:
+            f.write(key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                      serialization.NoEncryption()))
+        os.chmod(paths["key"], 0o600)
+        return paths
+
+
+def makeCertificates(directory: str, domain: str = DOMAIN,
+                     addresses: Sequence[str] = ("127.0.0.1",)) -> Dict[str, str]:
     """
     Write a private CA and a server certificate for ``domain`` signed by it.
 
@@ -86,106 +199,74 @@ def makeCertificates(directory: str, domain: str = DOMAIN) -> Dict[str, str]:
     The server certificate has SAN DNS:domain, DNS:proxy.domain and
     IP:127.0.0.1, so both name-based and address-based verification pass.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    os.makedirs(directory, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
-
-    caKey = ec.generate_private_key(ec.SECP256R1())
-    caName = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bytestreamd test CA")])
-    caCert = (
-        x509.CertificateBuilder()
-        .subject_name(caName).issuer_name(caName)
-        .public_key(caKey.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True,
-            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(caKey.public_key()),
-                       critical=False)
-        .sign(caKey, hashes.SHA256())
-    )
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
-        .issuer_name(caName)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName(domain),
-            x509.DNSName("proxy." + domain),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=True,
-            data_encipherment=False, key_agreement=True, key_cert_sign=False,
-            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            caKey.public_key()), critical=False)
-        .sign(caKey, hashes.SHA256())
-    )
-
-    paths = {
-        "ca": os.path.join(directory, "ca.crt"),
-        "cert": os.path.join(directory, domain + ".crt"),
-        "key": os.path.join(directory, domain + ".key"),
-    }
-    pem = serialization.Encoding.PEM
-    with open(paths["ca"], "wb") as f:
-        f.write(caCert.public_bytes(pem))
-    with open(paths["cert"], "wb") as f:
-        f.write(cert.public_bytes(pem))
-    with open(paths["key"], "wb") as f:
-        f.write(key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption()))
-    os.chmod(paths["key"], 0o600)
+    ca = CertificateAuthority(directory)
+    paths = ca.issue(directory, domain, addresses)
+    paths["ca"] = ca.path
     return paths
+
+
+@dataclass(frozen=True)
+class S2SConfig:
+    """
+    Server-to-server settings of a federated :class:`ProsodyServer`.
+
+    ``hostsFile`` is a hosts(5) file handed to libunbound (Debian's
+    ``lua-unbound``) as ``unbound = { hoststxt = FILE }``: Prosody resolves
+    its peers' names there, never through the machine's /etc/hosts or DNS.
+    No SRV records exist (the ``.test`` zone is answered NXDOMAIN locally by
+    libunbound's built-in RFC 6761 zone, at once), so Prosody falls back to
+    the A record and the default port 5269. ``secureAuth`` is
+    ``s2s_secure_auth``: true means the peer must present a certificate that
+    verifies against the server's ``cafile`` (the harness CA) for its domain.
+    """
+
+    hostsFile: str
+    port: int = 5269
+    secureAuth: bool = True
 
 
 class ProsodyServer:
     """
     One Prosody process in ``tmpdir``.
 
-    Attributes: ``domain``, ``c2sPort``, ``proxyPort``, ``proxyJID``,
-    ``caPath``, ``passwords`` (account name -> password), ``logPath``,
-    ``configPath``, ``tmpdir``, ``tuned``; ``process`` while running.
+    Attributes: ``domain``, ``address`` (the loopback address every port
+    listens on), ``c2sPort``, ``proxyPort``, ``proxyJID``, ``caPath``,
+    ``passwords`` (account name -> password), ``logPath``, ``configPath``,
+    ``tmpdir``, ``tuned``, ``s2s`` (None: no federation); ``process`` while
+    running.
+
+    The defaults are the single-server setup (``localhost`` on 127.0.0.1,
+    s2s disabled, its own CA). For federation (see ``federation.py``) pass
+    ``domain``, ``address``, a shared :class:`CertificateAuthority` as
+    ``ca`` and an :class:`S2SConfig`.
     """
 
     def __init__(self, tmpdir: str, tuned: bool = True, accounts=ACCOUNTS,
-                 logLevel: str = "info") -> None:
+                 logLevel: str = "info", *, domain: str = DOMAIN,
+                 address: str = "127.0.0.1", ca: Optional[CertificateAuthority] = None,
+                 s2s: Optional[S2SConfig] = None) -> None:
         self.tmpdir = os.path.abspath(str(tmpdir))
         self.tuned = tuned
         self.logLevel = logLevel
-        self.domain = DOMAIN
-        self.proxyJID = PROXY_JID
+        self.domain = domain
+        self.address = address
+        self.s2s = s2s
+        self.proxyJID = "proxy." + domain
         self.dataPath = os.path.join(self.tmpdir, "data")
         self.certDir = os.path.join(self.tmpdir, "certs")
         self.logPath = os.path.join(self.tmpdir, "prosody.log")
         self.stdoutPath = os.path.join(self.tmpdir, "prosody.stdout")
         self.pidPath = os.path.join(self.tmpdir, "prosody.pid")
         self.configPath = os.path.join(self.tmpdir, "prosody.cfg.lua")
-        self.c2sPort = freePort()
-        self.proxyPort = freePort()
+        self.c2sPort = freePort(address)
+        self.proxyPort = freePort(address)
         while self.proxyPort == self.c2sPort:
-            self.proxyPort = freePort()
+            self.proxyPort = freePort(address)
         os.makedirs(self.dataPath, exist_ok=True)
-        certs = makeCertificates(self.certDir, self.domain)
+        if ca is None:
+            certs = makeCertificates(self.certDir, self.domain, (address,))
+        else:
+            certs = dict(ca.issue(self.certDir, self.domain, (address,)), ca=ca.path)
         self.caPath = certs["ca"]
         self.certPath = certs["cert"]
         self.keyPath = certs["key"]
@@ -208,9 +289,9 @@ class ProsodyServer:
         ``internal_plain`` reads the file at each authentication.
         """
         password = password or secrets.token_urlsafe(16)
-        accounts = os.path.join(self.dataPath, self.domain, "accounts")
+        accounts = os.path.join(self.dataPath, _storeName(self.domain), "accounts")
         os.makedirs(accounts, exist_ok=True)
-        with open(os.path.join(accounts, name + ".dat"), "w") as f:
+        with open(os.path.join(accounts, _storeName(name) + ".dat"), "w") as f:
             f.write("return {\n\t[\"password\"] = %s;\n};\n" % _lua(password))
         self.passwords[name] = password
         return password
@@ -224,6 +305,22 @@ class ProsodyServer:
                 "network_settings = { nagle = false }\n"
                 "network_default_read_size = 262144\n"
             )
+        address = _lua(self.address)
+        if self.s2s is None:
+            s2s = "s2s_ports = { }\n"
+            disabled = '"s2s"; "offline";'
+        else:
+            # s2s_secure_auth = true: the peer's certificate must verify
+            # (cafile below) for its domain; dialback is then not needed.
+            s2s = (
+                f"s2s_ports = {{ {self.s2s.port} }}\n"
+                f"s2s_interfaces = {{ {address} }}\n"
+                f"s2s_secure_auth = {'true' if self.s2s.secureAuth else 'false'}\n"
+                f"unbound = {{ hoststxt = {_lua(self.s2s.hostsFile)} }}\n"
+            )
+            disabled = '"offline";'
+        ssl = (f"certificate = {_lua(self.certPath)}, key = {_lua(self.keyPath)}, "
+               f"cafile = {_lua(self.caPath)}")
         config = f"""-- generated by tests/integration/harness/prosody.py
 run_as_root = true
 pidfile = {_lua(self.pidPath)}
@@ -231,36 +328,45 @@ data_path = {_lua(self.dataPath)}
 certificates = {_lua(self.certDir)}
 log = {{ {{ levels = {{ min = {_lua(self.logLevel)} }}, to = "file", filename = {_lua(self.logPath)} }} }}
 use_ipv6 = false
-interfaces = {{ "127.0.0.1" }}
-local_interfaces = {{ "127.0.0.1" }}
+interfaces = {{ {address} }}
+local_interfaces = {{ {address} }}
 c2s_ports = {{ {self.c2sPort} }}
 c2s_direct_tls_ports = {{ }}
-s2s_ports = {{ }}
+{s2s}s2s_direct_tls_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 proxy65_ports = {{ {self.proxyPort} }}
-proxy65_interfaces = {{ "127.0.0.1" }}
+proxy65_interfaces = {{ {address} }}
 {tuning}
 modules_enabled = {{
     "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix";
 }}
-modules_disabled = {{ "s2s"; "offline"; }}
+modules_disabled = {{ {disabled} }}
 c2s_require_encryption = true
 s2s_require_encryption = true
 allow_registration = false
 authentication = "internal_plain"
 storage = "internal"
+ssl = {{ cafile = {_lua(self.caPath)} }}
 
 VirtualHost {_lua(self.domain)}
-    ssl = {{ certificate = {_lua(self.certPath)}, key = {_lua(self.keyPath)} }}
+    ssl = {{ {ssl} }}
 
 Component {_lua(self.proxyJID)} "proxy65"
-    proxy65_address = "127.0.0.1"
+    proxy65_address = {address}
 """
         with open(self.configPath, "w") as f:
             f.write(config)
 
     # -- process ----------------------------------------------------------
+
+    @property
+    def ports(self) -> List[int]:
+        """Every port this server listens on (c2s, proxy65, s2s if federated)."""
+        ports = [self.c2sPort, self.proxyPort]
+        if self.s2s is not None:
+            ports.append(self.s2s.port)
+        return ports
 
     @property
     def running(self) -> bool:
@@ -287,13 +393,13 @@ Component {_lua(self.proxyJID)} "proxy65"
                 raise ProsodyStartError(
                     "prosody exited with status %s during start-up; log tail:\n%s"
                     % (rc, self.logTail()))
-            if _portOpen(self.c2sPort) and _portOpen(self.proxyPort):
+            if all(_portOpen(port, self.address) for port in self.ports):
                 return
             time.sleep(0.05)
         self.stop()
         raise ProsodyStartError(
-            "prosody did not listen on c2s port %d / proxy65 port %d within %.0fs; "
-            "log tail:\n%s" % (self.c2sPort, self.proxyPort, timeout, self.logTail()))
+            "prosody did not listen on %s ports %s within %.0fs; log tail:\n%s"
+            % (self.address, self.ports, timeout, self.logTail()))
 
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
         """Stop Prosody (SIGTERM, then SIGKILL after ``timeout``) and wait for it."""
@@ -309,7 +415,8 @@ Component {_lua(self.proxyJID)} "proxy65"
         self.process = None
         self._closeStdout()
         deadline = time.monotonic() + 5
-        while _portOpen(self.c2sPort) and time.monotonic() < deadline:
+        while any(_portOpen(port, self.address) for port in self.ports) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def kill(self) -> None:
@@ -336,5 +443,6 @@ Component {_lua(self.proxyJID)} "proxy65"
         self.close()
 
     def __repr__(self) -> str:
-        return "<ProsodyServer %s c2s=%d proxy65=%d>" % (
-            self.domain, self.c2sPort, self.proxyPort)
+        return "<ProsodyServer %s %s c2s=%d proxy65=%d s2s=%s>" % (
+            self.domain, self.address, self.c2sPort, self.proxyPort,
+            self.s2s.port if self.s2s else None)
