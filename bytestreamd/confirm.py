@@ -53,10 +53,15 @@ class EndSession:
         self.onEOF = onEOF
         self.onEnd = onEnd
         self.onRefused = onRefused
+        #: Called when the peer asks us to flush (half-close) the transport.
+        self.onFlush: Optional[Callable[[], None]] = None
         self._pending: list = []
 
     def sendEOF(self, sent: int) -> None:
         self._send(wire.EOF(self.sid, sent).toElement())
+
+    def sendFlush(self) -> None:
+        self._send(wire.Flush(self.sid).toElement())
 
     def sendEnd(self, end) -> None:
         self._send(wire.End(self.sid, end.sent, end.received, end.status,
@@ -160,6 +165,9 @@ class EndChannel(Handler):
         self._answer(resultFor(iq))
         if isinstance(value, wire.EOF):
             session.onEOF(value.sent)
+        elif isinstance(value, wire.Flush):
+            if session.onFlush is not None:
+                session.onFlush()
         else:
             session.onEnd(value)
 

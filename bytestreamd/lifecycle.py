@@ -70,6 +70,11 @@ class SendEnd:
 
 
 @dataclass(frozen=True)
+class SendFlush:
+    """Ask the peer to half-close the transport (its last bytes are stuck)."""
+
+
+@dataclass(frozen=True)
 class LocalEOF:
     """The peer will send nothing more: half-close the local client's input."""
 
@@ -151,6 +156,7 @@ class LinkLifecycle:
         self.peerEnd: Optional[SendEnd] = None
         self.peerEOFDelivered = False
         self.finished: Optional[Finished] = None
+        self.flushAsked = False
         self._timing = False
 
     # -- inputs from the local side ------------------------------------------
@@ -251,8 +257,14 @@ class LinkLifecycle:
                                 else None)
         out: List[Effect] = []
         if self.endSent is None:
-            out += self._sendEnd(DONE if self._complete else FAILED,
-                                 None if self._complete else "the transport ended")
+            # Say what we know; the counts decide CLOS or ERR on both sides.
+            if self.peerSent is not None and self._arrived < self.peerSent:
+                out += self._sendEnd(FAILED, "the transport ended after %d of the %d "
+                                     "bytes announced" % (self._arrived, self.peerSent))
+            elif self.eofSent and not (self.unsent or self.discarded):
+                out += self._sendEnd(DONE, None)
+            else:
+                out += self._sendEnd(CLOSED, "the transport ended")
         if not self._timing:
             self._timing = True
             out.append(StartTimer(self.settleTimeout))
@@ -306,6 +318,25 @@ class LinkLifecycle:
         if end.status == FAILED and self.endSent is None:
             return out + self._progress(force=True)
         return out + self._progress()
+
+    def tailStalled(self, seconds: float) -> List[Effect]:
+        """
+        The peer announced more bytes than arrived, and none came for
+        ``seconds`` although our local client was reading.  A relay may be
+        holding the tail (Prosody's proxy65 does, until its sender writes
+        again or half-closes): ask the peer to half-close the transport.
+        """
+        if (self.finished or not self.confirmed or self.peerSent is None
+                or self._arrived >= self.peerSent or self.flushAsked):
+            return []
+        self.flushAsked = True
+        return [SendFlush()]
+
+    def peerAskedFlush(self) -> List[Effect]:
+        """The peer is missing our last bytes: half-close the transport."""
+        if self.finished or not self.eofSent or not self.halfClose:
+            return []
+        return [HalfCloseTransport()]
 
     def peerGone(self, reason: str) -> List[Effect]:
         """Liveness: the peer stopped answering, or its session ended."""

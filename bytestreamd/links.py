@@ -375,6 +375,7 @@ class LinkManager:
             link.session = self.endChannel.open(
                 link.peer, stream.sid, splice.peerEOF, splice.peerEnded,
                 splice.peerRefusedEnd)
+            link.session.onFlush = splice.peerAskedFlush
         if self.presence is not None:
             self.presence.announce(link.peer)
         if self.monitor is not None:

@@ -100,15 +100,18 @@ class _StreamProducer:
     client going away used to tear the transport down behind its back).
     """
 
-    __slots__ = ("stream",)
+    __slots__ = ("stream", "paused")
 
     def __init__(self, stream):
         self.stream = stream
+        self.paused = False
 
     def pauseProducing(self) -> None:
+        self.paused = True
         self.stream.pauseProducing()
 
     def resumeProducing(self) -> None:
+        self.paused = False
         self.stream.resumeProducing()
 
     def stopProducing(self) -> None:
@@ -242,7 +245,8 @@ class Splice:
         if self.local is not None:
             localTransport = self.local.transport
             self.stream.registerProducer(localTransport, True)
-            localTransport.registerProducer(_StreamProducer(self.stream), True)
+            self._producer = _StreamProducer(self.stream)
+            localTransport.registerProducer(self._producer, True)
             if self._localPaused:
                 self._localPaused = False
                 localTransport.resumeProducing()
@@ -260,6 +264,11 @@ class Splice:
                 self._halfCloseLocal()
 
     _pendingLocalEOF = False
+    _producer = None
+    _stallTimer = None
+    #: Seconds without progress on an announced tail before asking the peer
+    #: to flush (see LinkLifecycle.tailStalled).
+    stallTimeout = 2.0
 
     def fromRemote(self, data: bytes) -> None:
         lifecycle = self.lifecycle
@@ -272,6 +281,26 @@ class Splice:
         effects = lifecycle.remoteData(len(data))
         if effects:
             self._perform(effects)
+        if lifecycle.peerSent is not None:
+            self._watchTail()
+
+    def _watchTail(self) -> None:
+        """While announced bytes are missing, notice when they stop coming."""
+        lifecycle = self.lifecycle
+        if self._stallTimer is not None and self._stallTimer.active():
+            self._stallTimer.cancel()
+        self._stallTimer = None
+        if (self.clock is None or lifecycle.finished is not None or lifecycle.flushAsked
+                or lifecycle.delivered + lifecycle.discarded >= lifecycle.peerSent):
+            return
+        self._stallTimer = self.clock.callLater(self.stallTimeout, self._tailStalled)
+
+    def _tailStalled(self) -> None:
+        self._stallTimer = None
+        if self._producer is not None and self._producer.paused:
+            self._watchTail()  # our reader is the slow one: that is backpressure
+            return
+        self._perform(self.lifecycle.tailStalled(self.stallTimeout))
 
     def remoteEOF(self) -> None:
         """The transport's EOF from the peer (a SOCKS5 half-close)."""
@@ -289,6 +318,11 @@ class Splice:
 
     def peerEOF(self, sent: int) -> None:
         self._perform(self.lifecycle.peerEOF(sent))
+        self._watchTail()
+
+    def peerAskedFlush(self) -> None:
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.peerAskedFlush())
 
     def peerEnded(self, end) -> None:
         self._perform(self.lifecycle.peerEnded(end))
@@ -330,6 +364,9 @@ class Splice:
             if kind is lc.SendEOF:
                 if self.channel is not None:
                     self.channel.sendEOF(effect.sent)
+            elif kind is lc.SendFlush:
+                if self.channel is not None:
+                    self.channel.sendFlush()
             elif kind is lc.SendEnd:
                 if self.channel is not None:
                     self.channel.sendEnd(effect)
@@ -390,9 +427,11 @@ class Splice:
         if self._ended:
             return
         self._ended = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        for name in ("_timer", "_stallTimer"):
+            timer = getattr(self, name)
+            if timer is not None and timer.active():
+                timer.cancel()
+            setattr(self, name, None)
         if finished.state == CLOS:
             reason = failure.Failure(LinkClosed(finished.reason, finished.confirmed))
         else:

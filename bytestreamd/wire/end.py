@@ -14,7 +14,11 @@ that sender, or ``bad-request`` when the element is malformed::
 ``sent`` is the total number of payload bytes the sender wrote into the
 bytestream, ``received`` the number it handed to its local client.  ``eof``
 says "I will write no more" (a half-close that survives any transport);
-``end`` is a party's final word.  The rules that use them are in
+``end`` is a party's final word.  A third element,
+``<flush xmlns='urn:x-bytestreamd:end:0' sid='SID'/>``, asks the peer to
+half-close the transport itself: see ``docs/protocol.rst`` (Prosody's
+proxy65 can strand the last bytes of a direction until its sender's next
+write or EOF).  The rules that use them are in
 :mod:`bytestreamd.lifecycle`.  Counts are decimal integers without sign,
 at most 20 digits (a 64-bit count).
 
@@ -127,8 +131,26 @@ class End:
         return e
 
 
+@dataclass(frozen=True)
+class Flush:
+    sid: str
+
+    @classmethod
+    def fromElement(cls, element: domish.Element) -> "Flush":
+        if (element.uri, element.name) != (NS_END, "flush"):
+            raise MalformedEnd("not a flush element")
+        return cls(_sid(element))
+
+    def toElement(self) -> domish.Element:
+        e = domish.Element((NS_END, "flush"))
+        e["sid"] = self.sid
+        return e
+
+
 def parse(element: domish.Element):
-    """The EOF or End value of an element in our namespace."""
+    """The EOF, End or Flush value of an element in our namespace."""
+    if element.name == "flush":
+        return Flush.fromElement(element)
     if element.name == "eof":
         return EOF.fromElement(element)
     if element.name == "end":

@@ -18,6 +18,8 @@ from typing import Callable, Dict, List, Optional
 import pytest
 
 from .harness import DaemonProcess, ProsodyServer
+from .fixtures_federation import (federationDaemonsFixture, federationFixture,  # noqa: F401
+                                  sessionFederationFixture)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -307,10 +307,6 @@ def test_case_g_receiver_learns_its_peers_server_crashed(federation, federationD
         reader.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured on main 1fefe2d: bob's daemon reconnects to the restarted b.test with the "
-    "same full JID and answers the liveness ping, so alice's link stays GOOD forever; "
-    "a probe scoped to the link's session (IBB sid) would be answered item-not-found"))
 def test_case_g_receiver_learns_its_peer_restarted(federation, federationDaemons):
     """
     b.test crashes and comes straight back; bob's daemon reconnects (same

@@ -236,3 +236,25 @@ class UnconfirmedTests(SynchronousTestCase):
     def test_brokenTransportIsErr(self):
         final = finished(self.m.transportFailed("reset"))
         self.assertEqual(final, [lc.Finished("ERR", "reset", False)])
+
+
+class StalledTailTests(SynchronousTestCase):
+    """Prosody's proxy65 can hold a direction's last bytes until EOF."""
+
+    def test_stalledTailAsksThePeerToFlushOnce(self):
+        a, b = LinkLifecycle(True, 10), LinkLifecycle(True, 10)
+        a.localData(8192)
+        b.remoteData(4096)  # 4096 stuck in the relay
+        b.peerEOF(8192)
+        self.assertEqual(b.tailStalled(2), [lc.SendFlush()])
+        self.assertEqual(b.tailStalled(2), [])
+        a.localEnded()
+        self.assertEqual(a.peerAskedFlush(), [lc.HalfCloseTransport()])
+
+    def test_noFlushWhenNothingIsMissingOrBeforeOurEOF(self):
+        b = LinkLifecycle(True, 10)
+        b.remoteData(10)
+        b.peerEOF(10)
+        self.assertEqual(b.tailStalled(2), [])
+        a = LinkLifecycle(True, 10)
+        self.assertEqual(a.peerAskedFlush(), [])
