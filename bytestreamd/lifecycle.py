@@ -70,6 +70,12 @@ class SendEnd:
 
 
 @dataclass(frozen=True)
+class StartGrace:
+    """Start the EOF grace timer: ``graceExpired()`` after ``seconds``."""
+    seconds: float
+
+
+@dataclass(frozen=True)
 class SendFlush:
     """Ask the peer to half-close the transport (its last bytes are stuck)."""
 
@@ -140,8 +146,10 @@ class LinkLifecycle:
         self.settleTimeout = settleTimeout
         #: Can one direction end while the other goes on?  SOCKS5 (TCP) can;
         #: IBB cannot, and INTERFACE.md promises that a local EOF closes an
-        #: in-band link -- so there the peer's eof ends our sending too.
+        #: in-band link -- so there the peer's eof ends our sending too,
+        #: ``eofGrace`` seconds later unless our local client ends first.
         self.halfClose = halfClose
+        self.eofGrace = 2.0
         self.sent = 0
         self.delivered = 0
         self.discarded = 0
@@ -319,6 +327,12 @@ class LinkLifecycle:
             return out + self._progress(force=True)
         return out + self._progress()
 
+    def graceExpired(self) -> List[Effect]:
+        """Without half-close: the local client did not end in time; we do."""
+        if self.finished or self.eofSent:
+            return []
+        return self._sendEOF() + self._progress()
+
     def tailStalled(self, seconds: float) -> List[Effect]:
         """
         The peer announced more bytes than arrived, and none came for
@@ -410,8 +424,11 @@ class LinkLifecycle:
             self.peerEOFDelivered = True
             if not self.localGone and not self.closeRequested:
                 out.append(LocalEOF())
-            if not self.halfClose:
-                out += self._sendEOF()
+            if not self.halfClose and not self.eofSent and not self.localGone:
+                # No half-close on this method: our local client has
+                # eofGrace seconds to finish its answer (an echo service
+                # closes when it sees the EOF), then our sending ends too.
+                out.append(StartGrace(self.eofGrace))
         if self.endSent is None:
             peerStopped = self.peerEnd is not None and (
                 self.peerSent is not None and self._arrived == self.peerSent)

@@ -266,6 +266,7 @@ class Splice:
     _pendingLocalEOF = False
     _producer = None
     _stallTimer = None
+    _graceTimer = None
     #: Seconds without progress on an announced tail before asking the peer
     #: to flush (see LinkLifecycle.tailStalled).
     stallTimeout = 2.0
@@ -294,6 +295,10 @@ class Splice:
                 or lifecycle.delivered + lifecycle.discarded >= lifecycle.peerSent):
             return
         self._stallTimer = self.clock.callLater(self.stallTimeout, self._tailStalled)
+
+    def _graceExpired(self) -> None:
+        self._graceTimer = None
+        self._perform(self.lifecycle.graceExpired())
 
     def _tailStalled(self) -> None:
         self._stallTimer = None
@@ -364,6 +369,9 @@ class Splice:
             if kind is lc.SendEOF:
                 if self.channel is not None:
                     self.channel.sendEOF(effect.sent)
+            elif kind is lc.StartGrace:
+                if self.clock is not None:
+                    self._graceTimer = self.clock.callLater(effect.seconds, self._graceExpired)
             elif kind is lc.SendFlush:
                 if self.channel is not None:
                     self.channel.sendFlush()
@@ -427,7 +435,7 @@ class Splice:
         if self._ended:
             return
         self._ended = True
-        for name in ("_timer", "_stallTimer"):
+        for name in ("_timer", "_stallTimer", "_graceTimer"):
             timer = getattr(self, name)
             if timer is not None and timer.active():
                 timer.cancel()

@@ -62,13 +62,28 @@ class ConfirmedPairTests(SynchronousTestCase):
         a.localData(5)
         b.remoteData(5)
         atB = self.relay(a.localEnded(), b)
-        self.assertEqual(atB[:2], [lc.LocalEOF(), lc.SendEOF(0)])
+        self.assertEqual(atB, [lc.LocalEOF(), lc.StartGrace(2.0)])
+        atB = b.graceExpired()
+        self.assertEqual(atB[0], lc.SendEOF(0))
         endB = [e for e in atB if isinstance(e, lc.SendEnd)]
         atA = self.relay(atB, a)
         self.relay([e for e in atA if isinstance(e, lc.SendEnd)], b)
         self.assertEqual(a.finished, lc.Finished("CLOS", None, True))
         self.assertEqual(b.finished, lc.Finished("CLOS", None, True))
         self.assertEqual(len(endB), 1)
+
+    def test_withoutHalfCloseTheLocalClientMayAnswerWithinTheGrace(self):
+        a, b = LinkLifecycle(True, 10, halfClose=False), LinkLifecycle(True, 10, halfClose=False)
+        a.localData(5)
+        b.remoteData(5)
+        self.relay(a.localEnded(), b)
+        self.assertTrue(b.localData(5))  # the echo of the last bytes
+        a.remoteData(5)
+        fromB = b.localLost()  # the echo service closes on EOF
+        self.assertEqual(fromB[0], lc.SendEOF(5))
+        self.relay(self.relay(fromB, a), b)
+        self.assertEqual(a.finished, lc.Finished("CLOS", None, True))
+        self.assertEqual(b.graceExpired(), [])
 
     def test_eofWaitsForEveryAnnouncedByte(self):
         self.a.localData(10)
