@@ -16,7 +16,7 @@ test: bootstrap
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
 unit:
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit tests/memory
 
 bench: bootstrap
 	$(PYTHON) bench/ibb
