@@ -141,7 +141,7 @@ class LinkLifecycle:
     """
 
     def __init__(self, confirmed: bool, settleTimeout: float = 30.0,
-                 halfClose: bool = True):
+                 halfClose: bool = True, eofOnTransport: bool = False):
         self.confirmed = confirmed
         self.settleTimeout = settleTimeout
         #: Can one direction end while the other goes on?  SOCKS5 (TCP) can;
@@ -150,6 +150,12 @@ class LinkLifecycle:
         #: ``eofGrace`` seconds later unless our local client ends first.
         self.halfClose = halfClose
         self.eofGrace = 2.0
+        #: A direct TCP connection: its FIN follows every byte, so with a
+        #: bytestreamd peer the EOF travels both ways -- as a TCP half-close,
+        #: which gives the local client its EOF without an XMPP round trip,
+        #: and as ``<eof/>``, which carries the count that confirms it.
+        #: Not through a relay (see ``S5BStream.relayed``).
+        self.eofOnTransport = eofOnTransport and halfClose
         self.sent = 0
         self.delivered = 0
         self.discarded = 0
@@ -187,7 +193,10 @@ class LinkLifecycle:
         self.localEOF = True
         if not self.confirmed:
             return [] if self.transportDone else [HalfCloseTransport()]
-        return self._sendEOF() + self._progress()
+        out = self._sendEOF()
+        if self.eofOnTransport and not self.transportDone and out:
+            out.append(HalfCloseTransport())
+        return out + self._progress()
 
     def localLost(self) -> List[Effect]:
         """The local connection is gone (both directions)."""
@@ -251,8 +260,18 @@ class LinkLifecycle:
             return []
         if not self.confirmed:
             return [] if self.localGone else [LocalEOF()]
-        # A bytestreamd peer never half-closes the transport: whoever did
-        # (a proxy, a dying process) ended it.
+        if self.eofOnTransport:
+            # Every byte the peer sent has arrived; its <eof/> will confirm
+            # the count (a killed peer's kernel sends this FIN too: then no
+            # confirmation comes and the link ends ERR).
+            out: List[Effect] = []
+            if not self.peerEOFDelivered:
+                self.peerEOFDelivered = True
+                if not self.localGone and not self.closeRequested:
+                    out.append(LocalEOF())
+            return out + self._progress()
+        # Over a relay a bytestreamd peer never half-closes the transport:
+        # whoever did (a proxy, a dying process) ended it.
         return self.transportEnded()
 
     def transportEnded(self) -> List[Effect]:

@@ -369,7 +369,8 @@ class LinkManager:
         confirmed = self.endChannel is not None and peerConfirms(features)
         lifecycle = LinkLifecycle(
             confirmed, self.config.peer_timeout,
-            halfClose=getattr(stream, "loseWriteConnection", None) is not None)
+            halfClose=getattr(stream, "loseWriteConnection", None) is not None,
+            eofOnTransport=not getattr(stream, "relayed", True))
         splice = link.splice
         if confirmed:
             link.session = self.endChannel.open(

@@ -313,6 +313,7 @@ class S5BMethod(Handler):
         except CandidateFailed as e:
             raise MethodFailed("cannot join proxy %s: %s" % (proxy.describe(), e.reason))
         stream.streamhost = proxy
+        stream.relayed = True
         try:
             iq = makeIQ("set", proxy.jid)
             iq.addChild(Activate(ctx.sid, ctx.target).toElement())
@@ -389,6 +390,7 @@ class S5BMethod(Handler):
                     failures.append("%s: %s" % (host.describe(), e.reason))
                     continue
                 stream.streamhost = host
+                stream.relayed = host.jid != ctx.initiator
                 break
             if stream is None:
                 skipped = len(offer.streamhosts) - len(candidates)

@@ -62,6 +62,11 @@ class S5BStream:
         self._lostReason: Optional[failure.Failure] = None
         self._finished = False
         self._fullClose = False
+        #: Through a SOCKS5 proxy rather than a direct connection between
+        #: the two parties.  A relay may not pass a half-close through as
+        #: one (Prosody's proxy65 closes both legs), so the link layer then
+        #: carries EOF over XMPP only (bytestreamd.lifecycle).
+        self.relayed = False
         #: Called (no arguments) on the first byte, and on loss, before a
         #: protocol is attached: how an owner waits for or watches a stream.
         self.onFirstData: Optional[Callable[[], None]] = None

@@ -221,6 +221,47 @@ class ConfirmedPairTests(SynchronousTestCase):
         self.assertIsNone(self.b.finished)
 
 
+class DirectTCPTests(SynchronousTestCase):
+    """A direct SOCKS5 connection: the FIN gives the EOF, <eof/> confirms it."""
+
+    def test_finDeliversEOFAndCountsConfirm(self):
+        a = LinkLifecycle(True, 10, eofOnTransport=True)
+        b = LinkLifecycle(True, 10, eofOnTransport=True)
+        a.localData(100)
+        self.assertEqual(a.localEnded(), [lc.SendEOF(100), lc.HalfCloseTransport()])
+        b.remoteData(100)
+        self.assertEqual(b.transportEOF(), [lc.LocalEOF()])  # before the XMPP eof
+        self.assertEqual(b.peerEOF(100), [])
+        fromB = b.localEnded()
+        self.assertIn(lc.HalfCloseTransport(), fromB)
+        endB = [e for e in fromB if isinstance(e, lc.SendEnd)]
+        fromA = a.peerEOF(0) + a.transportEOF() + a.transportEnded()
+        endA = [e for e in fromA if isinstance(e, lc.SendEnd)]
+        a.peerEnded(endB[0])
+        b.transportEnded()
+        b.peerEnded(endA[0])
+        self.assertEqual(a.finished, lc.Finished("CLOS", None, True))
+        self.assertEqual(b.finished, lc.Finished("CLOS", None, True))
+
+    def test_finFromAKilledSenderIsStillErr(self):
+        b = LinkLifecycle(True, 10, eofOnTransport=True)
+        b.remoteData(4096)
+        self.assertEqual(b.transportEOF(), [lc.LocalEOF()])
+        b.localEnded()
+        b.transportEnded()
+        self.assertEqual(finished(b.timerFired())[0].state, "ERR")
+
+    def test_eofCountShortOfWhatArrivedBeforeTheFinIsErr(self):
+        b = LinkLifecycle(True, 10, eofOnTransport=True)
+        b.remoteData(10)
+        b.transportEOF()
+        b.localEnded()
+        b.transportEnded()
+        final = finished(b.peerEnded(lc.SendEnd(20, 0, lc.DONE)))
+        self.assertEqual(final[0].state, "ERR")
+        self.assertIn("received 10 of the 20", final[0].reason)
+
+
 class UnconfirmedTests(SynchronousTestCase):
     """A peer that is not bytestreamd: the transport's own semantics."""
 
