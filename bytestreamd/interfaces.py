@@ -51,38 +51,68 @@ class StreamContext:
 
 class IBytestream(ITransport, IPushProducer, IConsumer):
     """
-    An established bytestream: a real Twisted transport.
+    An established bytestream: a real Twisted transport, whichever method
+    carries it (:class:`bytestreamd.transport.base.BytestreamTransport`).
 
+    * Until :meth:`attachProtocol` nothing is delivered: bytes received are
+      held (bounded; the peer is slowed down), as while paused.
     * ``write``/``writeSequence`` queue bytes for the peer.  The stream is a
-      consumer: a producer registered with ``registerProducer`` is paused while
-      more than a bounded amount is queued or in flight, and resumed when it
-      drains (backpressure towards the local writer).
+      consumer: a producer registered with ``registerProducer`` (``producer``)
+      is paused while more than a bounded amount is queued or in flight, and
+      resumed when it drains (backpressure towards the local writer).
     * It is a push producer: ``pauseProducing`` stops delivery to the
-      attached protocol *and* stops acknowledging the peer, so a slow local
-      reader slows the remote sender.  Bytes received while paused are held
-      (bounded by what the peer may have in flight).
-    * ``loseConnection`` closes cleanly once everything queued has been
-      delivered and acknowledged; the protocol then gets
-      ``connectionLost(Failure(ConnectionDone()))``.  A peer's clean close is
-      delivered the same way, after every byte received.  A failure after
-      establishment is ``connectionLost(Failure(BytestreamBroken(reason)))``.
+      attached protocol *and* slows the peer (IBB holds its acknowledgements,
+      SOCKS5 stops reading its socket), so a slow local reader slows the
+      remote sender.  Bytes received while paused are held.
+    * The end, in order: every held byte, then -- for a method that carries a
+      half-close -- the peer's EOF as ``readConnectionLost`` to a protocol
+      providing ``IHalfCloseableProtocol``, then
+      ``connectionLost(Failure(ConnectionDone()))``.  A failure is
+      ``connectionLost(Failure(BytestreamBroken(reason)))`` at once, dropping
+      what is held.  The end is delivered even while paused.
+    * ``loseConnection`` closes both directions cleanly once everything
+      queued has been delivered (and, for IBB, acknowledged).
+      ``loseWriteConnection`` (our EOF; we keep reading) exists **only** on a
+      stream whose method can half-close (SOCKS5, not IBB, not under TLS):
+      ask ``getattr(stream, "loseWriteConnection", None)``.
     * ``abortConnection`` tears down at once (nothing more is delivered).
+    * ``startTLS(contextFactory, normal=True)`` encrypts from then on, as
+      ``ITLSTransport.startTLS`` does for TCP: the attached protocol's writes
+      are encrypted, what arrives is decrypted, producers and pause/resume
+      go through TLS.  ``normal``: the bytestream's initiator is the TLS
+      client.  ``getPeerCertificate()`` then returns the peer's certificate
+      (``None`` before).
     """
 
     method = Attribute("Short method name: 'ibb', 's5b', ...")
-    sid = Attribute("Session id (the SI id).")
+    sessionId = Attribute("The negotiation's session id (the SI id).")
+    sid = Attribute("The method's own session id (IBB sid, SOCKS5 sid).")
     peerJID = Attribute("Full JID of the other party.")
+    weAreInitiator = Attribute("We initiated the bytestream (the TLS client by default).")
     bytesSent = Attribute("Payload bytes acknowledged by / written to the peer.")
     bytesReceived = Attribute("Payload bytes received from the peer.")
+    protocol = Attribute("The attached protocol (``None`` before attachProtocol).")
+    producer = Attribute("The producer registered with the stream, or ``None``.")
+    connected = Attribute("True until the end of the stream is known.")
+    disconnecting = Attribute("True once a close was asked or the end is known.")
 
     def attachProtocol(protocol: Any) -> None:
         """
         Start delivering to ``protocol`` (calls its ``makeConnection``).
-        Data received before this is held, as while paused.
+        Data received before this is held, as while paused.  Once only.
         """
 
     def abortConnection() -> None:
         """Close at once, without delivering what is queued."""
+
+    def startTLS(contextFactory: Any, normal: bool = True) -> None:
+        """
+        Put TLS between the stream and the attached protocol (see above);
+        ``contextFactory`` as for ``TLSMemoryBIOFactory``.
+        """
+
+    def getPeerCertificate() -> Any:
+        """The peer's TLS certificate (pyOpenSSL ``X509``), ``None`` before TLS."""
 
 
 class IStreamMethod(Interface):

@@ -42,6 +42,12 @@ overrun and break the stream.  Prefer iq mode, as the XEP recommends.
 
 The data path never builds domish elements for outgoing blocks and keeps one
 timer per stream (reset on each ack) rather than one per block.
+
+Holding, pause/resume towards the protocol, the order of the end and
+``startTLS`` are :class:`~bytestreamd.transport.base.BytestreamTransport`'s;
+a held block carries its acknowledgement as the token released on delivery.
+IBB has no half-close (a ``<close/>`` ends both directions), so this class
+has no ``loseWriteConnection``.
 """
 
 from __future__ import annotations
@@ -58,8 +64,9 @@ from twisted.words.xish import domish
 from zope.interface import implementer
 
 from bytestreamd.errors import BytestreamBroken, NotConnected
-from bytestreamd.interfaces import IBytestream, StreamContext
+from bytestreamd.interfaces import StreamContext
 from bytestreamd.stanzas import escapeAttribute, failureText, parseJID, resultFor
+from bytestreamd.transport.base import BytestreamTransport
 from bytestreamd.wire import ibb as wire
 
 if TYPE_CHECKING:
@@ -92,8 +99,7 @@ def _sameJID(value: Optional[str], jidString: str, jid: JID) -> bool:
     return value is not None and parseJID(value) == jid
 
 
-@implementer(IBytestream)
-class IBBStream:
+class IBBStream(BytestreamTransport):
     """
     One IBB session, as a transport (see the module docstring for flow
     control).  Created by :class:`IBBMethod`; not meant to be built alone.
@@ -103,14 +109,9 @@ class IBBStream:
 
     def __init__(self, handler: "IBBMethod", ctx: StreamContext, blockSize: int,
                  stanza: str, tag: str):
-        self.sid = ctx.sid
-        self.peerJID = ctx.peer
-        self.localJID = ctx.local
+        BytestreamTransport.__init__(self, ctx, handler.clock)
         self.blockSize = blockSize
         self.stanza = stanza
-        self.bytesSent = 0
-        self.bytesReceived = 0
-        self.protocol: Any = None
 
         self._handler = handler
         self._clock = handler.clock
@@ -132,22 +133,15 @@ class IBBStream:
         self._counter = 0
         self._timer: Any = None
         self._pacer: Any = None
-        self._producer: Any = None
-        self._streamingProducer = False
         self._producerPaused = False
         # receiving
         self._seqIn = 0
-        self._paused = False
-        self._held: collections.deque = collections.deque()
-        self._heldBytes = 0
         # closing
         self._disconnecting = False   # loseConnection() called
         self._closeSent = False
         self._peerCloseIq: Optional[domish.Element] = None
         self._peerClosed = False
         self._xmppDone = False        # no more stanzas for this session
-        self._pendingReason: Optional[failure.Failure] = None
-        self._lost = False
 
     def __repr__(self) -> str:
         return "<IBBStream sid=%s peer=%s %s/%d>" % (
@@ -155,39 +149,38 @@ class IBBStream:
 
     # -- ITransport ---------------------------------------------------------
 
-    @property
-    def disconnecting(self) -> bool:
-        return self._disconnecting or self._peerClosed or self._xmppDone
+    def _closing(self) -> bool:
+        return (self._disconnecting or self._peerClosed or self._xmppDone
+                or BytestreamTransport._closing(self))
 
     def write(self, data: bytes) -> None:
-        if self.disconnecting:
+        if self._disconnecting or self._peerClosed or self._xmppDone:
             return
         self._out += data
         self._pump()
-        if self._producer is not None and not self._producerPaused \
+        if self.producer is not None and not self._producerPaused \
                 and len(self._out) > self._highWater:
             self._producerPaused = True
-            if self._streamingProducer:
-                self._producer.pauseProducing()
+            if self.streamingProducer:
+                self.producer.pauseProducing()
 
     def writeSequence(self, data) -> None:
-        self.write(b"".join(data))
+        type(self).write(self, b"".join(data))
 
     def loseConnection(self) -> None:
-        if self.disconnecting:
+        if self._closing():
             return
         self._disconnecting = True
         self._maybeClose()
 
     def abortConnection(self) -> None:
-        if self._lost:
+        if self._finished:
             return
         self._held.clear()
         self._heldBytes = 0
         if not self._xmppDone:
             self._endXMPP(sendClose=not self._peerClosed)
-        self._pendingReason = None
-        self._finish(failure.Failure(ConnectionAborted()))
+        self._ended(failure.Failure(ConnectionAborted()))
 
     def getPeer(self) -> IBBAddress:
         return IBBAddress(self.peerJID, self.sid)
@@ -195,21 +188,16 @@ class IBBStream:
     def getHost(self) -> IBBAddress:
         return IBBAddress(self.localJID, self.sid)
 
-    def attachProtocol(self, protocol: Any) -> None:
-        self.protocol = protocol
-        protocol.makeConnection(self)
-        self._deliver()
-
     # -- IConsumer ----------------------------------------------------------
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
-        if self._producer is not None:
+        if self.producer is not None:
             raise RuntimeError("a producer is already registered on %r" % (self,))
-        if self.disconnecting or self._lost:
+        if self._closing():
             producer.stopProducing()
             return
-        self._producer = producer
-        self._streamingProducer = bool(streaming)
+        self.producer = producer
+        self.streamingProducer = bool(streaming)
         self._producerPaused = len(self._out) > self._highWater
         if self._producerPaused and streaming:
             producer.pauseProducing()
@@ -217,25 +205,18 @@ class IBBStream:
             producer.resumeProducing()
 
     def unregisterProducer(self) -> None:
-        self._producer = None
+        self.producer = None
         self._producerPaused = False
 
     def _maybeResumeProducer(self) -> None:
-        producer = self._producer
+        producer = self.producer
         if producer is None or len(self._out) > self._lowWater:
             return
-        if self._producerPaused or not self._streamingProducer:
+        if self._producerPaused or not self.streamingProducer:
             self._producerPaused = False
             producer.resumeProducing()
 
-    # -- IPushProducer (towards the local consumer) --------------------------
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        self._deliver()
+    # -- IPushProducer (towards the local consumer; pause is the base's) -----
 
     def stopProducing(self) -> None:
         self.loseConnection()
@@ -374,8 +355,7 @@ class IBBStream:
         if isIQ:
             ack = self._ackHead + escapeAttribute(stanza.getAttribute("id", "")) + "'/>"
         if self._paused or self.protocol is None or self._held:
-            self._held.append((payload, ack))
-            self._heldBytes += len(payload)
+            self._hold(payload, ack)
             if self._heldBytes > self._maxHeld:
                 self._broken("peer overran receive buffer (%d bytes held, limit %d)"
                              % (self._heldBytes, self._maxHeld),
@@ -392,18 +372,10 @@ class IBBStream:
         self._handler._refuse(stanza, condition, text)
         self._broken(reason, condition=condition)
 
-    def _deliver(self) -> None:
-        """Hand held blocks to the protocol (and send their acks) while we may."""
-        held = self._held
-        while held and not self._paused and self.protocol is not None and not self._lost:
-            payload, ack = held.popleft()
-            self._heldBytes -= len(payload)
-            if payload:
-                self.protocol.dataReceived(payload)
-            if ack is not None and not self._xmppDone:
-                self._send(ack)
-        if not held and self._pendingReason is not None:
-            self._finish(self._pendingReason)
+    def _released(self, ack: str) -> None:
+        """A held block was delivered: acknowledge it now (backpressure)."""
+        if not self._xmppDone:
+            self._send(ack)
 
     # -- closing ------------------------------------------------------------
 
@@ -448,7 +420,7 @@ class IBBStream:
     def _closed(self) -> None:
         """The close handshake is over: no more stanzas; end after delivery."""
         self._endXMPP(sendClose=False)
-        self._finishAfterDelivery()
+        self._ended(failure.Failure(ConnectionDone()))
 
     def _broken(self, reason: str, condition: Optional[str] = None,
                 sendClose: bool = True) -> None:
@@ -456,10 +428,7 @@ class IBBStream:
         if self._xmppDone:
             return
         self._endXMPP(sendClose=sendClose and not self._peerClosed)
-        self._held.clear()
-        self._heldBytes = 0
-        self._pendingReason = None
-        self._finish(failure.Failure(BytestreamBroken(reason, condition)))
+        self._ended(failure.Failure(BytestreamBroken(reason, condition)))
 
     def _endXMPP(self, sendClose: bool) -> None:
         """Stop all XMPP traffic for this session."""
@@ -482,23 +451,10 @@ class IBBStream:
             self._handler._sendClose(self).addErrback(lambda f: None)
         self._handler._forget(self)
 
-    def _finishAfterDelivery(self) -> None:
-        self._pendingReason = failure.Failure(ConnectionDone())
-        self._deliver()
-
-    def _finish(self, reason: failure.Failure) -> None:
-        if self._lost:
-            return
-        if self.protocol is None:
-            # Told when attachProtocol is called.
-            self._pendingReason = reason
-            return
-        self._lost = True
-        self._pendingReason = None
-        producer, self._producer = self._producer, None
+    def _connectionEnding(self) -> None:
+        producer, self.producer = self.producer, None
         if producer is not None:
             producer.stopProducing()
-        self.protocol.connectionLost(reason)
 
 
 __all__ = ["IBBStream", "IBBAddress"]

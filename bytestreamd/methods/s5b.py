@@ -261,7 +261,7 @@ class S5BMethod(Handler):
                         "%s says it connected to our streamhost, but no SOCKS5 "
                         "connection for this session is up%s" % (
                             ctx.target.full(), self._evictionNote(evictedBefore)))
-                stream.streamhost = hosts[0]
+                stream.bind(ctx, hosts[0], relayed=False)
             else:
                 proxy = next((h for h in proxies if h.jid == used and h in hosts), None)
                 if proxy is None:
@@ -275,8 +275,6 @@ class S5BMethod(Handler):
         finally:
             if pending is not None:
                 self.direct.forget(address, keep=stream)
-        stream.sid = ctx.sid
-        stream.peerJID = ctx.target
         return stream
 
     def _offerNotes(self, hosts: List[StreamHost], direct: List[StreamHost],
@@ -312,8 +310,7 @@ class S5BMethod(Handler):
                                              address, self.candidateTimeout)
         except CandidateFailed as e:
             raise MethodFailed("cannot join proxy %s: %s" % (proxy.describe(), e.reason))
-        stream.streamhost = proxy
-        stream.relayed = True
+        stream.bind(ctx, proxy, relayed=True)
         try:
             iq = makeIQ("set", proxy.jid)
             iq.addChild(Activate(ctx.sid, ctx.target).toElement())
@@ -389,8 +386,7 @@ class S5BMethod(Handler):
                 except CandidateFailed as e:
                     failures.append("%s: %s" % (host.describe(), e.reason))
                     continue
-                stream.streamhost = host
-                stream.relayed = host.jid != ctx.initiator
+                stream.bind(ctx, host, relayed=host.jid != ctx.initiator)
                 break
             if stream is None:
                 skipped = len(offer.streamhosts) - len(candidates)
@@ -417,8 +413,6 @@ class S5BMethod(Handler):
             if stream is not None:
                 stream.abortConnection()
             raise MethodFailed("cannot answer %s: %s" % (ctx.initiator.full(), e))
-        stream.sid = ctx.sid
-        stream.peerJID = ctx.initiator
         return stream
 
     async def _reach(self, host: StreamHost, address: str) -> S5BStream:

@@ -113,7 +113,8 @@ class SOCKS5Protocol(Protocol):
                 self._handle(self.owner.connectRequested(self, out))
             elif isinstance(out, socks5.Established):
                 self.machine = None
-                self.stream = S5BStream(self.transport)
+                self.stream = S5BStream(self.transport,
+                                        clock=self.owner.clock)
                 if out.data:
                     self.stream._dataReceived(out.data)
                 self._end()

@@ -658,7 +658,7 @@ class TargetTests(SynchronousTestCase):
 class StreamTests(SynchronousTestCase):
     def setUp(self):
         self.transport = HalfCloseTransport()
-        self.stream = S5BStream(self.transport, SID, BOB)
+        self.stream = S5BStream(self.transport)
 
     def test_halfClose(self):
         app = HalfCloseRecorder()
