@@ -43,6 +43,9 @@ The end, in order
       can no longer make a whole stream.  The end is delivered even while the
       stream is paused: it is not data, and a link must learn that its peer
       went away whether or not a local client is reading (issue 6 f).
+      Under TLS it is delivered on a later reactor turn (``clock``), as
+      Twisted's TCP does, since the TLS layer may be inside one of its own
+      calls into the stream.
     * Before a protocol is attached, ``onFirstData`` and ``onLost`` (when
       set) are called on the first held byte and on the end: how a method
       watches a stream it has not handed out yet (SOCKS5 activation, spare
@@ -123,6 +126,8 @@ class BytestreamTransport:
         self._endReason: Optional[Failure] = None  # known, not yet delivered
         self._finished = False        # connectionLost delivered
         self._tls: Any = None         # the TLSMemoryBIOProtocol after startTLS
+        self._endCall: Any = None     # under TLS: the end, on a later turn
+        self._endDue = False
         if ctx is not None:
             self._identify(ctx)
 
@@ -251,12 +256,28 @@ class BytestreamTransport:
             self._peerEOFDelivered(halfCloseable is not None)
         reason = self._endReason
         if reason is not None and not self._finished:
+            if self._tls is not None and not self._endDue and self.clock is not None:
+                # Twisted's TLS layer is not reentrant: it may be inside
+                # one of its own calls into us (an abort from its
+                # handshake callback, a close while it reads), and tears
+                # its connection down in connectionLost.  End on a later
+                # turn, as Twisted's TCP always does.
+                if self._endCall is None:
+                    self._endCall = self.clock.callLater(0, self._endNow)
+                return
             self._finished = True
             self._connectionEnding()
+            if self._tls is not None:
+                tls.ending(self._tls, reason)
             self.protocol.connectionLost(reason)
             return
         if not self._paused and not self._finished:
             self._drained()
+
+    def _endNow(self) -> None:
+        self._endCall = None
+        self._endDue = True
+        self._deliver()
 
     # -- hooks -------------------------------------------------------------------
 

@@ -39,15 +39,21 @@ stream that had ``loseWriteConnection`` no longer does
 (``stream.loseWriteConnection`` becomes ``None``, which is what
 ``getattr(stream, "loseWriteConnection", None)`` asks).  An end of the
 bytestream without close_notify reaches the application as
-``ConnectionLost`` (a truncation), an error of the bytestream as itself.
+``ConnectionLost`` (a truncation), an error of the bytestream as itself
+(:func:`ending`).  The end reaches the TLS layer on a later reactor turn
+(``stream.clock``), never from inside one of the layer's own calls: the
+layer is not reentrant (it drops its connection in ``connectionLost`` and
+may still be using it), and Twisted's TCP never does that either.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ISSLTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from zope.interface import alsoProvides
 
 
@@ -82,6 +88,19 @@ class _Bypass:
 
     def unregisterProducer(self) -> None:
         self._class.unregisterProducer(self._stream)
+
+
+def ending(layer: Any, reason: Failure) -> None:
+    """
+    The bytestream under ``layer`` ends with ``reason``.  If it is an error
+    and TLS has no error of its own, the application is to get it rather than
+    the ``ConnectionLost`` the layer makes of a missing close_notify: it says
+    why (``BytestreamBroken`` with the method's reason).  The layer keeps the
+    first reason it is given in ``_reason``, a private attribute that has
+    been there since Twisted 11.1.
+    """
+    if reason.check(ConnectionDone) is None and getattr(layer, "_reason", None) is None:
+        layer._reason = reason
 
 
 def startTLS(stream: Any, contextFactory: Any, normal: bool = True) -> None:
@@ -125,4 +144,4 @@ def startTLS(stream: Any, contextFactory: Any, normal: bool = True) -> None:
         stream.registerProducer(producer, streaming)
 
 
-__all__ = ["startTLS"]
+__all__ = ["startTLS", "ending"]
