@@ -153,9 +153,11 @@ class S5BStream(BytestreamTransport):
             return
         if self._aborted:
             return
-        self._hold(data)
-        if self._heldBytes >= HOLD_LIMIT or self.protocol is not None:
+        # Pause first: holding may call onFirstData, whose owner may attach
+        # a protocol and take everything at once (and then resume us).
+        if self._heldBytes + len(data) >= HOLD_LIMIT or self.protocol is not None:
             self._pauseSocket()
+        self._hold(data)
 
     def _readLost(self) -> None:
         # A resumed half-closed socket reports EOF again: the base ignores it.

@@ -324,6 +324,22 @@ class WatchersTests(SynchronousTestCase):
         self.assertEqual(seen, [])
 
 
+class S5BWatcherTests(SynchronousTestCase):
+    def test_attachFromFirstDataLeavesTheSocketReading(self):
+        # The SOCKS5 activation grace fires on the first byte and the link
+        # may attach (and drain) the stream from inside that call: the
+        # socket must not stay paused with nothing held.
+        transport = StringTransport()
+        stream = S5BStream(transport)
+        app = Events()
+        stream.onFirstData = lambda: stream.attachProtocol(app)
+        stream._dataReceived(b"first")
+        self.assertEqual(app.data, b"first")
+        self.assertEqual(transport.producerState, "producing")
+        stream._dataReceived(b"second")
+        self.assertEqual(app.data, b"firstsecond")
+
+
 class StateTests(SynchronousTestCase):
     def test_connectedAndDisconnecting(self):
         stream = FakeMethodStream(ctx())
