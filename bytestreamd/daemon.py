@@ -130,7 +130,7 @@ class Daemon(service.MultiService):
         self.monitor = PeerMonitor(reactor, config.peer_timeout, self._cachedFeatures,
                                    self._peerGone)
         self.xmpp.addHandler(self.monitor)
-        self.manager = LinkManager(reactor, config, self.xmpp, self.si,
+        self.manager = LinkManager(reactor, config, self.xmpp, [self.si],
                                    self.discovery, [m.name for m in self.methods],
                                    endChannel=self.endChannel, monitor=self.monitor,
                                    presence=self.presence)

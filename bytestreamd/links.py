@@ -28,26 +28,25 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, endpoints, error
 from twisted.python import failure
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
 
-from bytestreamd import ns
+from bytestreamd import application as app
 from bytestreamd.errors import (
     MethodFailed, NegotiationFailed, NoSuchLink, NotConnected,
     OfferRejected, PeerError, ResourceLimit, SyntaxErrorInArgument)
 from bytestreamd.events import (
     BAD, CLOS, ERR, GOOD, INIT, NEGOTIATING, OFFER, Event, LinkInfo)
-from bytestreamd.interfaces import IControlBackend
+from bytestreamd.interfaces import IControlBackend, INegotiator
 from bytestreamd.confirm import peerConfirms
 from bytestreamd.lifecycle import LinkLifecycle
 from bytestreamd.local import (LinkClosed, LinkSocketFactory, ServiceFactory, Splice,
                                listenLinkSocket)
 from bytestreamd.report import daemonStatus, peerSummary
-from bytestreamd.profiles import fileDetails, offerHeaders, rangeDetails, rangeRequest
 from bytestreamd.text import SafeLogger
 
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
@@ -58,13 +57,19 @@ class Link:
     """One link's state; plain data plus the objects that carry it."""
 
     def __init__(self, linkId: str, peer: JID, direction: str, owner,
-                 service: Optional[str], profile: str):
+                 application: app.Application, negotiation: str,
+                 service: Optional[str] = None):
         self.id = linkId
         self.peer = peer
         self.direction = direction
         self.owner = owner
+        #: What the link is for (bytestreamd.application) and the name of
+        #: the negotiator that carries it (``negotiation=`` in LINKS/events).
+        self.application = application
+        self.negotiation = negotiation
+        #: The ``[services]`` name shown in LINKS (a link application's).
         self.service = service
-        self.profile = profile
+        self.profile = application.profile
         self.state = NEGOTIATING if direction == "out" else OFFER
         self.method: Optional[str] = None
         self.reason: Optional[str] = None
@@ -72,12 +77,11 @@ class Link:
         self.port = None
         self.splice: Optional[Splice] = None
         self.stream = None
-        self.negotiation: Optional[defer.Deferred] = None
+        self.pending: Optional[defer.Deferred] = None
         self.offer = None
-        self.headers: Dict[str, object] = {}
-        #: What the accepting side asked of the sender (file transfer:
-        #: ``offset``/``length`` of a range); shown on GOOD.
-        self.answer: Dict[str, str] = {}
+        #: What the accepting side asked of the sender (a file's range);
+        #: shown on GOOD.
+        self.answer: Optional[app.RangeAnswer] = None
         self.closing = False
         #: Reached a final state (final BAD, CLOS, ERR) or was forgotten.
         self.done = False
@@ -111,31 +115,32 @@ class Link:
             direction=self.direction, method=self.method,
             socket=self.socketPath, service=self.service, profile=self.profile,
             sent=self.sent, received=self.received, reason=self.reason,
-            extra=((("sid", self.stream.sid),) if self.stream is not None else ())
-            + self.fileDetails())
-
-    def fileDetails(self) -> tuple:
-        return fileDetails(self.profile, self.headers, self.answer)
+            extra=(("negotiation", self.negotiation),)
+            + ((("sid", self.stream.sid),) if self.stream is not None else ())
+            + app.details(self.application, self.answer))
 
     def rangeDetails(self) -> tuple:
-        return rangeDetails(self.answer)
+        return self.answer.details() if self.answer is not None else ()
 
 
 @implementer(IControlBackend)
 class LinkManager:
     """
-    Owns every link.  ``si`` is the StreamInitiation handler,
+    Owns every link.  ``negotiators`` are the INegotiator providers in
+    preference order (one is picked per peer, see :meth:`negotiatorFor`),
     ``discovery`` the PeerDiscovery cache, ``xmpp`` the client service
     (for ``connected`` and the own JID).
     """
 
-    def __init__(self, reactor, config, xmpp, si, discovery,
-                 methodNames: List[str], endChannel=None, monitor=None,
+    def __init__(self, reactor, config, xmpp, negotiators: Sequence[INegotiator],
+                 discovery, methodNames: List[str], endChannel=None, monitor=None,
                  presence=None):
         self.reactor = reactor
         self.config = config
         self.xmpp = xmpp
-        self.si = si
+        self.negotiators = list(negotiators)
+        if not self.negotiators:
+            raise ValueError("a LinkManager needs at least one negotiator")
         self.discovery = discovery
         self.methodNames = list(methodNames)
         #: :class:`bytestreamd.confirm.EndChannel` (optional in tests).
@@ -177,6 +182,7 @@ class LinkManager:
         if shown:
             opts.append(("method", shown))
         opts.append(("peer", link.peer.full()))
+        opts.append(("negotiation", link.negotiation))
         opts.extend(extra)
         if reason:
             opts.append(("reason", reason))
@@ -274,6 +280,19 @@ class LinkManager:
             if self.monitor is not None:
                 self.monitor.unwatch(link.peer, sid)
 
+    def negotiatorFor(self, peer: JID) -> INegotiator:
+        """
+        The first negotiator (in preference order) that ``peer``'s cached
+        disco features support.  Nothing cached, or nothing supported: the
+        first, which asks disco itself and says why it cannot go on.
+        """
+        info = self.discovery.cached(peer) if self.discovery is not None else None
+        if info is not None:
+            for negotiator in self.negotiators:
+                if negotiator.supports(info.features):
+                    return negotiator
+        return self.negotiators[0]
+
     def _progress(self, link: Link):
         def progress(state: str, method: Optional[str], reason: Optional[str]):
             if link.done:
@@ -286,13 +305,12 @@ class LinkManager:
     def open(self, peer: JID, owner, service=None, methods=None,
              blockSize=None, stanza=None, profile=None, headers=None) -> LinkInfo:
         """
-        ``profile`` is the SI profile namespace (default: the link profile);
-        for XEP-0096 file transfer, ``headers`` are the file's ``name``,
+        ``profile`` names the application (bytestreamd.application; default
+        a link to ``service``); for a file, ``headers`` are its ``name``,
         ``size``, ``date``, ``hash``, ``desc`` and ``range`` (``"true"`` when
         the sender can start at an offset).
         """
-        profile = profile or ns.NS_LINK_PROFILE
-        headers = offerHeaders(profile, service, headers)
+        application = app.fromControl(profile, service, headers)
         if not self.xmpp.connected:
             raise NotConnected()
         if methods:
@@ -306,8 +324,9 @@ class LinkManager:
                 "%s is a bare JID: a link needs the peer's full JID "
                 "(user@domain/resource)" % (peer.full(),))
         self._checkLimit()
-        link = Link(self._newId(), peer, "out", owner, service, profile)
-        link.headers = dict(headers)
+        negotiator = self.negotiatorFor(peer)
+        link = Link(self._newId(), peer, "out", owner, application, negotiator.name,
+                    service=service)
         self._links[link.id] = link
         self._openSocket(link)
         options = {}
@@ -315,33 +334,31 @@ class LinkManager:
             options["block-size"] = blockSize
         if stanza:
             options["stanza"] = stanza
-        log.info("link {id}: opening to {peer}{svc}", id=link.id, peer=peer.full(),
+        isFile = isinstance(application, app.FileApplication)
+        log.info("link {id}: opening to {peer} by {nego}{svc}", id=link.id,
+                 peer=peer.full(), nego=negotiator.name,
                  svc=" for service %s" % service if service else
-                 (" for file %r (%s bytes)" % (headers["name"], headers["size"])
-                  if profile == ns.NS_SI_FILE_TRANSFER else ""))
-        if profile == ns.NS_SI_FILE_TRANSFER:
-            # Only a file-transfer answer can ask for something (a range).
-            d = self.si.offer(peer, profile, headers, methods, options,
-                              self._progress(link),
-                              answered=lambda asked: self._answered(link, asked))
-        else:
-            d = self.si.offer(peer, profile, headers, methods, options,
-                              self._progress(link))
-        link.negotiation = d
+                 (" for file %r (%s bytes)" % (application.name, application.size)
+                  if isFile else ""))
+        # Only a file's answer can ask for something (a range).
+        answered = (lambda asked: self._answered(link, asked)) if isFile else None
+        d = negotiator.offer(peer, application, methods, options,
+                             self._progress(link), answered)
+        link.pending = d
         d.addCallbacks(lambda stream: self._established(link, stream),
                        lambda f: self._negotiationFailed(link, f))
         return link.info()
 
-    def _answered(self, link: Link, asked: Dict[str, str]) -> None:
-        if asked and link.headers.get("range") != "true":
+    def _answered(self, link: Link, asked: Optional[app.RangeAnswer]) -> None:
+        if asked is not None and not getattr(link.application, "range", False):
             # XEP-0096: without <range/> in the offer the whole file is sent.
             log.warn("link {id}: {peer} asked for a range we did not offer; "
                      "sending the whole file", id=link.id, peer=link.peer.full())
-            asked = {}
-        link.answer = dict(asked)
+            asked = None
+        link.answer = asked
 
     def _established(self, link: Link, stream) -> None:
-        link.negotiation = None
+        link.pending = None
         if link.done or link.closing:
             stream.abortConnection()
             return
@@ -396,7 +413,7 @@ class LinkManager:
                              % (link.socketPath, self.config.attach_timeout))
 
     def _negotiationFailed(self, link: Link, f: failure.Failure) -> None:
-        link.negotiation = None
+        link.pending = None
         if link.done:
             return
         if f.check(defer.CancelledError):
@@ -466,19 +483,21 @@ class LinkManager:
         if len(self._links) >= self.config.max_links:
             log.warn("refused an offer from {peer}: max_links reached", peer=peer.full())
             raise OfferRejected("too many links")
-        headers = dict(getattr(offer, "headers", {}) or {})
-        # Only a link-profile offer can name a [services] entry: a file offer
-        # always waits for ACCEPT (its headers have no service anyway).
-        service = headers.get("service") if offer.profile == ns.NS_LINK_PROFILE else None
-        link = Link(self._newId(), peer, "in", None, service, offer.profile)
+        application = offer.application
+        # Only a link offer can name a [services] entry: a file offer
+        # always waits for ACCEPT.
+        service = (application.service
+                   if isinstance(application, app.LinkApplication) else None)
+        link = Link(self._newId(), peer, "in", None, application, offer.negotiation,
+                    service=service)
         link.offer = offer
-        link.headers = headers
         self._links[link.id] = link
         if self.discovery is not None:
             # Whether the peer confirms link ends is decided at GOOD; ask now.
             self.discovery.features(peer).addErrback(lambda f: None)
-        log.info("link {id}: offer from {peer} (profile {profile}{svc})",
-                 id=link.id, peer=peer.full(), profile=offer.profile,
+        log.info("link {id}: offer from {peer} by {nego} (profile {profile}{svc})",
+                 id=link.id, peer=peer.full(), nego=offer.negotiation,
+                 profile=application.profile,
                  svc=", service %s" % service if service else "")
         if service is not None and service in self.config.services:
             self._acceptForService(link, self.config.services[service])
@@ -486,12 +505,9 @@ class LinkManager:
         opts = [("from", peer.full())]
         if service:
             opts.append(("service", service))
-        opts.append(("profile", offer.profile))
-        for key in ("name", "size", "date", "hash", "desc"):
-            if headers.get(key) not in (None, ""):
-                opts.append((key, str(headers[key])))
-        if offer.profile == ns.NS_SI_FILE_TRANSFER and headers.get("range") == "true":
-            opts.append(("range", "yes"))
+        opts.append(("profile", application.profile))
+        opts.extend(application.offerDetails())
+        opts.append(("negotiation", offer.negotiation))
         self.emit(Event("OFFER", (link.id,), tuple(opts), linkId=link.id))
 
     def offerExpired(self, offer, reason: str = "offer timed out") -> None:
@@ -515,26 +531,23 @@ class LinkManager:
         if link.state != OFFER:
             raise NoSuchLink("link %s is not a pending offer (state %s)"
                              % (linkId, link.state))
-        payload = None
+        rangeAnswer = None
         if offset is not None or length is not None:
-            link.answer, payload = rangeRequest(link.id, link.profile, link.headers,
-                                                offset, length)
+            rangeAnswer = app.requestRange(link.id, link.application, offset, length)
+            link.answer = rangeAnswer
         link.owner = owner
         try:
             self._openSocket(link)
         except ResourceLimit as e:
             link.offer.reject("cannot accept now: %s" % (e.text,))
             raise
-        self._startAccept(link, payload)
+        self._startAccept(link, rangeAnswer)
         return link.info()
 
-    def _startAccept(self, link: Link, payload=None) -> None:
+    def _startAccept(self, link: Link, rangeAnswer=None) -> None:
         link.state = INIT
-        if payload is not None:
-            d = link.offer.accept(self._progress(link), payload=payload)
-        else:
-            d = link.offer.accept(self._progress(link))
-        link.negotiation = d
+        d = link.offer.accept(self._progress(link), rangeAnswer)
+        link.pending = d
         d.addCallbacks(lambda stream: self._established(link, stream),
                        lambda f: self._negotiationFailed(link, f))
 
@@ -592,8 +605,8 @@ class LinkManager:
             if link.lifecycle is not None:
                 link.splice.requestClose()
             # else: _good sees ``closing`` when the peer's features arrive.
-        elif link.negotiation is not None:
-            link.negotiation.cancel()
+        elif link.pending is not None:
+            link.pending.cancel()
         else:
             self._linkEvent(link, CLOS, reason="closed by local request")
             self._finish(link)
@@ -629,9 +642,9 @@ class LinkManager:
                 link.stream.abortConnection()
                 if link.splice is not None:
                     link.splice.abort()
-            elif link.negotiation is not None:
+            elif link.pending is not None:
                 link.closing = True
-                link.negotiation.cancel()
+                link.pending.cancel()
             self._finish(link)
 
 

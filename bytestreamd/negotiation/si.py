@@ -33,7 +33,9 @@ from zope.interface import implementer
 from bytestreamd import ns
 from bytestreamd.errors import (MethodFailed, NegotiationFailed, NotConnected,
                                 OfferRejected, describeStanzaError, stanzaError)
-from bytestreamd.interfaces import StreamContext
+from bytestreamd.application import Application, RangeAnswer
+from bytestreamd.interfaces import IIncomingOffer, INegotiator, StreamContext
+from bytestreamd.negotiation import si_profiles
 from bytestreamd.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
                                  parseJID, resultFor)
 from bytestreamd.text import SafeLogger
@@ -114,7 +116,7 @@ def _call(fn, ctx: StreamContext) -> defer.Deferred:
     return d.addErrback(_asMethodFailed)
 
 
-@implementer(iwokkel.IDisco)
+@implementer(iwokkel.IDisco, INegotiator)
 class StreamInitiation(Handler):
     """
     Offers and answers Stream Initiation on the daemon's connection.
@@ -126,6 +128,8 @@ class StreamInitiation(Handler):
     wait for the peer to answer our offer (default: ``offerTimeout + 10``,
     so a peer with the same configuration times out first and says so).
     """
+
+    name = "si"
 
     def __init__(self, clock, methods: Sequence[Any], discovery: Any, acceptor: Any,
                  attemptTimeout: float = 30.0, offerTimeout: float = 60.0,
@@ -159,27 +163,40 @@ class StreamInitiation(Handler):
     def getDiscoItems(self, requestor, target, nodeIdentifier=""):
         return []
 
+    # -- INegotiator ------------------------------------------------------------
+
+    def supports(self, features) -> bool:
+        """A peer that advertises XEP-0095 (profiles and methods are checked
+        when offering, with reasons)."""
+        return features is not None and ns.NS_SI in features
+
     # -- outgoing ----------------------------------------------------------------
 
-    def offer(self, peer: JID, profile: str, headers: Dict[str, Any],
-              methodNames: Optional[Sequence[str]] = None,
+    def offer(self, peer: JID, application: Application,
+              methods: Optional[Sequence[str]] = None,
               options: Optional[Dict[str, Any]] = None,
               progress: Optional[Progress] = None,
-              answered: Optional[Callable[[Dict[str, str]], None]] = None
+              answered: Optional[Callable[[Optional[RangeAnswer]], None]] = None
               ) -> "defer.Deferred[Any]":
         """
-        Offer a bytestream to the full JID ``peer`` and open it.
+        Offer ``application`` to the full JID ``peer`` by SI and open a
+        bytestream by ``methods`` (names; default all enabled).
 
         Fires with the established IBytestream; fails with NegotiationFailed
         before any INIT, MethodFailed after.  Cancelling it stops whatever is
-        in flight (disco, offer, method attempt).  ``answered(headers)`` is
-        called with what each accepting answer's profile element asks of us
-        (a file-transfer ``offset``/``length``; ``{}`` for most answers),
-        before the methods are tried.
+        in flight (disco, offer, method attempt).  ``answered(rangeAnswer)``
+        is called with what each accepting answer's profile element asks of
+        us (a file's range; None for most answers), before the methods are
+        tried.
         """
+        profile, headers = si_profiles.toHeaders(application)
+        onAnswer = None
+        if answered is not None:
+            def onAnswer(asked: Dict[str, str]) -> None:
+                answered(si_profiles.rangeFromAnswer(asked))
         return defer.Deferred.fromCoroutine(self._offer(
-            peer, profile, headers, methodNames, dict(options or {}),
-            progress or _noProgress, answered))
+            peer, profile, headers, methods, dict(options or {}),
+            progress or _noProgress, onAnswer))
 
     def _ourMethods(self, methodNames: Optional[Sequence[str]]) -> List[Any]:
         if methodNames is None:
@@ -379,8 +396,12 @@ class StreamInitiation(Handler):
         if len(self._offers) >= self.maxPendingOffers:
             raise stanzaError("resource-constraint", "too many pending offers",
                               type="wait")
+        try:
+            application = si_profiles.fromHeaders(offer.profile, headers)
+        except MalformedSI as e:
+            raise bad(str(e))
         return IncomingOffer(self, iq, offer.id, peer, offer.profile, headers,
-                             methods, offer.multiple, offer.mimeType)
+                             methods, offer.multiple, offer.mimeType, application)
 
     def _settle(self, offer: "IncomingOffer", state: str) -> bool:
         """Take ``offer`` out of the pending set; False if it already was."""
@@ -402,9 +423,14 @@ class StreamInitiation(Handler):
         return list(self._offers.values())
 
 
+@implementer(IIncomingOffer)
 class IncomingOffer:
     """
     A valid offer waiting for a decision.
+
+    ``application`` is what the offer is for, as the link layer knows it;
+    ``profile`` and ``headers`` are the SI profile namespace and its decoded
+    fields (SI's own view, for this module and its tests).
 
     ``methods`` are the offered methods we have enabled, as IStreamMethod
     objects in *our* preference order (``methodNames`` for their names);
@@ -413,9 +439,12 @@ class IncomingOffer:
     ``state`` is ``pending``, ``accepted``, ``rejected`` or ``expired``.
     """
 
+    negotiation = "si"
+
     def __init__(self, handler: StreamInitiation, iq: domish.Element, sid: str,
                  peer: JID, profile: str, headers: Dict[str, str],
-                 methods: List[Any], multiple: bool, mimeType: Optional[str] = None):
+                 methods: List[Any], multiple: bool, mimeType: Optional[str] = None,
+                 application: Optional[Application] = None):
         self._handler = handler
         self._iq = iq
         self._timer = None
@@ -426,6 +455,8 @@ class IncomingOffer:
         self.methods = methods
         self.multiple = multiple
         self.mimeType = mimeType
+        self.application = (application if application is not None
+                            else si_profiles.fromHeaders(profile, headers))
         self.state = "pending"
 
     def __repr__(self) -> str:
@@ -452,16 +483,17 @@ class IncomingOffer:
                 "forbidden", reason, type="cancel")))
 
     def accept(self, progress: Optional[Progress] = None,
-               options: Optional[Dict[str, Any]] = None,
-               payload: Optional[domish.Element] = None) -> "defer.Deferred[Any]":
+               rangeAnswer: Optional[RangeAnswer] = None,
+               options: Optional[Dict[str, Any]] = None) -> "defer.Deferred[Any]":
         """
         Answer the offer and wait for the initiator to open a bytestream by
         any chosen method.  Fires with the IBytestream; fails with
         MethodFailed when every method failed or ``attemptTimeout`` per
         method passed; NegotiationFailed if the offer is no longer pending.
-        ``payload`` is a profile element for the answer (a file-transfer
-        ``<file><range/></file>``, see :func:`~bytestreamd.wire.si.fileRangeAnswer`).
+        ``rangeAnswer`` asks a file's sender for part of it (the answer's
+        ``<file><range/></file>``).
         """
+        payload = si_profiles.answerPayload(rangeAnswer)
         handler = self._handler
         if not handler._settle(self, "accepted"):
             return defer.fail(NegotiationFailed(

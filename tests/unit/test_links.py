@@ -11,12 +11,16 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from bytestreamd.config import Config
 from bytestreamd.errors import (MethodFailed, NegotiationFailed, NoSuchLink,
                                 NotConnected, OfferRejected, ResourceLimit,
                                 SyntaxErrorInArgument)
+from bytestreamd.interfaces import IIncomingOffer, INegotiator
 from bytestreamd.links import LinkManager
+from bytestreamd.negotiation import si_profiles
 from tests.unit.test_local import FakeStream
 
 
@@ -35,27 +39,44 @@ class FakeXMPP:
         self.state = S()
 
 
+@implementer(INegotiator)
 class FakeSI:
+    """An INegotiator whose Deferreds the test fires; it records each offer
+    as SI would put it on the wire (profile namespace and headers)."""
+
+    name = "si"
+
     def __init__(self):
         self.offers = []
 
-    def offer(self, peer, profile, headers, methods, options, progress):
+    def supports(self, features):
+        return True
+
+    def offer(self, peer, application, methods=None, options=None, progress=None,
+              answered=None):
         d = defer.Deferred()
+        profile, headers = si_profiles.toHeaders(application)
         self.offers.append((peer, profile, headers, methods, options, progress, d))
         return d
 
 
+@implementer(IIncomingOffer)
 class FakeOffer:
+    negotiation = "si"
+    sid = "fake-sid"
+
     def __init__(self, peer, headers=None, profile="urn:x-bytestreamd:si:link:0"):
         self.peer = JID(peer)
         self.headers = headers or {}
         self.profile = profile
+        self.application = si_profiles.fromHeaders(profile, self.headers)
         self.rejected = None
         self.accepted = None
 
-    def accept(self, progress=None, options=None):
+    def accept(self, progress=None, rangeAnswer=None):
         self.accepted = defer.Deferred()
         self.progress = progress
+        self.rangeAnswer = rangeAnswer
         return self.accepted
 
     def reject(self, reason="Offer Declined"):
@@ -72,7 +93,7 @@ class LinkManagerTests(SynchronousTestCase):
                              services={"echo": "tcp:host=127.0.0.1:port=7"})
         self.xmpp = FakeXMPP()
         self.si = FakeSI()
-        self.manager = LinkManager(self.reactor, self.config, self.xmpp, self.si,
+        self.manager = LinkManager(self.reactor, self.config, self.xmpp, [self.si],
                                    None, ["s5b", "ibb"])
         self.events = []
         self.manager.subscribe(self.events.append)

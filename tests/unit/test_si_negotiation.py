@@ -12,6 +12,8 @@ from bytestreamd import ns
 from bytestreamd.disco import PeerDiscovery
 from bytestreamd.errors import MethodFailed, NegotiationFailed, OfferRejected
 from bytestreamd.interfaces import IOfferAcceptor, IStreamMethod
+from bytestreamd.application import FileApplication, LinkApplication
+from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.si import StreamInitiation
 from bytestreamd.wire.si import SIAccept, SIOffer
 from tests.helpers import ConnectionHarness
@@ -128,8 +130,11 @@ class Base(SynchronousTestCase):
 class OutgoingTests(Base):
     def offer(self, **kw):
         kw.setdefault("progress", self.progress)
-        return self.si.offer(BOB, ns.NS_LINK_PROFILE, kw.pop("headers", {"service": "ssh"}),
-                             options={"block-size": 4096}, **kw)
+        if "methodNames" in kw:
+            kw["methods"] = kw.pop("methodNames")
+        return self.si.offer(BOB, si_profiles.fromHeaders(
+            ns.NS_LINK_PROFILE, kw.pop("headers", {"service": "ssh"})),
+            options={"block-size": 4096}, **kw)
 
     def test_siMultipleFallback(self):
         d = self.offer()
@@ -365,7 +370,7 @@ class OutgoingTests(Base):
         self.assertNotIn(iq["id"], self.h.connection._iqDeferreds)
 
     def test_profileNotEnabled(self):
-        d = self.si.offer(BOB, ns.NS_SI_FILE_TRANSFER, {"name": "a", "size": "1"})
+        d = self.si.offer(BOB, FileApplication("a", 1))
         self.assertEqual(self.failureResultOf(d, NegotiationFailed).value.condition,
                          "bad-profile")
 
@@ -598,7 +603,7 @@ class TwoDaemonsTests(SynchronousTestCase):
 
     def test_offerAcceptFallback(self):
         aEvents, bEvents = [], []
-        d = self.methods["a"][2].offer(self.b.jid, ns.NS_LINK_PROFILE, {"service": "ssh"},
+        d = self.methods["a"][2].offer(self.b.jid, LinkApplication("ssh"),
                                        progress=lambda *e: aEvents.append(e))
         self.pump()
         [offer] = self.acceptor.offers
