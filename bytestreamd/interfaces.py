@@ -32,10 +32,15 @@ class StreamContext:
     """
     Everything a method needs to open or accept one bytestream.
 
-    ``sid`` is the Stream Initiation id, which every method reuses as its own
-    session id (IBB ``sid``, SOCKS5 ``sid``).  ``initiator`` and ``target`` are
-    full JIDs; ``local`` is the one that is us.  ``options`` carries per-link
-    method options from the control channel (``block-size``, ``stanza``).
+    ``sid`` is the *transport* sid, the one the method puts on its wire (IBB
+    ``sid``, SOCKS5 ``sid``); ``session`` is the *negotiation* session's id
+    (the SI id; a Jingle ``sid``, which may own several transports, each
+    with its own transport sid).  For SI both are the SI id; ``session``
+    defaults to ``sid``.  ``initiator`` and ``target`` are full JIDs;
+    ``local`` is the one that is us.  ``offeredBy`` is who offered the
+    stream (SI: the initiator); XEP-0260 computes a candidate's DST.ADDR
+    from who offered it.  ``options`` carries per-link method options from
+    the control channel (``block-size``, ``stanza``).
     """
 
     sid: str
@@ -43,6 +48,12 @@ class StreamContext:
     target: JID
     weAreInitiator: bool
     options: Dict[str, Any] = field(default_factory=dict)
+    session: Optional[str] = None
+    offeredBy: Optional[JID] = None
+
+    def __post_init__(self) -> None:
+        if self.session is None:
+            self.session = self.sid
 
     @property
     def peer(self) -> JID:

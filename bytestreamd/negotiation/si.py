@@ -22,7 +22,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
 from twisted.internet import defer
-from twisted.python import failure
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -36,13 +35,13 @@ from bytestreamd.errors import (MethodFailed, NegotiationFailed, NotConnected,
 from bytestreamd.application import Application, RangeAnswer
 from bytestreamd.interfaces import IIncomingOffer, INegotiator, StreamContext
 from bytestreamd.negotiation import si_profiles
+from bytestreamd.negotiation.attempts import Attempts, Progress, noProgress
+from bytestreamd.negotiation.attempts import words as _words
 from bytestreamd.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
                                  parseJID, resultFor)
 from bytestreamd.text import SafeLogger
 from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,
                                  answerHeaders, headersFromPayload, payloadFromHeaders)
-
-Progress = Callable[[str, Optional[str], Optional[str]], None]
 
 #: Names for the method namespaces we may meet in a peer's features, to say
 #: what it does support when nothing is in common.
@@ -53,67 +52,12 @@ OFFER_PATH = "/iq[@type='set']/si[@xmlns='%s']" % ns.NS_SI
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
-def _noProgress(state: str, method: Optional[str], reason: Optional[str]) -> None:
-    pass
-
-
-def _words(exc: BaseException) -> str:
-    if isinstance(exc, StanzaError):
-        return describeStanzaError(exc)
-    return str(exc) or exc.__class__.__name__
-
-
 def _siCondition(exc: StanzaError) -> str:
     """The SI application condition when there is one, else the XMPP one."""
     app = exc.appCondition
     if app is not None and app.uri == ns.NS_SI:
         return app.name
     return exc.condition
-
-
-def _summary(failures: List[Tuple[str, str]]) -> str:
-    # Methods may already name themselves ("ibb: ..."); say it once.
-    return "; ".join(reason if reason.startswith(name + ":") else "%s: %s" % (name, reason)
-                     for name, reason in failures)
-
-
-def _bounded(clock, d: defer.Deferred, timeout: float) -> defer.Deferred:
-    """
-    Cancel ``d`` after ``timeout`` seconds and fail it with MethodFailed
-    saying so; an outside cancel stays a CancelledError.
-    """
-    expired = []
-
-    def expire():
-        expired.append(True)
-        d.cancel()
-
-    call = clock.callLater(timeout, expire)
-
-    def done(result):
-        if call.active():
-            call.cancel()
-        if expired and isinstance(result, failure.Failure):
-            return failure.Failure(MethodFailed("timed out after %gs" % timeout))
-        return result
-
-    return d.addBoth(done)
-
-
-def _asMethodFailed(f: failure.Failure) -> failure.Failure:
-    """Anything but MethodFailed or a cancel from a method is a bug; say so."""
-    if f.check(MethodFailed, defer.CancelledError):
-        return f
-    log.failure("bytestream method failed unexpectedly", f)
-    return failure.Failure(MethodFailed("internal error: %s" % _words(f.value)))
-
-
-def _call(fn, ctx: StreamContext) -> defer.Deferred:
-    try:
-        d = fn(ctx)
-    except Exception:
-        return defer.fail().addErrback(_asMethodFailed)
-    return d.addErrback(_asMethodFailed)
 
 
 @implementer(iwokkel.IDisco, INegotiator)
@@ -190,13 +134,11 @@ class StreamInitiation(Handler):
         tried.
         """
         profile, headers = si_profiles.toHeaders(application)
-        onAnswer = None
-        if answered is not None:
-            def onAnswer(asked: Dict[str, str]) -> None:
-                answered(si_profiles.rangeFromAnswer(asked))
+        onAnswer = None if answered is None else (
+            lambda asked: answered(si_profiles.rangeFromAnswer(asked)))
         return defer.Deferred.fromCoroutine(self._offer(
             peer, profile, headers, methods, dict(options or {}),
-            progress or _noProgress, onAnswer))
+            progress or noProgress, onAnswer))
 
     def _ourMethods(self, methodNames: Optional[Sequence[str]]) -> List[Any]:
         if methodNames is None:
@@ -236,8 +178,7 @@ class StreamInitiation(Handler):
                 condition="no-valid-streams")
         multiple = ns.NS_SI_MULTIPLE in features
 
-        failures: List[Tuple[str, str]] = []
-        condition = None
+        attempts = Attempts(self.clock, self.attemptTimeout, progress)
         while True:
             sid = self._newSid()
             offer = SIOffer(sid, profile, [m.namespace for m in remaining],
@@ -247,31 +188,23 @@ class StreamInitiation(Handler):
                 chosen = self._chosen(peer, answer, remaining)
                 asked = self._answerHeaders(peer, profile, answer)
             except NegotiationFailed as e:
-                if not failures:
+                if not attempts.failures:
                     raise
                 # A keepAlive re-offer was refused: BADs were already
                 # reported, so this ends as a method failure.
                 raise MethodFailed("%s; re-offer of %s refused: %s"
-                                   % (_summary(failures),
+                                   % (attempts.summary(),
                                       ", ".join(m.name for m in remaining), e.reason),
                                    condition=e.condition)
             if answered is not None:
                 answered(asked)
             keepAlive = not answer.multiple
             later = [m for m in remaining if m not in chosen] if keepAlive else []
-            ctx = StreamContext(sid, self.ownJID, peer, True, options)
-            for i, method in enumerate(chosen):
-                progress("INIT", method.name, None)
-                try:
-                    return await _bounded(self.clock, _call(method.initiate, ctx),
-                                          self.attemptTimeout)
-                except MethodFailed as e:
-                    failures.append((method.name, e.reason))
-                    condition = e.condition
-                    if i < len(chosen) - 1 or later:
-                        progress("BAD", method.name, e.reason)
-            if not later:
-                raise MethodFailed(_summary(failures), condition=condition)
+            ctx = StreamContext(sid, self.ownJID, peer, True, options,
+                                session=sid, offeredBy=self.ownJID)
+            stream = await attempts.inOrder(chosen, ctx, more=bool(later))
+            if stream is not None:
+                return stream
             remaining = later
 
     async def _peerFeatures(self, peer: JID):
@@ -501,9 +434,9 @@ class IncomingOffer:
                 % (self.sid, self.peer.full(), self.state)))
         chosen = self.methods if self.multiple else self.methods[:1]
         own = handler.ownJID or parseJID(self._iq.getAttribute("to"))
-        ctx = StreamContext(self.sid, self.peer, own, False, dict(options or {}))
-        race = _Race(handler.clock, chosen, ctx, progress or _noProgress,
-                     handler.attemptTimeout * len(chosen))
+        ctx = StreamContext(self.sid, self.peer, own, False, dict(options or {}),
+                            session=self.sid, offeredBy=self.peer)
+        race = Attempts(handler.clock, handler.attemptTimeout, progress).race(chosen, ctx)
         if self.multiple:
             answer = SIAccept(methods=[m.namespace for m in chosen], payload=payload)
         else:
@@ -515,79 +448,3 @@ class IncomingOffer:
         except NotConnected as e:
             race.stop(MethodFailed("cannot answer the offer: %s" % e))
         return race.result
-
-
-class _Race:
-    """
-    The target's side: every chosen method waits for the initiator at once
-    and the first to open wins.  ``INIT`` names the method the initiator
-    should be trying (the first one still waiting, as it tries in order);
-    when that one fails and another is still waiting, ``BAD`` then ``INIT``
-    for the next.
-    """
-
-    def __init__(self, clock, methods: List[Any], ctx: StreamContext,
-                 progress: Progress, timeout: float):
-        self.result: defer.Deferred = defer.Deferred(self._cancel)
-        self.progress = progress
-        self.timeout = timeout
-        self.finished = False
-        self.failures: List[Tuple[str, str]] = []
-        self.live: Dict[Any, Optional[defer.Deferred]] = {m: None for m in methods}
-        self.order = list(methods)
-        self.announced = methods[0]
-        self.timer = clock.callLater(timeout, self._expire)
-        progress("INIT", self.announced.name, None)
-        for method in methods:
-            if method in self.live:
-                d = _call(method.expect, ctx)
-                if method in self.live and not self.finished:
-                    self.live[method] = d
-                d.addBoth(self._done, method)
-
-    def _done(self, result, method) -> None:
-        if self.finished or method not in self.live:
-            if not isinstance(result, failure.Failure) and self.finished:
-                result.abortConnection()  # a late winner nobody wants
-            return None
-        del self.live[method]
-        if not isinstance(result, failure.Failure):
-            self._finish()
-            self.result.callback(result)
-            return None
-        reason = result.value.reason if result.check(MethodFailed) else _words(result.value)
-        self.failures.append((method.name, reason))
-        if not self.live:
-            self._finish()
-            self.result.errback(MethodFailed(_summary(self.failures),
-                                             getattr(result.value, "condition", None)))
-        elif method is self.announced:
-            self.announced = next(m for m in self.order if m in self.live)
-            self.progress("BAD", method.name, reason)
-            self.progress("INIT", self.announced.name, None)
-        return None
-
-    def _finish(self) -> None:
-        self.finished = True
-        if self.timer.active():
-            self.timer.cancel()
-        live, self.live = self.live, {}
-        for d in live.values():
-            if d is not None:
-                d.cancel()
-
-    def _expire(self) -> None:
-        waited = ", ".join(m.name for m in self.live)
-        words = "no bytestream opened within %gs (waited for %s)" % (self.timeout, waited)
-        if self.failures:
-            words += "; " + _summary(self.failures)
-        self.stop(MethodFailed(words))
-
-    def stop(self, exc: Exception) -> None:
-        if not self.finished:
-            self._finish()
-            self.result.errback(exc)
-
-    def _cancel(self, d: defer.Deferred) -> None:
-        if not self.finished:
-            self._finish()
