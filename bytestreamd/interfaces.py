@@ -150,6 +150,13 @@ class INegotiator(Interface):
     def supports(features: Any) -> bool:
         """Whether a peer with these disco#info ``features`` can negotiate here."""
 
+    def setAcceptor(acceptor: "IOfferAcceptor") -> None:
+        """
+        Wire the :class:`IOfferAcceptor` that decides about incoming offers
+        (once, before the connection starts: the daemon builds the
+        negotiators, then the link manager, then wires one to the other).
+        """
+
     def offer(peer: JID, application: Any, methods: Optional[list] = None,
               options: Optional[Dict[str, Any]] = None, progress: Any = None,
               answered: Any = None) -> "Deferred[IBytestream]":

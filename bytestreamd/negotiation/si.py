@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -29,7 +29,7 @@ from wokkel import disco as wdisco
 from wokkel import iwokkel
 from zope.interface import implementer
 
-from bytestreamd import ns
+from bytestreamd import ns, registry
 from bytestreamd.errors import (MethodFailed, NegotiationFailed, NotConnected,
                                 OfferRejected, describeStanzaError, stanzaError)
 from bytestreamd.application import Application, RangeAnswer
@@ -45,7 +45,13 @@ from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,
 
 #: Names for the method namespaces we may meet in a peer's features, to say
 #: what it does support when nothing is in common.
-KNOWN_METHODS = {ns.NS_S5B: "s5b", ns.NS_IBB: "ibb"}
+KNOWN_METHODS = registry.methodNamesByNamespace()
+
+#: ``resource-constraint`` of type ``wait`` (a peer with too many pending
+#: offers): retry after these delays, doubling up to the last, for as long
+#: as ``attemptTimeout`` allows (issue 8 item 7: a burst of OPENs used to
+#: fail at once).
+RETRY_FIRST, RETRY_MAX = 0.5, 8.0
 
 OFFER_PATH = "/iq[@type='set']/si[@xmlns='%s']" % ns.NS_SI
 
@@ -66,7 +72,11 @@ class StreamInitiation(Handler):
     Offers and answers Stream Initiation on the daemon's connection.
 
     ``methods`` are the enabled bytestream methods in our preference order;
-    ``acceptor`` (an :class:`IOfferAcceptor`) decides about incoming offers.
+    ``acceptor`` (an :class:`IOfferAcceptor`) decides about incoming offers:
+    given here, or once with :meth:`setAcceptor` when the acceptor (the
+    link manager) is built after this handler.  ``maxPendingOffers`` caps
+    offers waiting for ACCEPT/REJECT (the daemon passes ``max_links``);
+    beyond it a peer is told ``resource-constraint`` (type ``wait``).
     ``attemptTimeout`` bounds each method attempt, ``offerTimeout`` how long
     an incoming offer waits for ACCEPT/REJECT, ``answerTimeout`` how long we
     wait for the peer to answer our offer (default: ``offerTimeout + 10``,
@@ -106,6 +116,12 @@ class StreamInitiation(Handler):
 
     def getDiscoItems(self, requestor, target, nodeIdentifier=""):
         return []
+
+    def setAcceptor(self, acceptor: Any) -> None:
+        """Wire the IOfferAcceptor (once, before the XMPP connection starts)."""
+        if self.acceptor is not None:
+            raise RuntimeError("the SI offer acceptor is already set")
+        self.acceptor = acceptor
 
     # -- INegotiator ------------------------------------------------------------
 
@@ -218,11 +234,36 @@ class StreamInitiation(Handler):
                 condition=e.condition if isinstance(e, StanzaError) else None)
 
     async def _ask(self, peer: JID, offer: SIOffer) -> SIAccept:
+        """
+        Send ``offer`` and decode the answer.  A peer that says
+        ``resource-constraint`` with type ``wait`` (too many offers pending
+        there) is asked again after a growing delay, for as long as the
+        attempt timeout allows; then its refusal stands.
+        """
+        deadline = self.clock.seconds() + self.attemptTimeout
+        delay = RETRY_FIRST
+        while True:
+            try:
+                return await self._askOnce(peer, offer)
+            except _Busy as busy:
+                now = self.clock.seconds()
+                if now + delay > deadline:
+                    raise busy.failure
+                log.info("peer {peer} is busy (resource-constraint); offering {sid} "
+                         "again in {delay}s", peer=peer.full(), sid=offer.id, delay=delay)
+                await task.deferLater(self.clock, delay, lambda: None)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _askOnce(self, peer: JID, offer: SIOffer) -> SIAccept:
         iq = makeIQ("set", peer)
         iq.addChild(offer.toElement())
         try:
             result = await self.request(iq, self.answerTimeout)
         except StanzaError as e:
+            if e.condition == "resource-constraint" and e.type == "wait":
+                raise _Busy(NegotiationFailed(
+                    "peer %s refused the offer: %s" % (peer.full(), describeStanzaError(e)),
+                    condition=_siCondition(e)))
             raise NegotiationFailed("peer %s refused the offer: %s"
                                     % (peer.full(), describeStanzaError(e)),
                                     condition=_siCondition(e))
@@ -354,6 +395,14 @@ class StreamInitiation(Handler):
     @property
     def pendingOffers(self) -> List["IncomingOffer"]:
         return list(self._offers.values())
+
+
+class _Busy(Exception):
+    """The peer said ``resource-constraint``/``wait``; ``failure`` if we stop."""
+
+    def __init__(self, failure: NegotiationFailed):
+        Exception.__init__(self)
+        self.failure = failure
 
 
 @implementer(IIncomingOffer)

@@ -623,3 +623,125 @@ class TwoDaemonsTests(SynchronousTestCase):
         self.assertEqual([e[:2] for e in aEvents], [e[:2] for e in bEvents])
         self.assertEqual([e[:2] for e in aEvents],
                          [("INIT", "s5b"), ("BAD", "s5b"), ("INIT", "ibb")])
+
+
+class BusyPeerTests(Base):
+    """Issue 8 item 7: ``resource-constraint``/``wait`` is retried with backoff
+    inside the attempt timeout; the pending-offer limit is configurable."""
+
+    def busy(self, iq, errorType="wait"):
+        self.h.receive("<iq type='error' id='%s' from='%s'><error type='%s'>"
+                       "<resource-constraint xmlns='%s'/><text xmlns='%s'>too many "
+                       "pending offers</text></error></iq>"
+                       % (iq["id"], BOB.full(), errorType, ns.NS_STANZAS, ns.NS_STANZAS))
+
+    def offer(self):
+        return self.si.offer(BOB, LinkApplication("ssh"), progress=self.progress)
+
+    def test_waitIsRetriedWithBackoffUntilAccepted(self):
+        d = self.offer()
+        self.answerDisco()
+        first, offer = self.sentOffer()
+        self.busy(first)
+        self.assertNoResult(d)
+        self.h.clock.advance(0.4)
+        self.assertIs(self.lastIQ(), first)  # not yet: the first delay is 0.5 s
+        self.h.clock.advance(0.1)
+        second, again = self.sentOffer()
+        self.assertIsNot(second, first)
+        self.assertNotEqual(second["id"], first["id"])
+        self.assertEqual(again.id, offer.id)
+        self.busy(second)
+        self.h.clock.advance(0.9)
+        self.assertIs(self.lastIQ(), second)  # doubled: 1 s
+        self.h.clock.advance(0.1)
+        third, _ = self.sentOffer()
+        self.answerOffer(third, SIAccept(method=ns.NS_IBB))
+        self.assertEqual(self.events, [("INIT", "ibb", None)])
+        self.ibb.initiated[0][1].callback(FakeStream("ibb"))
+        self.successResultOf(d)
+
+    def test_retriesEndWithinTheAttemptTimeout(self):
+        self.si.attemptTimeout = 5
+        d = self.offer()
+        self.answerDisco()
+        iq, times = None, []
+        while not d.called and len(times) < 20:
+            sent = self.lastIQ()
+            if sent is not iq:
+                iq = sent
+                times.append(self.h.clock.seconds())
+                self.busy(iq)
+            else:
+                self.h.clock.advance(0.25)
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertEqual(f.value.condition, "resource-constraint")
+        self.assertIn("too many pending offers", f.value.reason)
+        self.assertEqual(times, [0, 0.5, 1.5, 3.5])  # 7.5 s is past the 5 s
+        self.assertEqual(self.events, [])
+
+    def test_cancelIsRefusalAtOnce(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        self.busy(iq, errorType="cancel")
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertEqual(f.value.condition, "resource-constraint")
+
+    def test_cancelWhileWaitingToRetry(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        self.busy(iq)
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.h.clock.advance(60)
+        self.assertIs(self.lastIQ(), iq)
+
+    def test_pendingOfferLimitIsConfigurable(self):
+        self.si.maxPendingOffers = 2
+        for sid in ("s1", "s2", "s3"):
+            self.h.receive(offerXml(sid=sid))
+        self.assertEqual(len(self.si.pendingOffers), 2)
+        iq = self.h.sent[-1]
+        self.assertEqual(iq["type"], "error")
+        [error] = [c for c in iq.elements() if c.name == "error"]
+        self.assertEqual(error["type"], "wait")
+        self.assertIn("resource-constraint", [c.name for c in error.elements()])
+
+
+class WiringTests(SynchronousTestCase):
+    def test_setAcceptorOnce(self):
+        si = StreamInitiation(None, [], None, None)
+        acceptor = FakeAcceptor()
+        si.setAcceptor(acceptor)
+        self.assertIs(si.acceptor, acceptor)
+        self.assertRaises(RuntimeError, si.setAcceptor, FakeAcceptor())
+
+    def test_daemonSizesThePendingOfferLimitByMaxLinks(self):
+        from twisted.internet.testing import MemoryReactorClock
+        from bytestreamd import registry
+        from bytestreamd.config import Config
+        config = Config(jid=JID("a@example.org/d"), password="x", max_links=500)
+        [si] = registry.buildNegotiators(MemoryReactorClock(), config, [], None)
+        self.assertEqual((si.name, si.maxPendingOffers, si.acceptor), ("si", 500, None))
+        self.assertTrue(si.supports({ns.NS_SI}))
+        self.assertFalse(si.supports({"urn:xmpp:jingle:1"}))
+        self.assertFalse(si.supports(None))
+
+    def test_interfaces(self):
+        from zope.interface.verify import verifyObject
+        from bytestreamd.interfaces import IIncomingOffer, INegotiator, IOfferAcceptor
+        h = ConnectionHarness()
+        acceptor = FakeAcceptor()
+        si = StreamInitiation(h.clock, [FakeMethod("ibb", ns.NS_IBB)], PeerDiscovery(),
+                              acceptor)
+        h.addHandler(si)
+        verifyObject(INegotiator, si)
+        verifyObject(IOfferAcceptor, acceptor)
+        verifyObject(IStreamMethod, FakeMethod("ibb", ns.NS_IBB))
+        h.receive(offerXml(methods=(ns.NS_IBB,)))
+        [offer] = acceptor.offers
+        verifyObject(IIncomingOffer, offer)
+        self.assertEqual((offer.negotiation, offer.application),
+                         ("si", LinkApplication("ssh")))
