@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from bytestreamd import ns
 from bytestreamd.config import Config
@@ -20,7 +21,7 @@ from bytestreamd.disco import PeerDiscovery
 from bytestreamd.errors import NegotiationFailed, SyntaxErrorInArgument
 from bytestreamd.events import Event, LinkInfo
 from bytestreamd.application import RangeAnswer
-from bytestreamd.interfaces import IIncomingOffer, INegotiator
+from bytestreamd.interfaces import IControlBackend, IIncomingOffer, INegotiator
 from bytestreamd.links import LinkManager
 from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.si import StreamInitiation
@@ -166,6 +167,9 @@ class FakeSI:
     def supports(self, features):
         return True
 
+    def setAcceptor(self, acceptor):
+        self.acceptor = acceptor
+
     def offer(self, peer, application, methods=None, options=None, progress=None,
               answered=None):
         d = defer.Deferred()
@@ -307,9 +311,33 @@ class LinksFileTests(SynchronousTestCase):
 # --- control protocol ----------------------------------------------------------
 
 
+#: An argument the caller did not pass (the tests compare what was passed).
+NOT = object()
+
+
+def _given(**kw):
+    return {key: value for key, value in kw.items() if value is not NOT}
+
+
+@implementer(IControlBackend)
 class Backend:
     def __init__(self):
         self.calls = []
+
+    def reject(self, linkId, reason=None):
+        self.calls.append(("reject", linkId, reason))
+
+    def close(self, linkId):
+        self.calls.append(("close", linkId))
+
+    def links(self):
+        return []
+
+    def status(self):
+        return []
+
+    def probe(self, peer):
+        return defer.succeed([])
 
     def subscribe(self, sink):
         pass
@@ -320,13 +348,23 @@ class Backend:
     def forgetOwner(self, owner):
         pass
 
-    def open(self, peer, owner, **kw):
+    def open(self, peer, owner, service=NOT, methods=NOT, blockSize=NOT, stanza=NOT,
+             profile=NOT, headers=NOT):
+        kw = _given(service=service, methods=methods, blockSize=blockSize, stanza=stanza,
+                    profile=profile, headers=headers)
         self.calls.append(("open", peer.full(), kw))
         return LinkInfo("l1", "NEGO", peer.full(), "out", socket="/s")
 
-    def accept(self, linkId, owner, **kw):
-        self.calls.append(("accept", linkId, kw))
+    def accept(self, linkId, owner, offset=NOT, length=NOT):
+        self.calls.append(("accept", linkId, _given(offset=offset, length=length)))
         return LinkInfo(linkId, "INIT", "b@x/y", "in", socket="/s")
+
+
+class FakesTests(SynchronousTestCase):
+    def test_fakesProvideTheirInterfaces(self):
+        verifyObject(INegotiator, FakeSI())
+        verifyObject(IIncomingOffer, RangedOffer("bob@example.org/d", dict(FILE), profile=FT))
+        verifyObject(IControlBackend, Backend())
 
 
 class ControlFileTests(SynchronousTestCase):
