@@ -10,8 +10,14 @@ the final ``BAD``).  Between those, ``progress(state, method, reason)``
 reports ``INIT`` for each method tried and ``BAD`` for each that failed while
 another one is still to come -- never for the last.
 
-Methods are known only through :class:`IStreamMethod`; this module neither
-opens sockets nor parses bytestream stanzas.  See docs/negotiation.rst.
+It is the :class:`~bytestreamd.interfaces.INegotiator` named ``si``: the
+link layer hands it framework-neutral applications
+(:mod:`bytestreamd.application`), which :mod:`.si_profiles` turns into SI
+profiles and back.  How the chosen methods are tried (in order, each
+bounded; the target's race) is :mod:`.attempts`; an incoming offer is
+:mod:`.si_offer`.  Methods are known only through :class:`IStreamMethod`;
+this module neither opens sockets nor parses bytestream stanzas.  See
+docs/negotiation.rst.
 """
 
 from __future__ import annotations
@@ -33,12 +39,13 @@ from bytestreamd import ns, registry
 from bytestreamd.errors import (MethodFailed, NegotiationFailed, NotConnected,
                                 OfferRejected, describeStanzaError, stanzaError)
 from bytestreamd.application import Application, RangeAnswer
-from bytestreamd.interfaces import IIncomingOffer, INegotiator, StreamContext
+from bytestreamd.interfaces import INegotiator, StreamContext
+from bytestreamd.negotiation.si_offer import IncomingOffer
 from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.attempts import Attempts, Progress, noProgress
 from bytestreamd.negotiation.attempts import words as _words
 from bytestreamd.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
-                                 parseJID, resultFor)
+                                 parseJID)
 from bytestreamd.text import SafeLogger
 from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,
                                  answerHeaders, headersFromPayload, payloadFromHeaders)
@@ -313,10 +320,10 @@ class StreamInitiation(Handler):
         offers = list(self._offers.values())
         self._offers.clear()
         for offer in offers:
-            offer._end("expired")
+            offer.end("expired")
             self.acceptor.offerExpired(offer, "XMPP connection lost")
 
-    def _answer(self, element: domish.Element) -> None:
+    def answer(self, element: domish.Element) -> None:
         try:
             self.send(element)
         except NotConnected:
@@ -329,20 +336,20 @@ class StreamInitiation(Handler):
         except StanzaError as e:
             log.info("refused SI offer from {peer}: {why}",
                      peer=iq.getAttribute("from"), why=describeStanzaError(e))
-            self._answer(errorFor(iq, e))
+            self.answer(errorFor(iq, e))
             return
         self._offers[(offer.peer.full(), offer.sid)] = offer
-        offer._timer = self.clock.callLater(self.offerTimeout, self._expire, offer)
+        offer.timer = self.clock.callLater(self.offerTimeout, self._expire, offer)
         try:
             self.acceptor.offerReceived(offer)
         except OfferRejected as e:
             offer.reject(e.reason)
         except Exception:
             log.failure("offer acceptor failed on {sid}", sid=offer.sid)
-            if self._settle(offer, "rejected"):
-                self._answer(errorFor(iq, stanzaError("internal-server-error")))
+            if self.settle(offer, "rejected"):
+                self.answer(errorFor(iq, stanzaError("internal-server-error")))
 
-    def _parseOffer(self, iq: domish.Element) -> "IncomingOffer":
+    def _parseOffer(self, iq: domish.Element) -> IncomingOffer:
         def bad(text, app=None):
             element = None if app is None else domish.Element((ns.NS_SI, app))
             return stanzaError("bad-request", text, element, type="cancel")
@@ -377,23 +384,23 @@ class StreamInitiation(Handler):
         return IncomingOffer(self, iq, offer.id, peer, offer.profile, headers,
                              methods, offer.multiple, offer.mimeType, application)
 
-    def _settle(self, offer: "IncomingOffer", state: str) -> bool:
+    def settle(self, offer: IncomingOffer, state: str) -> bool:
         """Take ``offer`` out of the pending set; False if it already was."""
         if self._offers.get((offer.peer.full(), offer.sid)) is not offer:
             return False
         del self._offers[(offer.peer.full(), offer.sid)]
-        offer._end(state)
+        offer.end(state)
         return True
 
-    def _expire(self, offer: "IncomingOffer") -> None:
-        offer._timer = None
+    def _expire(self, offer: IncomingOffer) -> None:
+        offer.timer = None
         reason = "offer timed out after %gs" % self.offerTimeout
-        if self._settle(offer, "expired"):
-            self._answer(errorFor(offer._iq, stanzaError("forbidden", reason, type="cancel")))
+        if self.settle(offer, "expired"):
+            self.answer(errorFor(offer.iq, stanzaError("forbidden", reason, type="cancel")))
             self.acceptor.offerExpired(offer, reason)
 
     @property
-    def pendingOffers(self) -> List["IncomingOffer"]:
+    def pendingOffers(self) -> List[IncomingOffer]:
         return list(self._offers.values())
 
 
@@ -403,97 +410,3 @@ class _Busy(Exception):
     def __init__(self, failure: NegotiationFailed):
         Exception.__init__(self)
         self.failure = failure
-
-
-@implementer(IIncomingOffer)
-class IncomingOffer:
-    """
-    A valid offer waiting for a decision.
-
-    ``application`` is what the offer is for, as the link layer knows it;
-    ``profile`` and ``headers`` are the SI profile namespace and its decoded
-    fields (SI's own view, for this module and its tests).
-
-    ``methods`` are the offered methods we have enabled, as IStreamMethod
-    objects in *our* preference order (``methodNames`` for their names);
-    ``multiple`` says whether the offer carried si-multiple, in which case
-    accepting answers with all of them; otherwise with the first.
-    ``state`` is ``pending``, ``accepted``, ``rejected`` or ``expired``.
-    """
-
-    negotiation = "si"
-
-    def __init__(self, handler: StreamInitiation, iq: domish.Element, sid: str,
-                 peer: JID, profile: str, headers: Dict[str, str],
-                 methods: List[Any], multiple: bool, mimeType: Optional[str] = None,
-                 application: Optional[Application] = None):
-        self._handler = handler
-        self._iq = iq
-        self._timer = None
-        self.sid = sid
-        self.peer = peer
-        self.profile = profile
-        self.headers = headers
-        self.methods = methods
-        self.multiple = multiple
-        self.mimeType = mimeType
-        self.application = (application if application is not None
-                            else si_profiles.fromHeaders(profile, headers))
-        self.state = "pending"
-
-    def __repr__(self) -> str:
-        return "<IncomingOffer %s from %s %s>" % (self.sid, self.peer.full(), self.state)
-
-    @property
-    def methodNames(self) -> List[str]:
-        return [m.name for m in self.methods]
-
-    @property
-    def pending(self) -> bool:
-        return self.state == "pending"
-
-    def _end(self, state: str) -> None:
-        self.state = state
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def reject(self, reason: str = "Offer Declined") -> None:
-        """Answer ``forbidden`` with ``reason``; nothing if no longer pending."""
-        if self._handler._settle(self, "rejected"):
-            self._handler._answer(errorFor(self._iq, stanzaError(
-                "forbidden", reason, type="cancel")))
-
-    def accept(self, progress: Optional[Progress] = None,
-               rangeAnswer: Optional[RangeAnswer] = None,
-               options: Optional[Dict[str, Any]] = None) -> "defer.Deferred[Any]":
-        """
-        Answer the offer and wait for the initiator to open a bytestream by
-        any chosen method.  Fires with the IBytestream; fails with
-        MethodFailed when every method failed or ``attemptTimeout`` per
-        method passed; NegotiationFailed if the offer is no longer pending.
-        ``rangeAnswer`` asks a file's sender for part of it (the answer's
-        ``<file><range/></file>``).
-        """
-        payload = si_profiles.answerPayload(rangeAnswer)
-        handler = self._handler
-        if not handler._settle(self, "accepted"):
-            return defer.fail(NegotiationFailed(
-                "offer %s from %s is no longer pending (%s)"
-                % (self.sid, self.peer.full(), self.state)))
-        chosen = self.methods if self.multiple else self.methods[:1]
-        own = handler.ownJID or parseJID(self._iq.getAttribute("to"))
-        ctx = StreamContext(self.sid, self.peer, own, False, dict(options or {}),
-                            session=self.sid, offeredBy=self.peer)
-        race = Attempts(handler.clock, handler.attemptTimeout, progress).race(chosen, ctx)
-        if self.multiple:
-            answer = SIAccept(methods=[m.namespace for m in chosen], payload=payload)
-        else:
-            answer = SIAccept(method=chosen[0].namespace, payload=payload)
-        result = resultFor(self._iq)
-        result.addChild(answer.toElement())
-        try:
-            handler.send(result)
-        except NotConnected as e:
-            race.stop(MethodFailed("cannot answer the offer: %s" % e))
-        return race.result
