@@ -357,6 +357,9 @@ class StreamInitiation(Handler):
         peer = parseJID(iq.getAttribute("from"))
         if peer is None:
             raise bad("offer has no valid sender")
+        if self.acceptor is None:
+            # Not wired yet (setAcceptor): nobody could decide.
+            raise stanzaError("service-unavailable", "not accepting offers", type="cancel")
         element = next(iq.elements(ns.NS_SI, "si"))
         try:
             offer = SIOffer.fromElement(element)

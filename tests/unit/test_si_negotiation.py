@@ -712,7 +712,13 @@ class BusyPeerTests(Base):
 
 class WiringTests(SynchronousTestCase):
     def test_setAcceptorOnce(self):
-        si = StreamInitiation(None, [], None, None)
+        h = ConnectionHarness()
+        si = StreamInitiation(h.clock, [FakeMethod("ibb", ns.NS_IBB)], None, None)
+        h.addHandler(si)
+        h.receive(offerXml(methods=(ns.NS_IBB,)))  # not wired yet: refused, no crash
+        [error] = [c for c in h.sent[-1].elements() if c.name == "error"]
+        self.assertIn("service-unavailable", [c.name for c in error.elements()])
+        self.assertEqual(si.pendingOffers, [])
         acceptor = FakeAcceptor()
         si.setAcceptor(acceptor)
         self.assertIs(si.acceptor, acceptor)
