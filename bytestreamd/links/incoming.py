@@ -14,7 +14,7 @@ from twisted.internet import defer, endpoints
 from zope.interface import implementer
 
 from bytestreamd import application as app
-from bytestreamd.errors import NoSuchLink, OfferRejected, ResourceLimit
+from bytestreamd.errors import NoSuchLink, OfferBusy, OfferRejected, ResourceLimit
 from bytestreamd.events import Event, LinkInfo
 from bytestreamd.interfaces import IIncomingOffer, IOfferAcceptor
 from bytestreamd.links import machine as m
@@ -37,7 +37,7 @@ class IncomingOffers:
             raise OfferRejected("%s is not allowed to open links here" % (peer.userhost(),))
         if len(self._links) >= self.config.max_links:
             log.warn("refused an offer from {peer}: max_links reached", peer=peer.full())
-            raise OfferRejected("too many links")
+            raise OfferBusy("too many links (max_links = %d)" % (self.config.max_links,))
         application = offer.application
         # Only a link offer can name a [services] entry: a file offer
         # always waits for ACCEPT.

@@ -37,7 +37,7 @@ from zope.interface import implementer
 
 from bytestreamd import ns, registry
 from bytestreamd.errors import (MethodFailed, NegotiationFailed, NotConnected,
-                                OfferRejected, describeStanzaError, stanzaError)
+                                OfferBusy, OfferRejected, describeStanzaError, stanzaError)
 from bytestreamd.application import Application, RangeAnswer
 from bytestreamd.interfaces import INegotiator, StreamContext
 from bytestreamd.negotiation.si_offer import IncomingOffer
@@ -342,6 +342,10 @@ class StreamInitiation(Handler):
         offer.timer = self.clock.callLater(self.offerTimeout, self._expire, offer)
         try:
             self.acceptor.offerReceived(offer)
+        except OfferBusy as e:
+            if self.settle(offer, "rejected"):
+                self.answer(errorFor(iq, stanzaError("resource-constraint", e.reason,
+                                                     type="wait")))
         except OfferRejected as e:
             offer.reject(e.reason)
         except Exception:

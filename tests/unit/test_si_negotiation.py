@@ -73,6 +73,8 @@ class FakeAcceptor:
 
     def offerReceived(self, offer):
         if self.rejectWith:
+            if isinstance(self.rejectWith, Exception):
+                raise self.rejectWith
             raise OfferRejected(self.rejectWith)
         self.offers.append(offer)
         if self.onOffer:
@@ -519,6 +521,16 @@ class IncomingTests(Base):
         self.assertEqual(kind, "cancel")
         self.assertEqual(conditions[0], (ns.NS_STANZAS, "forbidden"))
         self.assertEqual(texts, ["bob@example.org is not allowed"])
+        self.assertEqual(self.si.pendingOffers, [])
+
+    def test_offerOverMaxLinksIsWaitNotForbidden(self):
+        # Issue 8 item 7: a busy receiver says "wait", which openers retry.
+        from bytestreamd.errors import OfferBusy
+        self.acceptor.rejectWith = OfferBusy("too many links (max_links = 2)")
+        self.h.receive(offerXml())
+        kind, conditions, texts = self.lastError()
+        self.assertEqual(kind, "wait")
+        self.assertEqual(conditions[0], (ns.NS_STANZAS, "resource-constraint"))
         self.assertEqual(self.si.pendingOffers, [])
 
     def test_reject(self):
