@@ -27,6 +27,7 @@ from twisted.internet.endpoints import clientFromString
 from twisted.internet.testing import MemoryReactor
 from twisted.words.protocols.jabber.jid import JID
 
+from bytestreamd import registry
 from bytestreamd.errors import ConfigError
 from bytestreamd.methods.s5b_policy import (DEFAULT_CONNECT, formatConnectRule,
                                             parseConnectRule)
@@ -35,8 +36,9 @@ from bytestreamd.jids import InvalidJID, makeJID, parseJID, parseJIDOrNone
 #: Resource used when the configured JID has none.
 DEFAULT_RESOURCE = "bytestreamd"
 
-#: Stream methods we implement, by the name used in config and control.
-KNOWN_METHODS = ("ibb", "s5b")
+#: Stream methods we implement, by the name used in config and control
+#: (the one list is bytestreamd.registry).
+KNOWN_METHODS = registry.METHOD_NAMES
 
 #: Direct SOCKS5 candidates: listen on every IPv4 interface, any free port.
 #: The daemon advertises the host's non-loopback addresses with that port
@@ -532,7 +534,7 @@ def _socketGroup(r: _Reader) -> Optional[int]:
 def _methods(r: _Reader) -> Tuple[str, ...]:
     names = r.items("links", "methods")
     if names is None:
-        return ("s5b", "ibb")
+        return registry.DEFAULT_METHODS
     names = tuple(n.lower() for n in names)
     if not names:
         raise r.fail("links", "methods", "empty; name at least one of %s"

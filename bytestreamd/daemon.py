@@ -14,7 +14,7 @@ from typing import List
 
 from twisted.application import service
 
-from bytestreamd import ns, runtime, sdnotify
+from bytestreamd import registry, runtime, sdnotify
 from bytestreamd.confirm import EndChannel
 from bytestreamd.control.protocol import ControlFactory
 from bytestreamd.disco import PeerDiscovery
@@ -22,8 +22,6 @@ from bytestreamd.errors import ConfigError
 from bytestreamd.links import LinkManager
 from bytestreamd.liveness import PeerMonitor
 from bytestreamd.methods import s5b
-from bytestreamd.methods.ibb import IBBMethod
-from bytestreamd.negotiation.si import StreamInitiation
 from bytestreamd.presence import PeerPresence
 from bytestreamd.xmpp import XMPPClientService
 from bytestreamd.text import SafeLogger
@@ -33,18 +31,10 @@ log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 def buildMethods(reactor, config) -> List:
     """The enabled bytestream methods, in the configured preference order."""
-    available = {
-        "ibb": lambda: IBBMethod(
-            reactor, blockSize=config.ibb_block_size, stanza=config.ibb_stanza,
-            window=config.ibb_window, dataAckTimeout=None),
-        "s5b": lambda: s5b.fromConfig(reactor, config),
-    }
-    methods = []
-    for name in config.methods:
-        if name not in available:
-            raise ConfigError("[links] methods: unknown method %s (known: %s)"
-                              % (name, ", ".join(sorted(available))))
-        methods.append(available[name]())
+    try:
+        methods = registry.buildMethods(reactor, config, config.methods)
+    except KeyError as e:
+        raise ConfigError("[links] methods: %s" % (e.args[0],))
     if not methods:
         raise ConfigError("[links] methods: no method enabled")
     return methods
@@ -116,13 +106,13 @@ class Daemon(service.MultiService):
         self.methods = buildMethods(reactor, config)
         for method in self.methods:
             self.xmpp.addHandler(method)
-        self.manager = None
-        self.si = StreamInitiation(
-            reactor, self.methods, self.discovery, _LateAcceptor(self),
-            attemptTimeout=config.attempt_timeout,
-            offerTimeout=config.offer_timeout,
-            profiles=(ns.NS_LINK_PROFILE, ns.NS_SI_FILE_TRANSFER))
-        self.xmpp.addHandler(self.si)
+        # Two phases: construct every piece, then wire them (below), so
+        # nothing is patched after construction.
+        self.negotiators = registry.buildNegotiators(reactor, config, self.methods,
+                                                     self.discovery)
+        for negotiator in self.negotiators:
+            self.xmpp.addHandler(negotiator)
+        self.si = self.negotiators[0]
         self.endChannel = EndChannel(requestTimeout=config.peer_timeout)
         self.xmpp.addHandler(self.endChannel)
         self.presence = PeerPresence(self._peerOffline)
@@ -130,10 +120,12 @@ class Daemon(service.MultiService):
         self.monitor = PeerMonitor(reactor, config.peer_timeout, self._cachedFeatures,
                                    self._peerGone)
         self.xmpp.addHandler(self.monitor)
-        self.manager = LinkManager(reactor, config, self.xmpp, self.si,
+        self.manager = LinkManager(reactor, config, self.xmpp, self.negotiators,
                                    self.discovery, [m.name for m in self.methods],
                                    endChannel=self.endChannel, monitor=self.monitor,
                                    presence=self.presence)
+        for negotiator in self.negotiators:
+            negotiator.setAcceptor(self.manager)
         self.xmpp.addListener(self._serverStateChanged)
         self.control = ControlSocketService(
             reactor, os.path.join(config.runtime_dir, runtime.CONTROL),
@@ -188,19 +180,6 @@ class Daemon(service.MultiService):
             # Links cannot survive the stream: their stanzas would go nowhere.
             # The methods end their own streams on connectionLost; offers and
             # negotiations fail through their pending requests.
-
-
-class _LateAcceptor:
-    """The SI handler is built before the link manager; forward to it."""
-
-    def __init__(self, daemon: Daemon):
-        self._daemon = daemon
-
-    def offerReceived(self, offer):
-        return self._daemon.manager.offerReceived(offer)
-
-    def offerExpired(self, offer, reason="offer timed out"):
-        return self._daemon.manager.offerExpired(offer, reason)
 
 
 def _makeRuntimeDir(config) -> None:

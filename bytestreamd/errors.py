@@ -142,6 +142,14 @@ class OfferRejected(BytestreamdError):
         self.reason = reason
 
 
+class OfferBusy(OfferRejected):
+    """
+    Refused for now: a limit (``max_links``) is reached.  Answered
+    ``resource-constraint`` of type ``wait``, which an opener retries with
+    backoff inside its attempt timeout (issue 8: bursts of offers).
+    """
+
+
 def stanzaError(
     condition: str,
     text: Optional[str] = None,

@@ -6,8 +6,12 @@ through :class:`IStreamMethod`; the link layer (``bytestreamd.links``) and the
 local-socket splice (``bytestreamd.local``) know an established stream only
 through :class:`IBytestream`, which is an ordinary Twisted transport.  The
 control channel knows the rest of the daemon only through
-:class:`IControlBackend`.  A new transport (SOCKS5, Jingle, ...) is one new
-module providing :class:`IStreamMethod`, registered in preference order.
+:class:`IControlBackend`.  A new transport (a bytestream method: IBB,
+SOCKS5, ...) is one new module providing :class:`IStreamMethod`; a new
+negotiation framework (SI today, Jingle next: a peer of SI that reuses the
+same methods) is one providing :class:`INegotiator` and
+:class:`IIncomingOffer`.  Both are named in :mod:`bytestreamd.registry`
+and listed in preference order.
 """
 
 from __future__ import annotations
@@ -28,10 +32,15 @@ class StreamContext:
     """
     Everything a method needs to open or accept one bytestream.
 
-    ``sid`` is the Stream Initiation id, which every method reuses as its own
-    session id (IBB ``sid``, SOCKS5 ``sid``).  ``initiator`` and ``target`` are
-    full JIDs; ``local`` is the one that is us.  ``options`` carries per-link
-    method options from the control channel (``block-size``, ``stanza``).
+    ``sid`` is the *transport* sid, the one the method puts on its wire (IBB
+    ``sid``, SOCKS5 ``sid``); ``session`` is the *negotiation* session's id
+    (the SI id; a Jingle ``sid``, which may own several transports, each
+    with its own transport sid).  For SI both are the SI id; ``session``
+    defaults to ``sid``.  ``initiator`` and ``target`` are full JIDs;
+    ``local`` is the one that is us.  ``offeredBy`` is who offered the
+    stream (SI: the initiator); XEP-0260 computes a candidate's DST.ADDR
+    from who offered it.  ``options`` carries per-link method options from
+    the control channel (``block-size``, ``stanza``).
     """
 
     sid: str
@@ -39,6 +48,12 @@ class StreamContext:
     target: JID
     weAreInitiator: bool
     options: Dict[str, Any] = field(default_factory=dict)
+    session: Optional[str] = None
+    offeredBy: Optional[JID] = None
+
+    def __post_init__(self) -> None:
+        if self.session is None:
+            self.session = self.sid
 
     @property
     def peer(self) -> JID:
@@ -144,13 +159,79 @@ class IStreamMethod(Interface):
         """
 
 
+class INegotiator(Interface):
+    """
+    A negotiation framework (XEP-0095 Stream Initiation; Jingle next): how
+    two parties agree on a bytestream for an application and open it by one
+    of the :class:`IStreamMethod` methods.  The link layer holds a list of
+    negotiators in preference order and picks, per peer, the first whose
+    :meth:`supports` is true of the peer's disco features.  It never sees
+    the framework's wire: applications are the neutral values of
+    :mod:`bytestreamd.application`.
+
+    ``progress(state, method, reason)`` reports ``INIT`` for each method
+    tried and ``BAD`` for each that failed while another is still to come
+    (never for the last).  Incoming offers go to the :class:`IOfferAcceptor`
+    as :class:`IIncomingOffer`.
+    """
+
+    name = Attribute("Short name shown as negotiation= in events and LINKS: 'si'.")
+
+    def supports(features: Any) -> bool:
+        """Whether a peer with these disco#info ``features`` can negotiate here."""
+
+    def setAcceptor(acceptor: "IOfferAcceptor") -> None:
+        """
+        Wire the :class:`IOfferAcceptor` that decides about incoming offers
+        (once, before the connection starts: the daemon builds the
+        negotiators, then the link manager, then wires one to the other).
+        """
+
+    def offer(peer: JID, application: Any, methods: Optional[list] = None,
+              options: Optional[Dict[str, Any]] = None, progress: Any = None,
+              answered: Any = None) -> "Deferred[IBytestream]":
+        """
+        Offer ``application`` (a :mod:`bytestreamd.application` value) to the
+        full JID ``peer`` and open a bytestream by ``methods`` (names; default:
+        every enabled method).  Fires with the established IBytestream; fails
+        with NegotiationFailed before any INIT, MethodFailed after.
+        ``answered(rangeAnswer)`` is called once the peer accepts, with the
+        :class:`~bytestreamd.application.RangeAnswer` it asked for (or None).
+        Cancelling stops whatever is in flight.
+        """
+
+
+class IIncomingOffer(Interface):
+    """
+    An offer from a peer, waiting for a decision.  It stays unanswered until
+    :meth:`accept` or :meth:`reject`, or until it expires (the negotiator's
+    ``offer_timeout``; the acceptor's ``offerExpired`` is told).
+    """
+
+    negotiation = Attribute("Name of the negotiator it came by: 'si'.")
+    peer = Attribute("Full JID of the offering party.")
+    sid = Attribute("The negotiation session id.")
+    application = Attribute("What the stream is for: a bytestreamd.application value.")
+
+    def accept(progress: Any = None, rangeAnswer: Any = None) -> "Deferred[IBytestream]":
+        """
+        Accept, asking for ``rangeAnswer`` (a file's part, when the offer
+        allows ranges), and wait for the bytestream.  Fires with the
+        IBytestream; fails with MethodFailed when every method failed,
+        NegotiationFailed if the offer is no longer pending.
+        """
+
+    def reject(reason: str = "Offer Declined") -> None:
+        """Refuse (the peer is told ``reason``); nothing if no longer pending."""
+
+
 class IOfferAcceptor(Interface):
     """
-    Decides about incoming Stream Initiation offers (the link layer).
+    Decides about incoming offers (the link layer).
 
-    ``offer`` is a :class:`bytestreamd.negotiation.si.IncomingOffer`: it
-    stays unanswered until ``offer.accept(progress)`` or
-    ``offer.reject(reason)`` is called, or until it expires.
+    ``offer`` is an :class:`IIncomingOffer`: it stays unanswered until
+    ``offer.accept(progress)`` or ``offer.reject(reason)`` is called, or
+    until it expires.
     """
 
     def offerReceived(offer: Any) -> None:
@@ -190,8 +271,9 @@ class IControlBackend(Interface):
              headers: Optional[dict] = None) -> Any:
         """
         Start an outgoing link; returns its LinkInfo at once.  ``profile``
-        is an SI profile namespace (default: the link profile) and
-        ``headers`` its fields (XEP-0096: name, size, hash, date, desc, range).
+        names the application (:data:`bytestreamd.application.PROFILE_NAMES`;
+        default: a link) and ``headers`` a file's fields (name, size, hash,
+        date, desc, range).
         """
 
     def accept(linkId: str, owner: object, offset: Optional[int] = None,

@@ -383,6 +383,12 @@ class LinkLifecycle:
             return []
         return self._fail("the peer could not take the end of the link: %s" % reason)
 
+    def fail(self, reason: str) -> List[Effect]:
+        """A local reason to end the link ERR (no local client came in time)."""
+        if self.finished:
+            return []
+        return self._fail(reason)
+
     def timerFired(self) -> List[Effect]:
         """The settle timer ran out."""
         if self.finished:

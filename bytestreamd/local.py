@@ -344,7 +344,7 @@ class Splice:
     def fail(self, reason: str) -> None:
         """End a GOOD link ERR for a local reason (no local client came)."""
         if self.lifecycle is not None:
-            self._perform(self.lifecycle._fail(reason))
+            self._perform(self.lifecycle.fail(reason))
 
     def requestClose(self) -> None:
         """``CLOSE``: end the link now (the lifecycle bounds how long it takes)."""

@@ -16,16 +16,16 @@ from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 from twisted.internet import defer
 from wokkel import disco
 
-from bytestreamd import ns
+from bytestreamd import ns, registry
 
 Pairs = List[Tuple[str, str]]
 
 #: Short names for the features an operator cares about.
-FEATURE_NAMES = {
-    ns.NS_IBB: "ibb", ns.NS_S5B: "s5b", ns.NS_SI: "si",
-    ns.NS_SI_MULTIPLE: "si-multiple", ns.NS_LINK_PROFILE: "link-profile",
-    ns.NS_FEATURE_NEG: "feature-neg", ns.NS_SI_FILE_TRANSFER: "file-transfer",
-}
+#: Methods and negotiators by their registry names (bytestreamd.registry).
+FEATURE_NAMES = dict(
+    {e.namespace: e.name for e in registry.METHODS + registry.NEGOTIATORS},
+    **{ns.NS_SI_MULTIPLE: "si-multiple", ns.NS_LINK_PROFILE: "link-profile",
+       ns.NS_FEATURE_NEG: "feature-neg", ns.NS_SI_FILE_TRANSFER: "file-transfer"})
 
 
 def advertisedFeatures(handlers: Iterable) -> List[str]:
@@ -80,8 +80,7 @@ def daemonStatus(xmpp, methodNames: List[str], states: Iterable[str]) -> Pairs:
 
 def peerSummary(peer: str, identities, features) -> Pairs:
     """PROBE: what a peer's disco#info says it can do, for people and scripts."""
-    methods = [name for name, var in (("s5b", ns.NS_S5B), ("ibb", ns.NS_IBB))
-               if var in features]
+    methods = registry.methodsIn(features)
     profilePrefix = ns.NS_SI + "/profile/"
     profiles = sorted(
         f[len(profilePrefix):] if f.startswith(profilePrefix) else "link"

@@ -28,7 +28,7 @@ from twisted.internet import defer, interfaces, protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from bytestreamd import events, ns
+from bytestreamd import application, events
 from bytestreamd.control import grammar
 from bytestreamd.errors import (
     ControlError,
@@ -55,12 +55,9 @@ _SHORT = 200
 
 _STANZAS = ("iq", "message")
 
-#: ``OPEN ... profile=`` names -> SI profile namespaces.
-_PROFILES = {
-    "link": ns.NS_LINK_PROFILE, ns.NS_LINK_PROFILE: ns.NS_LINK_PROFILE,
-    "file": ns.NS_SI_FILE_TRANSFER, "file-transfer": ns.NS_SI_FILE_TRANSFER,
-    ns.NS_SI_FILE_TRANSFER: ns.NS_SI_FILE_TRANSFER,
-}
+#: ``OPEN ... profile=`` names -> application names (bytestreamd.application;
+#: no negotiation framework's namespace reaches the control channel).
+_PROFILES = application.PROFILE_NAMES
 #: The OPEN options that describe a file (profile=file only).
 _FILE_OPTIONS = ("name", "size", "hash", "date", "desc", "range")
 #: XEP-0082 DateTime: CCYY-MM-DDThh:mm:ss[.sss]TZD (seconds optional, as
@@ -364,7 +361,7 @@ class ControlProtocol(protocol.Protocol):
                 % _MAX_SERVICE)
         namespace = _parseProfile(profile)
         extra: Dict[str, Any] = {}
-        if namespace == ns.NS_SI_FILE_TRANSFER:
+        if namespace == application.FILE_PROFILE:
             if service is not None:
                 raise SyntaxErrorInArgument("service= cannot be used with profile=file")
             # Only a file offer passes these, so backends that know nothing
@@ -531,7 +528,7 @@ def _parseBlockSize(text: str) -> int:
 
 def _parseProfile(text: Optional[str]) -> str:
     if text is None:
-        return ns.NS_LINK_PROFILE
+        return application.LINK_PROFILE
     namespace = _PROFILES.get(text if "/" in text or ":" in text else text.lower())
     if namespace is None:
         raise SyntaxErrorInArgument("profile= must be link or file")

@@ -10,8 +10,14 @@ the final ``BAD``).  Between those, ``progress(state, method, reason)``
 reports ``INIT`` for each method tried and ``BAD`` for each that failed while
 another one is still to come -- never for the last.
 
-Methods are known only through :class:`IStreamMethod`; this module neither
-opens sockets nor parses bytestream stanzas.  See docs/negotiation.rst.
+It is the :class:`~bytestreamd.interfaces.INegotiator` named ``si``: the
+link layer hands it framework-neutral applications
+(:mod:`bytestreamd.application`), which :mod:`.si_profiles` turns into SI
+profiles and back.  How the chosen methods are tried (in order, each
+bounded; the target's race) is :mod:`.attempts`; an incoming offer is
+:mod:`.si_offer`.  Methods are known only through :class:`IStreamMethod`;
+this module neither opens sockets nor parses bytestream stanzas.  See
+docs/negotiation.rst.
 """
 
 from __future__ import annotations
@@ -21,8 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
-from twisted.internet import defer
-from twisted.python import failure
+from twisted.internet import defer, task
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
@@ -30,35 +35,34 @@ from wokkel import disco as wdisco
 from wokkel import iwokkel
 from zope.interface import implementer
 
-from bytestreamd import ns
+from bytestreamd import ns, registry
 from bytestreamd.errors import (MethodFailed, NegotiationFailed, NotConnected,
-                                OfferRejected, describeStanzaError, stanzaError)
-from bytestreamd.interfaces import StreamContext
+                                OfferBusy, OfferRejected, describeStanzaError, stanzaError)
+from bytestreamd.application import Application, RangeAnswer
+from bytestreamd.interfaces import INegotiator, StreamContext
+from bytestreamd.negotiation.si_offer import IncomingOffer
+from bytestreamd.negotiation import si_profiles
+from bytestreamd.negotiation.attempts import Attempts, Progress, noProgress
+from bytestreamd.negotiation.attempts import words as _words
 from bytestreamd.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
-                                 parseJID, resultFor)
+                                 parseJID)
 from bytestreamd.text import SafeLogger
 from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,
                                  answerHeaders, headersFromPayload, payloadFromHeaders)
 
-Progress = Callable[[str, Optional[str], Optional[str]], None]
-
 #: Names for the method namespaces we may meet in a peer's features, to say
 #: what it does support when nothing is in common.
-KNOWN_METHODS = {ns.NS_S5B: "s5b", ns.NS_IBB: "ibb"}
+KNOWN_METHODS = registry.methodNamesByNamespace()
+
+#: ``resource-constraint`` of type ``wait`` (a peer with too many pending
+#: offers): retry after these delays, doubling up to the last, for as long
+#: as ``attemptTimeout`` allows (issue 8 item 7: a burst of OPENs used to
+#: fail at once).
+RETRY_FIRST, RETRY_MAX = 0.5, 8.0
 
 OFFER_PATH = "/iq[@type='set']/si[@xmlns='%s']" % ns.NS_SI
 
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
-
-
-def _noProgress(state: str, method: Optional[str], reason: Optional[str]) -> None:
-    pass
-
-
-def _words(exc: BaseException) -> str:
-    if isinstance(exc, StanzaError):
-        return describeStanzaError(exc)
-    return str(exc) or exc.__class__.__name__
 
 
 def _siCondition(exc: StanzaError) -> str:
@@ -69,63 +73,24 @@ def _siCondition(exc: StanzaError) -> str:
     return exc.condition
 
 
-def _summary(failures: List[Tuple[str, str]]) -> str:
-    # Methods may already name themselves ("ibb: ..."); say it once.
-    return "; ".join(reason if reason.startswith(name + ":") else "%s: %s" % (name, reason)
-                     for name, reason in failures)
-
-
-def _bounded(clock, d: defer.Deferred, timeout: float) -> defer.Deferred:
-    """
-    Cancel ``d`` after ``timeout`` seconds and fail it with MethodFailed
-    saying so; an outside cancel stays a CancelledError.
-    """
-    expired = []
-
-    def expire():
-        expired.append(True)
-        d.cancel()
-
-    call = clock.callLater(timeout, expire)
-
-    def done(result):
-        if call.active():
-            call.cancel()
-        if expired and isinstance(result, failure.Failure):
-            return failure.Failure(MethodFailed("timed out after %gs" % timeout))
-        return result
-
-    return d.addBoth(done)
-
-
-def _asMethodFailed(f: failure.Failure) -> failure.Failure:
-    """Anything but MethodFailed or a cancel from a method is a bug; say so."""
-    if f.check(MethodFailed, defer.CancelledError):
-        return f
-    log.failure("bytestream method failed unexpectedly", f)
-    return failure.Failure(MethodFailed("internal error: %s" % _words(f.value)))
-
-
-def _call(fn, ctx: StreamContext) -> defer.Deferred:
-    try:
-        d = fn(ctx)
-    except Exception:
-        return defer.fail().addErrback(_asMethodFailed)
-    return d.addErrback(_asMethodFailed)
-
-
-@implementer(iwokkel.IDisco)
+@implementer(iwokkel.IDisco, INegotiator)
 class StreamInitiation(Handler):
     """
     Offers and answers Stream Initiation on the daemon's connection.
 
     ``methods`` are the enabled bytestream methods in our preference order;
-    ``acceptor`` (an :class:`IOfferAcceptor`) decides about incoming offers.
+    ``acceptor`` (an :class:`IOfferAcceptor`) decides about incoming offers:
+    given here, or once with :meth:`setAcceptor` when the acceptor (the
+    link manager) is built after this handler.  ``maxPendingOffers`` caps
+    offers waiting for ACCEPT/REJECT (the daemon passes ``max_links``);
+    beyond it a peer is told ``resource-constraint`` (type ``wait``).
     ``attemptTimeout`` bounds each method attempt, ``offerTimeout`` how long
     an incoming offer waits for ACCEPT/REJECT, ``answerTimeout`` how long we
     wait for the peer to answer our offer (default: ``offerTimeout + 10``,
     so a peer with the same configuration times out first and says so).
     """
+
+    name = "si"
 
     def __init__(self, clock, methods: Sequence[Any], discovery: Any, acceptor: Any,
                  attemptTimeout: float = 30.0, offerTimeout: float = 60.0,
@@ -159,27 +124,44 @@ class StreamInitiation(Handler):
     def getDiscoItems(self, requestor, target, nodeIdentifier=""):
         return []
 
+    def setAcceptor(self, acceptor: Any) -> None:
+        """Wire the IOfferAcceptor (once, before the XMPP connection starts)."""
+        if self.acceptor is not None:
+            raise RuntimeError("the SI offer acceptor is already set")
+        self.acceptor = acceptor
+
+    # -- INegotiator ------------------------------------------------------------
+
+    def supports(self, features) -> bool:
+        """A peer that advertises XEP-0095 (profiles and methods are checked
+        when offering, with reasons)."""
+        return features is not None and ns.NS_SI in features
+
     # -- outgoing ----------------------------------------------------------------
 
-    def offer(self, peer: JID, profile: str, headers: Dict[str, Any],
-              methodNames: Optional[Sequence[str]] = None,
+    def offer(self, peer: JID, application: Application,
+              methods: Optional[Sequence[str]] = None,
               options: Optional[Dict[str, Any]] = None,
               progress: Optional[Progress] = None,
-              answered: Optional[Callable[[Dict[str, str]], None]] = None
+              answered: Optional[Callable[[Optional[RangeAnswer]], None]] = None
               ) -> "defer.Deferred[Any]":
         """
-        Offer a bytestream to the full JID ``peer`` and open it.
+        Offer ``application`` to the full JID ``peer`` by SI and open a
+        bytestream by ``methods`` (names; default all enabled).
 
         Fires with the established IBytestream; fails with NegotiationFailed
         before any INIT, MethodFailed after.  Cancelling it stops whatever is
-        in flight (disco, offer, method attempt).  ``answered(headers)`` is
-        called with what each accepting answer's profile element asks of us
-        (a file-transfer ``offset``/``length``; ``{}`` for most answers),
-        before the methods are tried.
+        in flight (disco, offer, method attempt).  ``answered(rangeAnswer)``
+        is called with what each accepting answer's profile element asks of
+        us (a file's range; None for most answers), before the methods are
+        tried.
         """
+        profile, headers = si_profiles.toHeaders(application)
+        onAnswer = None if answered is None else (
+            lambda asked: answered(si_profiles.rangeFromAnswer(asked)))
         return defer.Deferred.fromCoroutine(self._offer(
-            peer, profile, headers, methodNames, dict(options or {}),
-            progress or _noProgress, answered))
+            peer, profile, headers, methods, dict(options or {}),
+            progress or noProgress, onAnswer))
 
     def _ourMethods(self, methodNames: Optional[Sequence[str]]) -> List[Any]:
         if methodNames is None:
@@ -219,8 +201,7 @@ class StreamInitiation(Handler):
                 condition="no-valid-streams")
         multiple = ns.NS_SI_MULTIPLE in features
 
-        failures: List[Tuple[str, str]] = []
-        condition = None
+        attempts = Attempts(self.clock, self.attemptTimeout, progress)
         while True:
             sid = self._newSid()
             offer = SIOffer(sid, profile, [m.namespace for m in remaining],
@@ -230,31 +211,23 @@ class StreamInitiation(Handler):
                 chosen = self._chosen(peer, answer, remaining)
                 asked = self._answerHeaders(peer, profile, answer)
             except NegotiationFailed as e:
-                if not failures:
+                if not attempts.failures:
                     raise
                 # A keepAlive re-offer was refused: BADs were already
                 # reported, so this ends as a method failure.
                 raise MethodFailed("%s; re-offer of %s refused: %s"
-                                   % (_summary(failures),
+                                   % (attempts.summary(),
                                       ", ".join(m.name for m in remaining), e.reason),
                                    condition=e.condition)
             if answered is not None:
                 answered(asked)
             keepAlive = not answer.multiple
             later = [m for m in remaining if m not in chosen] if keepAlive else []
-            ctx = StreamContext(sid, self.ownJID, peer, True, options)
-            for i, method in enumerate(chosen):
-                progress("INIT", method.name, None)
-                try:
-                    return await _bounded(self.clock, _call(method.initiate, ctx),
-                                          self.attemptTimeout)
-                except MethodFailed as e:
-                    failures.append((method.name, e.reason))
-                    condition = e.condition
-                    if i < len(chosen) - 1 or later:
-                        progress("BAD", method.name, e.reason)
-            if not later:
-                raise MethodFailed(_summary(failures), condition=condition)
+            ctx = StreamContext(sid, self.ownJID, peer, True, options,
+                                session=sid, offeredBy=self.ownJID)
+            stream = await attempts.inOrder(chosen, ctx, more=bool(later))
+            if stream is not None:
+                return stream
             remaining = later
 
     async def _peerFeatures(self, peer: JID):
@@ -268,11 +241,36 @@ class StreamInitiation(Handler):
                 condition=e.condition if isinstance(e, StanzaError) else None)
 
     async def _ask(self, peer: JID, offer: SIOffer) -> SIAccept:
+        """
+        Send ``offer`` and decode the answer.  A peer that says
+        ``resource-constraint`` with type ``wait`` (too many offers pending
+        there) is asked again after a growing delay, for as long as the
+        attempt timeout allows; then its refusal stands.
+        """
+        deadline = self.clock.seconds() + self.attemptTimeout
+        delay = RETRY_FIRST
+        while True:
+            try:
+                return await self._askOnce(peer, offer)
+            except _Busy as busy:
+                now = self.clock.seconds()
+                if now + delay > deadline:
+                    raise busy.failure
+                log.info("peer {peer} is busy (resource-constraint); offering {sid} "
+                         "again in {delay}s", peer=peer.full(), sid=offer.id, delay=delay)
+                await task.deferLater(self.clock, delay, lambda: None)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _askOnce(self, peer: JID, offer: SIOffer) -> SIAccept:
         iq = makeIQ("set", peer)
         iq.addChild(offer.toElement())
         try:
             result = await self.request(iq, self.answerTimeout)
         except StanzaError as e:
+            if e.condition == "resource-constraint" and e.type == "wait":
+                raise _Busy(NegotiationFailed(
+                    "peer %s refused the offer: %s" % (peer.full(), describeStanzaError(e)),
+                    condition=_siCondition(e)))
             raise NegotiationFailed("peer %s refused the offer: %s"
                                     % (peer.full(), describeStanzaError(e)),
                                     condition=_siCondition(e))
@@ -322,10 +320,10 @@ class StreamInitiation(Handler):
         offers = list(self._offers.values())
         self._offers.clear()
         for offer in offers:
-            offer._end("expired")
+            offer.end("expired")
             self.acceptor.offerExpired(offer, "XMPP connection lost")
 
-    def _answer(self, element: domish.Element) -> None:
+    def answer(self, element: domish.Element) -> None:
         try:
             self.send(element)
         except NotConnected:
@@ -338,20 +336,24 @@ class StreamInitiation(Handler):
         except StanzaError as e:
             log.info("refused SI offer from {peer}: {why}",
                      peer=iq.getAttribute("from"), why=describeStanzaError(e))
-            self._answer(errorFor(iq, e))
+            self.answer(errorFor(iq, e))
             return
         self._offers[(offer.peer.full(), offer.sid)] = offer
-        offer._timer = self.clock.callLater(self.offerTimeout, self._expire, offer)
+        offer.timer = self.clock.callLater(self.offerTimeout, self._expire, offer)
         try:
             self.acceptor.offerReceived(offer)
+        except OfferBusy as e:
+            if self.settle(offer, "rejected"):
+                self.answer(errorFor(iq, stanzaError("resource-constraint", e.reason,
+                                                     type="wait")))
         except OfferRejected as e:
             offer.reject(e.reason)
         except Exception:
             log.failure("offer acceptor failed on {sid}", sid=offer.sid)
-            if self._settle(offer, "rejected"):
-                self._answer(errorFor(iq, stanzaError("internal-server-error")))
+            if self.settle(offer, "rejected"):
+                self.answer(errorFor(iq, stanzaError("internal-server-error")))
 
-    def _parseOffer(self, iq: domish.Element) -> "IncomingOffer":
+    def _parseOffer(self, iq: domish.Element) -> IncomingOffer:
         def bad(text, app=None):
             element = None if app is None else domish.Element((ns.NS_SI, app))
             return stanzaError("bad-request", text, element, type="cancel")
@@ -359,6 +361,9 @@ class StreamInitiation(Handler):
         peer = parseJID(iq.getAttribute("from"))
         if peer is None:
             raise bad("offer has no valid sender")
+        if self.acceptor is None:
+            # Not wired yet (setAcceptor): nobody could decide.
+            raise stanzaError("service-unavailable", "not accepting offers", type="cancel")
         element = next(iq.elements(ns.NS_SI, "si"))
         try:
             offer = SIOffer.fromElement(element)
@@ -379,183 +384,36 @@ class StreamInitiation(Handler):
         if len(self._offers) >= self.maxPendingOffers:
             raise stanzaError("resource-constraint", "too many pending offers",
                               type="wait")
+        try:
+            application = si_profiles.fromHeaders(offer.profile, headers)
+        except MalformedSI as e:
+            raise bad(str(e))
         return IncomingOffer(self, iq, offer.id, peer, offer.profile, headers,
-                             methods, offer.multiple, offer.mimeType)
+                             methods, offer.multiple, offer.mimeType, application)
 
-    def _settle(self, offer: "IncomingOffer", state: str) -> bool:
+    def settle(self, offer: IncomingOffer, state: str) -> bool:
         """Take ``offer`` out of the pending set; False if it already was."""
         if self._offers.get((offer.peer.full(), offer.sid)) is not offer:
             return False
         del self._offers[(offer.peer.full(), offer.sid)]
-        offer._end(state)
+        offer.end(state)
         return True
 
-    def _expire(self, offer: "IncomingOffer") -> None:
-        offer._timer = None
+    def _expire(self, offer: IncomingOffer) -> None:
+        offer.timer = None
         reason = "offer timed out after %gs" % self.offerTimeout
-        if self._settle(offer, "expired"):
-            self._answer(errorFor(offer._iq, stanzaError("forbidden", reason, type="cancel")))
+        if self.settle(offer, "expired"):
+            self.answer(errorFor(offer.iq, stanzaError("forbidden", reason, type="cancel")))
             self.acceptor.offerExpired(offer, reason)
 
     @property
-    def pendingOffers(self) -> List["IncomingOffer"]:
+    def pendingOffers(self) -> List[IncomingOffer]:
         return list(self._offers.values())
 
 
-class IncomingOffer:
-    """
-    A valid offer waiting for a decision.
+class _Busy(Exception):
+    """The peer said ``resource-constraint``/``wait``; ``failure`` if we stop."""
 
-    ``methods`` are the offered methods we have enabled, as IStreamMethod
-    objects in *our* preference order (``methodNames`` for their names);
-    ``multiple`` says whether the offer carried si-multiple, in which case
-    accepting answers with all of them; otherwise with the first.
-    ``state`` is ``pending``, ``accepted``, ``rejected`` or ``expired``.
-    """
-
-    def __init__(self, handler: StreamInitiation, iq: domish.Element, sid: str,
-                 peer: JID, profile: str, headers: Dict[str, str],
-                 methods: List[Any], multiple: bool, mimeType: Optional[str] = None):
-        self._handler = handler
-        self._iq = iq
-        self._timer = None
-        self.sid = sid
-        self.peer = peer
-        self.profile = profile
-        self.headers = headers
-        self.methods = methods
-        self.multiple = multiple
-        self.mimeType = mimeType
-        self.state = "pending"
-
-    def __repr__(self) -> str:
-        return "<IncomingOffer %s from %s %s>" % (self.sid, self.peer.full(), self.state)
-
-    @property
-    def methodNames(self) -> List[str]:
-        return [m.name for m in self.methods]
-
-    @property
-    def pending(self) -> bool:
-        return self.state == "pending"
-
-    def _end(self, state: str) -> None:
-        self.state = state
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def reject(self, reason: str = "Offer Declined") -> None:
-        """Answer ``forbidden`` with ``reason``; nothing if no longer pending."""
-        if self._handler._settle(self, "rejected"):
-            self._handler._answer(errorFor(self._iq, stanzaError(
-                "forbidden", reason, type="cancel")))
-
-    def accept(self, progress: Optional[Progress] = None,
-               options: Optional[Dict[str, Any]] = None,
-               payload: Optional[domish.Element] = None) -> "defer.Deferred[Any]":
-        """
-        Answer the offer and wait for the initiator to open a bytestream by
-        any chosen method.  Fires with the IBytestream; fails with
-        MethodFailed when every method failed or ``attemptTimeout`` per
-        method passed; NegotiationFailed if the offer is no longer pending.
-        ``payload`` is a profile element for the answer (a file-transfer
-        ``<file><range/></file>``, see :func:`~bytestreamd.wire.si.fileRangeAnswer`).
-        """
-        handler = self._handler
-        if not handler._settle(self, "accepted"):
-            return defer.fail(NegotiationFailed(
-                "offer %s from %s is no longer pending (%s)"
-                % (self.sid, self.peer.full(), self.state)))
-        chosen = self.methods if self.multiple else self.methods[:1]
-        own = handler.ownJID or parseJID(self._iq.getAttribute("to"))
-        ctx = StreamContext(self.sid, self.peer, own, False, dict(options or {}))
-        race = _Race(handler.clock, chosen, ctx, progress or _noProgress,
-                     handler.attemptTimeout * len(chosen))
-        if self.multiple:
-            answer = SIAccept(methods=[m.namespace for m in chosen], payload=payload)
-        else:
-            answer = SIAccept(method=chosen[0].namespace, payload=payload)
-        result = resultFor(self._iq)
-        result.addChild(answer.toElement())
-        try:
-            handler.send(result)
-        except NotConnected as e:
-            race.stop(MethodFailed("cannot answer the offer: %s" % e))
-        return race.result
-
-
-class _Race:
-    """
-    The target's side: every chosen method waits for the initiator at once
-    and the first to open wins.  ``INIT`` names the method the initiator
-    should be trying (the first one still waiting, as it tries in order);
-    when that one fails and another is still waiting, ``BAD`` then ``INIT``
-    for the next.
-    """
-
-    def __init__(self, clock, methods: List[Any], ctx: StreamContext,
-                 progress: Progress, timeout: float):
-        self.result: defer.Deferred = defer.Deferred(self._cancel)
-        self.progress = progress
-        self.timeout = timeout
-        self.finished = False
-        self.failures: List[Tuple[str, str]] = []
-        self.live: Dict[Any, Optional[defer.Deferred]] = {m: None for m in methods}
-        self.order = list(methods)
-        self.announced = methods[0]
-        self.timer = clock.callLater(timeout, self._expire)
-        progress("INIT", self.announced.name, None)
-        for method in methods:
-            if method in self.live:
-                d = _call(method.expect, ctx)
-                if method in self.live and not self.finished:
-                    self.live[method] = d
-                d.addBoth(self._done, method)
-
-    def _done(self, result, method) -> None:
-        if self.finished or method not in self.live:
-            if not isinstance(result, failure.Failure) and self.finished:
-                result.abortConnection()  # a late winner nobody wants
-            return None
-        del self.live[method]
-        if not isinstance(result, failure.Failure):
-            self._finish()
-            self.result.callback(result)
-            return None
-        reason = result.value.reason if result.check(MethodFailed) else _words(result.value)
-        self.failures.append((method.name, reason))
-        if not self.live:
-            self._finish()
-            self.result.errback(MethodFailed(_summary(self.failures),
-                                             getattr(result.value, "condition", None)))
-        elif method is self.announced:
-            self.announced = next(m for m in self.order if m in self.live)
-            self.progress("BAD", method.name, reason)
-            self.progress("INIT", self.announced.name, None)
-        return None
-
-    def _finish(self) -> None:
-        self.finished = True
-        if self.timer.active():
-            self.timer.cancel()
-        live, self.live = self.live, {}
-        for d in live.values():
-            if d is not None:
-                d.cancel()
-
-    def _expire(self) -> None:
-        waited = ", ".join(m.name for m in self.live)
-        words = "no bytestream opened within %gs (waited for %s)" % (self.timeout, waited)
-        if self.failures:
-            words += "; " + _summary(self.failures)
-        self.stop(MethodFailed(words))
-
-    def stop(self, exc: Exception) -> None:
-        if not self.finished:
-            self._finish()
-            self.result.errback(exc)
-
-    def _cancel(self, d: defer.Deferred) -> None:
-        if not self.finished:
-            self._finish()
+    def __init__(self, failure: NegotiationFailed):
+        Exception.__init__(self)
+        self.failure = failure

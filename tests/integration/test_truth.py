@@ -225,3 +225,36 @@ def test_f_link_without_a_client_reports_and_closes(daemons):
     assert theirs.words[2] == "CLOS", watch.linkEvents(bobLink)
     assert mine.words[2] == "CLOS", ctl.linkEvents(aliceLink)
     assert "closed by the peer" in mine.options.get("reason", ""), mine
+
+
+def test_h_out_of_file_descriptors_is_451_and_leaves_nothing(daemons):
+    """h. The daemon runs out of fds: OPEN is 451 with the reason, no link stays NEGO."""
+    import subprocess
+    alice = daemons("alice", accept="bob@localhost")
+    bob = daemons("bob", accept="alice@localhost")
+    ctl = alice.control()
+    fds = len(os.listdir("/proc/%d/fd" % alice.process.pid))
+    # Room for what is open now and a handful more: a few OPENs fit, then none.
+    subprocess.run(["prlimit", "--pid", str(alice.process.pid),
+                    "--nofile=%d:%d" % (fds + 4, fds + 4)], check=True)
+    codes = []
+    for _ in range(12):
+        reply = ctl.command("OPEN %s" % bob.jid)
+        codes.append(reply.code)
+        if reply.code == 451:
+            assert "Too many open files" in reply.text, reply
+            break
+    assert 451 in codes, codes
+    assert 550 not in codes, codes
+    rows = ctl.command("LINKS").rows()
+    linkFiles = os.listdir(alice.linksDir)
+    assert len(linkFiles) == len(rows), (linkFiles, rows)  # no socket without a link
+    # Every link that did open ends by itself (no peer ever accepts: bounded).
+    for row in rows:
+        assert ctl.command("CLOSE %s" % row["link"]).code == 250
+    deadline = time.monotonic() + 30
+    while ctl.command("LINKS").rows() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ctl.command("LINKS").rows() == []
+    assert "cannot create its socket" in alice.logText()  # one line, said why
+    assert "internal error" not in alice.logText()

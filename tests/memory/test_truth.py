@@ -233,3 +233,40 @@ def test_h_socket_that_cannot_be_made_is_451(world):
     world.network.listenUNIXError = None
     assert ctl.expect("LINKS").rows() == [] or all(
         row.get("state") != "NEGO" for row in ctl.expect("LINKS").rows())
+
+
+def test_burst_beyond_the_receivers_max_links_waits_and_completes(world):
+    # Issue 8 item 7: bob allows 4 links at once; alice opens 10.  Offers
+    # beyond the limit are told "wait" and retried until a slot frees up.
+    alice = world.daemon("alice", allow="bob@%s" % world.domain, methods="ibb",
+                         config={"links": {"peer_timeout": PEER_TIMEOUT,
+                                           "attempt_timeout": 120}})
+    from twisted.internet import protocol
+
+    class Echo(protocol.Protocol):
+        def dataReceived(self, data):
+            self.transport.write(data)
+
+        def readConnectionLost(self):
+            self.transport.loseConnection()
+
+    port = world.listenTCP(protocol.Factory.forProtocol(Echo))
+    bob = world.daemon("bob", allow="alice@%s" % world.domain, methods="ibb",
+                       config={"links": {"peer_timeout": PEER_TIMEOUT, "max_links": 4},
+                               "services": {"echo": "tcp:host=127.0.0.1:port=%d" % port}})
+    ctl = world.control(alice)
+    links = []
+    for i in range(10):
+        opened = ctl.expect("OPEN %s service=echo methods=ibb" % bob.jid.full())
+        links.append((opened.get("link"), world.localClient(alice, opened.get("socket"))))
+    for i, (linkId, client) in enumerate(links):
+        data = payload(100 + i, 20000)
+        client.write(data)
+        client.writeEOF()
+        assert client.waitReceived(len(data), timeout=300) == data
+        end = ctl.waitLinkState(linkId, timeout=300)
+        assert end.words[2] == "CLOS", ctl.linkEvents(linkId)
+    assert not any(e.words[2] == "BAD" for l, _ in links for e in ctl.linkEvents(l))
+    waits = [r for r in world.router.routed("iq")
+             if r.sender == bob.jid.full() and "resource-constraint" in r.element.toXml()]
+    assert waits, "bob never said wait: the burst did not test the limit"

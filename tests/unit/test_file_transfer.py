@@ -11,6 +11,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from bytestreamd import ns
 from bytestreamd.config import Config
@@ -18,7 +20,10 @@ from bytestreamd.control.protocol import ControlFactory
 from bytestreamd.disco import PeerDiscovery
 from bytestreamd.errors import NegotiationFailed, SyntaxErrorInArgument
 from bytestreamd.events import Event, LinkInfo
+from bytestreamd.application import RangeAnswer
+from bytestreamd.interfaces import IControlBackend, IIncomingOffer, INegotiator
 from bytestreamd.links import LinkManager
+from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.si import StreamInitiation
 from bytestreamd.wire import si as wire
 from bytestreamd.wire.si import SIAccept, SIOffer
@@ -86,7 +91,11 @@ class SIFileTests(SynchronousTestCase):
         return [x for x in self.h.sent if x.name == "iq"][-1]
 
     def offerFile(self, answered):
-        d = self.si.offer(BOB, FT, dict(FILE, desc="hi"), answered=answered)
+        def asHeaders(rangeAnswer):
+            # What the answer asked, as the headers these tests compare.
+            answered(dict(rangeAnswer.details()) if rangeAnswer is not None else {})
+        d = self.si.offer(BOB, si_profiles.fromHeaders(FT, dict(FILE, desc="hi")),
+                          answered=asHeaders)
         iq = self.lastIQ()
         self.h.receive("<iq type='result' id='%s' from='%s'><query xmlns='%s'>%s</query></iq>"
                        % (iq["id"], BOB.full(), ns.NS_DISCO_INFO, "".join(
@@ -137,7 +146,7 @@ class SIFileTests(SynchronousTestCase):
                                 wire.streamMethodOffer([ns.NS_IBB]).toXml()))
         offer = self.acceptor.offers[0]
         self.assertEqual(offer.headers, {"name": "x.bin", "size": "10", "range": "true"})
-        offer.accept(payload=wire.fileRangeAnswer(4))
+        offer.accept(rangeAnswer=RangeAnswer(4))
         result = self.h.sent[-1]
         self.assertEqual((result["type"], result["id"]), ("result", "o1"))
         accept = SIAccept.fromElement(next(result.elements(ns.NS_SI, "si")))
@@ -148,21 +157,33 @@ class SIFileTests(SynchronousTestCase):
 # --- link registry -------------------------------------------------------------
 
 
+@implementer(INegotiator)
 class FakeSI:
+    name = "si"
+
     def __init__(self):
         self.offers = []
 
-    def offer(self, peer, profile, headers, methods, options, progress, answered=None):
+    def supports(self, features):
+        return True
+
+    def setAcceptor(self, acceptor):
+        self.acceptor = acceptor
+
+    def offer(self, peer, application, methods=None, options=None, progress=None,
+              answered=None):
         d = defer.Deferred()
+        profile, headers = si_profiles.toHeaders(application)
         self.offers.append(dict(peer=peer, profile=profile, headers=headers,
                                 progress=progress, answered=answered, d=d))
         return d
 
 
+@implementer(IIncomingOffer)
 class RangedOffer(FakeOffer):
-    def accept(self, progress=None, options=None, payload=None):
-        self.payload = payload
-        return FakeOffer.accept(self, progress, options)
+    def accept(self, progress=None, rangeAnswer=None):
+        self.payload = si_profiles.answerPayload(rangeAnswer)
+        return FakeOffer.accept(self, progress, rangeAnswer)
 
 
 class LinksFileTests(SynchronousTestCase):
@@ -173,7 +194,7 @@ class LinksFileTests(SynchronousTestCase):
                              accept_allow=("bob@example.org",),
                              services={"x": "tcp:host=127.0.0.1:port=7"})
         self.si = FakeSI()
-        self.manager = LinkManager(self.reactor, self.config, FakeXMPP(), self.si,
+        self.manager = LinkManager(self.reactor, self.config, FakeXMPP(), [self.si],
                                    None, ["s5b", "ibb"])
         self.events = []
         self.manager.subscribe(self.events.append)
@@ -192,7 +213,7 @@ class LinksFileTests(SynchronousTestCase):
     def test_goodCarriesTheAskedRange(self):
         info = self.openFile()
         offer = self.si.offers[0]
-        offer["answered"]({"offset": "600", "length": "10"})
+        offer["answered"](RangeAnswer(600, 10))
         offer["d"].callback(FakeStream())
         good = self.events[-1]
         self.assertEqual(good.words, (info.id, "GOOD"))
@@ -203,14 +224,14 @@ class LinksFileTests(SynchronousTestCase):
     def test_rangeNotOfferedIsIgnored(self):
         info = self.openFile(range=None)
         offer = self.si.offers[0]
-        offer["answered"]({"offset": "600"})
+        offer["answered"](RangeAnswer(600))
         offer["d"].callback(FakeStream())
         self.assertEqual(self.events[-1].words, (info.id, "GOOD"))
         self.assertNotIn("offset", dict(self.events[-1].options))
 
     def test_plainGoodHasNoOffset(self):
         self.openFile()
-        self.si.offers[0]["answered"]({})
+        self.si.offers[0]["answered"](None)
         self.si.offers[0]["d"].callback(FakeStream())
         self.assertNotIn("offset", dict(self.events[-1].options))
 
@@ -290,9 +311,33 @@ class LinksFileTests(SynchronousTestCase):
 # --- control protocol ----------------------------------------------------------
 
 
+#: An argument the caller did not pass (the tests compare what was passed).
+NOT = object()
+
+
+def _given(**kw):
+    return {key: value for key, value in kw.items() if value is not NOT}
+
+
+@implementer(IControlBackend)
 class Backend:
     def __init__(self):
         self.calls = []
+
+    def reject(self, linkId, reason=None):
+        self.calls.append(("reject", linkId, reason))
+
+    def close(self, linkId):
+        self.calls.append(("close", linkId))
+
+    def links(self):
+        return []
+
+    def status(self):
+        return []
+
+    def probe(self, peer):
+        return defer.succeed([])
 
     def subscribe(self, sink):
         pass
@@ -303,13 +348,23 @@ class Backend:
     def forgetOwner(self, owner):
         pass
 
-    def open(self, peer, owner, **kw):
+    def open(self, peer, owner, service=NOT, methods=NOT, blockSize=NOT, stanza=NOT,
+             profile=NOT, headers=NOT):
+        kw = _given(service=service, methods=methods, blockSize=blockSize, stanza=stanza,
+                    profile=profile, headers=headers)
         self.calls.append(("open", peer.full(), kw))
         return LinkInfo("l1", "NEGO", peer.full(), "out", socket="/s")
 
-    def accept(self, linkId, owner, **kw):
-        self.calls.append(("accept", linkId, kw))
+    def accept(self, linkId, owner, offset=NOT, length=NOT):
+        self.calls.append(("accept", linkId, _given(offset=offset, length=length)))
         return LinkInfo(linkId, "INIT", "b@x/y", "in", socket="/s")
+
+
+class FakesTests(SynchronousTestCase):
+    def test_fakesProvideTheirInterfaces(self):
+        verifyObject(INegotiator, FakeSI())
+        verifyObject(IIncomingOffer, RangedOffer("bob@example.org/d", dict(FILE), profile=FT))
+        verifyObject(IControlBackend, Backend())
 
 
 class ControlFileTests(SynchronousTestCase):

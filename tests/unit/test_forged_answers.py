@@ -20,6 +20,7 @@ from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 
 from bytestreamd import ns, stanzas
+from bytestreamd.application import LinkApplication
 from bytestreamd.disco import PeerDiscovery
 from bytestreamd.errors import MethodFailed, NegotiationFailed
 from bytestreamd.methods import ibb as ibbModule
@@ -244,7 +245,7 @@ class SIOfferTests(SynchronousTestCase):
         self.h.addHandler(self.si)
 
     def test_forgedRefusalOfOffer(self):
-        d = self.si.offer(JID(BOB), ns.NS_LINK_PROFILE, {"service": "ssh"},
+        d = self.si.offer(JID(BOB), LinkApplication("ssh"),
                           progress=lambda *a: None)
         disco = self.h.sent[-1]
         self.h.receive(result(disco["id"], BOB, "<query xmlns='%s'>%s</query>" % (
@@ -261,7 +262,7 @@ class SIOfferTests(SynchronousTestCase):
         self.assertIn("not-acceptable", f.value.reason)
 
     def test_forgedAcceptOfOffer(self):
-        d = self.si.offer(JID(BOB), ns.NS_LINK_PROFILE, {"service": "ssh"},
+        d = self.si.offer(JID(BOB), LinkApplication("ssh"),
                           progress=lambda *a: None)
         disco = self.h.sent[-1]
         self.h.receive(result(disco["id"], BOB, "<query xmlns='%s'>%s</query>" % (

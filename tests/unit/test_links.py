@@ -11,12 +11,17 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from bytestreamd.config import Config
 from bytestreamd.errors import (MethodFailed, NegotiationFailed, NoSuchLink,
                                 NotConnected, OfferRejected, ResourceLimit,
                                 SyntaxErrorInArgument)
+from bytestreamd.interfaces import (IControlBackend, IIncomingOffer, INegotiator,
+                                    IOfferAcceptor)
 from bytestreamd.links import LinkManager
+from bytestreamd.negotiation import si_profiles
 from tests.unit.test_local import FakeStream
 
 
@@ -35,27 +40,47 @@ class FakeXMPP:
         self.state = S()
 
 
+@implementer(INegotiator)
 class FakeSI:
+    """An INegotiator whose Deferreds the test fires; it records each offer
+    as SI would put it on the wire (profile namespace and headers)."""
+
+    name = "si"
+
     def __init__(self):
         self.offers = []
 
-    def offer(self, peer, profile, headers, methods, options, progress):
+    def supports(self, features):
+        return True
+
+    def setAcceptor(self, acceptor):
+        self.acceptor = acceptor
+
+    def offer(self, peer, application, methods=None, options=None, progress=None,
+              answered=None):
         d = defer.Deferred()
+        profile, headers = si_profiles.toHeaders(application)
         self.offers.append((peer, profile, headers, methods, options, progress, d))
         return d
 
 
+@implementer(IIncomingOffer)
 class FakeOffer:
+    negotiation = "si"
+    sid = "fake-sid"
+
     def __init__(self, peer, headers=None, profile="urn:x-bytestreamd:si:link:0"):
         self.peer = JID(peer)
         self.headers = headers or {}
         self.profile = profile
+        self.application = si_profiles.fromHeaders(profile, self.headers)
         self.rejected = None
         self.accepted = None
 
-    def accept(self, progress=None, options=None):
+    def accept(self, progress=None, rangeAnswer=None):
         self.accepted = defer.Deferred()
         self.progress = progress
+        self.rangeAnswer = rangeAnswer
         return self.accepted
 
     def reject(self, reason="Offer Declined"):
@@ -72,7 +97,7 @@ class LinkManagerTests(SynchronousTestCase):
                              services={"echo": "tcp:host=127.0.0.1:port=7"})
         self.xmpp = FakeXMPP()
         self.si = FakeSI()
-        self.manager = LinkManager(self.reactor, self.config, self.xmpp, self.si,
+        self.manager = LinkManager(self.reactor, self.config, self.xmpp, [self.si],
                                    None, ["s5b", "ibb"])
         self.events = []
         self.manager.subscribe(self.events.append)
@@ -305,3 +330,66 @@ class TruthfulEndTests(SynchronousTestCase):
         self.manager.peerGone(JID("bob@example.org/daemon"), "no answer to ping")
         self.assertEqual(self.events[-1].words, (info.id, "ERR"))
         self.assertEqual(dict(self.events[-1].options)["reason"], "no answer to ping")
+
+
+class FakesAndSeamsTests(SynchronousTestCase):
+    """Every fake here stands for an interface; the seams hold (issue 6 sec. 2)."""
+
+    def test_fakesProvideTheirInterfaces(self):
+        verifyObject(INegotiator, FakeSI())
+        verifyObject(IIncomingOffer, FakeOffer("bob@example.org/daemon"))
+        base = LinkManagerTests("test_serverEventsBroadcast")
+        base.setUp()
+        verifyObject(IControlBackend, base.manager)
+        verifyObject(IOfferAcceptor, base.manager)
+
+    def test_negotiationIsShownOnEventsAndLinks(self):
+        base = LinkManagerTests("test_serverEventsBroadcast")
+        base.setUp()
+        info = base.manager.open(JID("bob@example.org/daemon"), "o")
+        self.assertIn(("negotiation", "si"), info.extra)
+        base.si.offers[0][-1].callback(FakeStream())
+        self.assertIn(("negotiation", "si"), base.events[-1].options)
+        self.assertEqual(base.manager.links()[0].extra[:2],
+                         (("negotiation", "si"), ("sid", FakeStream().sid)))
+        base.manager.offerReceived(FakeOffer("bob@example.org/daemon"))
+        self.assertIn(("negotiation", "si"), base.events[-1].options)
+
+    def test_negotiatorPickedPerPeerFromCachedFeatures(self):
+        class Named(FakeSI):
+            def __init__(self, name, feature):
+                FakeSI.__init__(self)
+                self.name, self.feature = name, feature
+
+            def supports(self, features):
+                return self.feature in features
+
+        class Info:
+            def __init__(self, features):
+                self.features = features
+
+        class Disco:
+            cache = {JID("bob@example.org/j"): Info({"urn:xmpp:jingle:1"}),
+                     JID("bob@example.org/s"): Info({"http://jabber.org/protocol/si"}),
+                     JID("bob@example.org/n"): Info(set())}
+
+            def cached(self, peer):
+                return self.cache.get(peer)
+
+            def features(self, peer):
+                return defer.succeed(self.cache[peer].features)
+
+        jingle = Named("jingle", "urn:xmpp:jingle:1")
+        si = Named("si", "http://jabber.org/protocol/si")
+        base = LinkManagerTests("test_serverEventsBroadcast")
+        base.setUp()
+        manager = LinkManager(base.reactor, base.config, base.xmpp, [jingle, si],
+                              Disco(), ["s5b", "ibb"])
+        self.assertIs(manager.negotiatorFor(JID("bob@example.org/j")), jingle)
+        self.assertIs(manager.negotiatorFor(JID("bob@example.org/s")), si)
+        # Nothing supported or nothing known: the first says why not.
+        self.assertIs(manager.negotiatorFor(JID("bob@example.org/n")), jingle)
+        self.assertIs(manager.negotiatorFor(JID("bob@example.org/unknown")), jingle)
+        info = manager.open(JID("bob@example.org/s"), "o")
+        self.assertEqual((len(jingle.offers), len(si.offers)), (0, 1))
+        self.assertIn(("negotiation", "si"), info.extra)

@@ -353,7 +353,7 @@ class DaemonUseTests(_TempDir):
         with open(path, "w") as f:
             f.write("precious")
         si = FakeSI()
-        manager = LinkManager(MemoryReactorClock(), self._config(), FakeXMPP(), si,
+        manager = LinkManager(MemoryReactorClock(), self._config(), FakeXMPP(), [si],
                               None, ["ibb"])
         manager._newId = lambda: "deadbeef"
         with self.assertRaises(ResourceLimit) as caught:

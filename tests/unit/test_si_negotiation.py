@@ -12,6 +12,8 @@ from bytestreamd import ns
 from bytestreamd.disco import PeerDiscovery
 from bytestreamd.errors import MethodFailed, NegotiationFailed, OfferRejected
 from bytestreamd.interfaces import IOfferAcceptor, IStreamMethod
+from bytestreamd.application import FileApplication, LinkApplication
+from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.si import StreamInitiation
 from bytestreamd.wire.si import SIAccept, SIOffer
 from tests.helpers import ConnectionHarness
@@ -71,6 +73,8 @@ class FakeAcceptor:
 
     def offerReceived(self, offer):
         if self.rejectWith:
+            if isinstance(self.rejectWith, Exception):
+                raise self.rejectWith
             raise OfferRejected(self.rejectWith)
         self.offers.append(offer)
         if self.onOffer:
@@ -128,8 +132,11 @@ class Base(SynchronousTestCase):
 class OutgoingTests(Base):
     def offer(self, **kw):
         kw.setdefault("progress", self.progress)
-        return self.si.offer(BOB, ns.NS_LINK_PROFILE, kw.pop("headers", {"service": "ssh"}),
-                             options={"block-size": 4096}, **kw)
+        if "methodNames" in kw:
+            kw["methods"] = kw.pop("methodNames")
+        return self.si.offer(BOB, si_profiles.fromHeaders(
+            ns.NS_LINK_PROFILE, kw.pop("headers", {"service": "ssh"})),
+            options={"block-size": 4096}, **kw)
 
     def test_siMultipleFallback(self):
         d = self.offer()
@@ -365,7 +372,7 @@ class OutgoingTests(Base):
         self.assertNotIn(iq["id"], self.h.connection._iqDeferreds)
 
     def test_profileNotEnabled(self):
-        d = self.si.offer(BOB, ns.NS_SI_FILE_TRANSFER, {"name": "a", "size": "1"})
+        d = self.si.offer(BOB, FileApplication("a", 1))
         self.assertEqual(self.failureResultOf(d, NegotiationFailed).value.condition,
                          "bad-profile")
 
@@ -516,6 +523,16 @@ class IncomingTests(Base):
         self.assertEqual(texts, ["bob@example.org is not allowed"])
         self.assertEqual(self.si.pendingOffers, [])
 
+    def test_offerOverMaxLinksIsWaitNotForbidden(self):
+        # Issue 8 item 7: a busy receiver says "wait", which openers retry.
+        from bytestreamd.errors import OfferBusy
+        self.acceptor.rejectWith = OfferBusy("too many links (max_links = 2)")
+        self.h.receive(offerXml())
+        kind, conditions, texts = self.lastError()
+        self.assertEqual(kind, "wait")
+        self.assertEqual(conditions[0], (ns.NS_STANZAS, "resource-constraint"))
+        self.assertEqual(self.si.pendingOffers, [])
+
     def test_reject(self):
         self.h.receive(offerXml())
         offer = self.acceptor.offers[0]
@@ -598,7 +615,7 @@ class TwoDaemonsTests(SynchronousTestCase):
 
     def test_offerAcceptFallback(self):
         aEvents, bEvents = [], []
-        d = self.methods["a"][2].offer(self.b.jid, ns.NS_LINK_PROFILE, {"service": "ssh"},
+        d = self.methods["a"][2].offer(self.b.jid, LinkApplication("ssh"),
                                        progress=lambda *e: aEvents.append(e))
         self.pump()
         [offer] = self.acceptor.offers
@@ -618,3 +635,131 @@ class TwoDaemonsTests(SynchronousTestCase):
         self.assertEqual([e[:2] for e in aEvents], [e[:2] for e in bEvents])
         self.assertEqual([e[:2] for e in aEvents],
                          [("INIT", "s5b"), ("BAD", "s5b"), ("INIT", "ibb")])
+
+
+class BusyPeerTests(Base):
+    """Issue 8 item 7: ``resource-constraint``/``wait`` is retried with backoff
+    inside the attempt timeout; the pending-offer limit is configurable."""
+
+    def busy(self, iq, errorType="wait"):
+        self.h.receive("<iq type='error' id='%s' from='%s'><error type='%s'>"
+                       "<resource-constraint xmlns='%s'/><text xmlns='%s'>too many "
+                       "pending offers</text></error></iq>"
+                       % (iq["id"], BOB.full(), errorType, ns.NS_STANZAS, ns.NS_STANZAS))
+
+    def offer(self):
+        return self.si.offer(BOB, LinkApplication("ssh"), progress=self.progress)
+
+    def test_waitIsRetriedWithBackoffUntilAccepted(self):
+        d = self.offer()
+        self.answerDisco()
+        first, offer = self.sentOffer()
+        self.busy(first)
+        self.assertNoResult(d)
+        self.h.clock.advance(0.4)
+        self.assertIs(self.lastIQ(), first)  # not yet: the first delay is 0.5 s
+        self.h.clock.advance(0.1)
+        second, again = self.sentOffer()
+        self.assertIsNot(second, first)
+        self.assertNotEqual(second["id"], first["id"])
+        self.assertEqual(again.id, offer.id)
+        self.busy(second)
+        self.h.clock.advance(0.9)
+        self.assertIs(self.lastIQ(), second)  # doubled: 1 s
+        self.h.clock.advance(0.1)
+        third, _ = self.sentOffer()
+        self.answerOffer(third, SIAccept(method=ns.NS_IBB))
+        self.assertEqual(self.events, [("INIT", "ibb", None)])
+        self.ibb.initiated[0][1].callback(FakeStream("ibb"))
+        self.successResultOf(d)
+
+    def test_retriesEndWithinTheAttemptTimeout(self):
+        self.si.attemptTimeout = 5
+        d = self.offer()
+        self.answerDisco()
+        iq, times = None, []
+        while not d.called and len(times) < 20:
+            sent = self.lastIQ()
+            if sent is not iq:
+                iq = sent
+                times.append(self.h.clock.seconds())
+                self.busy(iq)
+            else:
+                self.h.clock.advance(0.25)
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertEqual(f.value.condition, "resource-constraint")
+        self.assertIn("too many pending offers", f.value.reason)
+        self.assertEqual(times, [0, 0.5, 1.5, 3.5])  # 7.5 s is past the 5 s
+        self.assertEqual(self.events, [])
+
+    def test_cancelIsRefusalAtOnce(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        self.busy(iq, errorType="cancel")
+        f = self.failureResultOf(d, NegotiationFailed)
+        self.assertEqual(f.value.condition, "resource-constraint")
+
+    def test_cancelWhileWaitingToRetry(self):
+        d = self.offer()
+        self.answerDisco()
+        iq, _ = self.sentOffer()
+        self.busy(iq)
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.h.clock.advance(60)
+        self.assertIs(self.lastIQ(), iq)
+
+    def test_pendingOfferLimitIsConfigurable(self):
+        self.si.maxPendingOffers = 2
+        for sid in ("s1", "s2", "s3"):
+            self.h.receive(offerXml(sid=sid))
+        self.assertEqual(len(self.si.pendingOffers), 2)
+        iq = self.h.sent[-1]
+        self.assertEqual(iq["type"], "error")
+        [error] = [c for c in iq.elements() if c.name == "error"]
+        self.assertEqual(error["type"], "wait")
+        self.assertIn("resource-constraint", [c.name for c in error.elements()])
+
+
+class WiringTests(SynchronousTestCase):
+    def test_setAcceptorOnce(self):
+        h = ConnectionHarness()
+        si = StreamInitiation(h.clock, [FakeMethod("ibb", ns.NS_IBB)], None, None)
+        h.addHandler(si)
+        h.receive(offerXml(methods=(ns.NS_IBB,)))  # not wired yet: refused, no crash
+        [error] = [c for c in h.sent[-1].elements() if c.name == "error"]
+        self.assertIn("service-unavailable", [c.name for c in error.elements()])
+        self.assertEqual(si.pendingOffers, [])
+        acceptor = FakeAcceptor()
+        si.setAcceptor(acceptor)
+        self.assertIs(si.acceptor, acceptor)
+        self.assertRaises(RuntimeError, si.setAcceptor, FakeAcceptor())
+
+    def test_daemonSizesThePendingOfferLimitByMaxLinks(self):
+        from twisted.internet.testing import MemoryReactorClock
+        from bytestreamd import registry
+        from bytestreamd.config import Config
+        config = Config(jid=JID("a@example.org/d"), password="x", max_links=500)
+        [si] = registry.buildNegotiators(MemoryReactorClock(), config, [], None)
+        self.assertEqual((si.name, si.maxPendingOffers, si.acceptor), ("si", 500, None))
+        self.assertTrue(si.supports({ns.NS_SI}))
+        self.assertFalse(si.supports({"urn:xmpp:jingle:1"}))
+        self.assertFalse(si.supports(None))
+
+    def test_interfaces(self):
+        from zope.interface.verify import verifyObject
+        from bytestreamd.interfaces import IIncomingOffer, INegotiator, IOfferAcceptor
+        h = ConnectionHarness()
+        acceptor = FakeAcceptor()
+        si = StreamInitiation(h.clock, [FakeMethod("ibb", ns.NS_IBB)], PeerDiscovery(),
+                              acceptor)
+        h.addHandler(si)
+        verifyObject(INegotiator, si)
+        verifyObject(IOfferAcceptor, acceptor)
+        verifyObject(IStreamMethod, FakeMethod("ibb", ns.NS_IBB))
+        h.receive(offerXml(methods=(ns.NS_IBB,)))
+        [offer] = acceptor.offers
+        verifyObject(IIncomingOffer, offer)
+        self.assertEqual((offer.negotiation, offer.application),
+                         ("si", LinkApplication("ssh")))

@@ -1,0 +1,38 @@
+r"""
+The link registry: the one package that knows every layer.
+
+A *link* is one bytestream the daemon exposes as a local socket.  This
+package creates links for ``OPEN`` and for offers, drives them through a
+negotiator (:class:`~bytestreamd.interfaces.INegotiator`: SI today) and the
+XEP-0041 link states, joins the established bytestream to the link's UNIX
+socket (or to a ``[services]`` endpoint), emits the ``650`` events, and
+enforces the limits and the ``[accept]`` policy.  It provides
+:class:`IControlBackend` to the control channel and
+:class:`IOfferAcceptor` to the negotiators.
+
+* :mod:`.machine` -- one link's lifecycle as a transition table (no I/O);
+* :mod:`.link` -- one link's data;
+* :mod:`.manager` -- the registry, outgoing links, control, and the
+  effects of the machine's outputs;
+* :mod:`.incoming` -- offers: the ``[accept]`` policy, ACCEPT, REJECT,
+  ``[services]``.
+
+State of a link, as ``LINKS`` shows it::
+
+    out:  NEGO -> INIT -> (BAD -> INIT)* -> GOOD -> CLOS | ERR
+                      \-> BAD (final)
+    in:   OFFER -> INIT -> GOOD -> CLOS | ERR
+               \-> (rejected / expired: gone)   \-> BAD (final)
+
+Every state is bounded: NEGO by the disco and offer-answer timeouts, INIT by
+``attempt_timeout``, OFFER by ``offer_timeout``, GOOD without a local client
+by ``attach_timeout``, GOOD waiting on the peer by the liveness check
+(:mod:`bytestreamd.liveness`, ``peer_timeout``), and the end itself by
+:mod:`bytestreamd.lifecycle` (when a link may say CLOS, and how a
+bytestreamd peer confirms it).
+"""
+
+from bytestreamd.links.link import Link
+from bytestreamd.links.manager import LinkManager, log  # log: a SafeLogger
+
+__all__ = ["Link", "LinkManager", "log"]

@@ -1,0 +1,74 @@
+"""
+Stream Initiation profiles <-> the framework-neutral application values.
+
+SI names what a stream is for with a profile namespace and a profile
+element: bytestreamd's link profile (``<link service=.../>``) and XEP-0096
+file transfer (``<file name size hash date><desc/><range/></file>``).  The
+link layer speaks :mod:`bytestreamd.application`; this module is the one
+place the two meet, so the link layer never sees an SI namespace or element.
+The wire form itself lives in :mod:`bytestreamd.wire.si`.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Tuple
+
+from twisted.words.xish import domish
+
+from bytestreamd import ns
+from bytestreamd.application import (Application, FileApplication, LinkApplication,
+                                     RangeAnswer)
+from bytestreamd.wire.si import MalformedSI, fileRangeAnswer
+
+
+def profileOf(application: Application) -> str:
+    """The SI profile namespace that carries ``application``."""
+    if isinstance(application, FileApplication):
+        return ns.NS_SI_FILE_TRANSFER
+    return ns.NS_LINK_PROFILE
+
+
+def toHeaders(application: Application) -> Tuple[str, Dict[str, str]]:
+    """``(profile, headers)`` for :func:`bytestreamd.wire.si.payloadFromHeaders`."""
+    if isinstance(application, FileApplication):
+        headers = {"name": application.name, "size": str(application.size)}
+        for key in ("date", "hash", "desc"):
+            value = getattr(application, key)
+            if value is not None:
+                headers[key] = value
+        if application.range:
+            headers["range"] = "true"
+        return ns.NS_SI_FILE_TRANSFER, headers
+    return ns.NS_LINK_PROFILE, ({"service": application.service}
+                                if application.service else {})
+
+
+def fromHeaders(profile: str, headers: Mapping[str, str]) -> Application:
+    """The application of a decoded offer (headers from ``headersFromPayload``)."""
+    if profile == ns.NS_SI_FILE_TRANSFER:
+        size = str(headers.get("size", "0"))
+        if not size.isascii() or not size.isdigit():
+            raise MalformedSI("file size %r is not a non-negative integer" % (size,))
+        return FileApplication(
+            name=str(headers.get("name", "")), size=int(size), hash=headers.get("hash"),
+            date=headers.get("date"), desc=headers.get("desc"),
+            range=headers.get("range") == "true")
+    if profile == ns.NS_LINK_PROFILE:
+        return LinkApplication(headers.get("service") or None)
+    raise MalformedSI("no application for profile %s" % (profile,))
+
+
+def answerPayload(answer: Optional[RangeAnswer]) -> Optional[domish.Element]:
+    """The profile element of an accepting answer: a file range, or nothing."""
+    if answer is None:
+        return None
+    return fileRangeAnswer(answer.offset, answer.length)
+
+
+def rangeFromAnswer(asked: Mapping[str, str]) -> Optional[RangeAnswer]:
+    """What an answer's ``answerHeaders`` asked of us, as a RangeAnswer."""
+    if not asked:
+        return None
+    length = asked.get("length")
+    return RangeAnswer(int(asked.get("offset", "0")),
+                       None if length is None else int(length))
