@@ -100,8 +100,8 @@ class IBytestream(ITransport, IPushProducer, IConsumer):
     """
 
     method = Attribute("Short method name: 'ibb', 's5b', ...")
-    sessionId = Attribute("The negotiation's session id (the SI id).")
-    sid = Attribute("The method's own session id (IBB sid, SOCKS5 sid).")
+    sessionId = Attribute("The negotiation session id (StreamContext.session).")
+    sid = Attribute("The transport sid the method puts on its wire (IBB sid, SOCKS5 sid).")
     peerJID = Attribute("Full JID of the other party.")
     weAreInitiator = Attribute("We initiated the bytestream (the TLS client by default).")
     bytesSent = Attribute("Payload bytes acknowledged by / written to the peer.")

@@ -7,9 +7,10 @@ A method (IBB, SOCKS5, later Jingle's transports) subclasses
 ibb_stream.py and s5b_stream.py used to write twice.
 
 Identity from birth
-    ``sessionId`` (the negotiation's session: the SI id today, a Jingle sid
-    later), ``sid`` (the method's own session id: the IBB sid, the SOCKS5 sid
-    hashed into DST.ADDR; under SI the same string), ``peerJID``, ``localJID``
+    ``sessionId`` (the negotiation's session, ``ctx.session``: the SI id, a
+    Jingle sid), ``sid`` (the transport sid the method puts on its wire: the
+    IBB sid, the SOCKS5 sid hashed into DST.ADDR; under SI the same string),
+    ``peerJID``, ``localJID``
     and ``weAreInitiator`` come from one
     :class:`~bytestreamd.interfaces.StreamContext`: given to the constructor
     or, for a stream born before anyone knows which session it serves (a
@@ -135,7 +136,7 @@ class BytestreamTransport:
         """Say which session this stream serves: once, where it is chosen."""
         if self.sid is not None:
             raise RuntimeError("%r already serves session %s" % (self, self.sid))
-        self.sessionId = ctx.sid
+        self.sessionId = ctx.session
         self.sid = ctx.sid
         self.peerJID = ctx.peer
         self.localJID = ctx.local

@@ -132,6 +132,12 @@ class IdentityTests(SynchronousTestCase):
         self.assertIs(stream.weAreInitiator, False)
         verifyObject(IBytestream, stream)
 
+    def test_sessionAndTransportSid(self):
+        # A Jingle session may own several transports, each with its own sid.
+        stream = FakeMethodStream(StreamContext("ibb-2", ALICE, BOB, True,
+                                                session="jingle-1"))
+        self.assertEqual((stream.sessionId, stream.sid), ("jingle-1", "ibb-2"))
+
     def test_identifiedOnce(self):
         stream = FakeMethodStream()
         self.assertIsNone(stream.sid)
