@@ -23,8 +23,10 @@ What happens on ``stream.startTLS(contextFactory, normal)``:
   also pauses it while the handshake holds writes back).  Pausing the
   stream (towards the application) pauses delivery of ciphertext, which is
   what stops the cleartext.
-* The stream then provides ``ISSLTransport``; ``getPeerCertificate`` and
-  ``getHandle`` answer from the TLS connection.
+* The stream then provides ``ISSLTransport``, as ``_newtls`` marks a TCP
+  transport (it is how Twisted says "this transport is secure"; the TCP
+  socket options ISSLTransport inherits are not a bytestream's);
+  ``getPeerCertificate`` and ``getHandle`` answer from the TLS connection.
 
 Roles: ``normal=True`` makes the bytestream's initiator (the party that
 offered it: ``weAreInitiator``) the TLS client, as the connecting party is
