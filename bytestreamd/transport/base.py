@@ -102,9 +102,9 @@ class BytestreamTransport:
     streamingProducer: bool = False
 
     def __init__(self, ctx: Optional[StreamContext] = None, clock: Any = None):
-        #: The negotiation's session id (SI id; a Jingle sid later).
+        #: The negotiation session's id (SI id, Jingle sid).
         self.sessionId: Optional[str] = None
-        #: The method's own session id (IBB sid, SOCKS5 sid).
+        #: The transport sid the method puts on its wire (IBB, SOCKS5 sid).
         self.sid: Optional[str] = None
         self.peerJID: Optional[JID] = None
         self.localJID: Optional[JID] = None
@@ -150,8 +150,8 @@ class BytestreamTransport:
 
     @property
     def disconnecting(self) -> bool:
-        tls = self._tls
-        return self._closing() or (tls is not None and bool(tls.disconnecting))
+        layer = self._tls
+        return self._closing() or (layer is not None and bool(layer.disconnecting))
 
     def _closing(self) -> bool:
         """
@@ -188,10 +188,10 @@ class BytestreamTransport:
 
     def getPeerCertificate(self) -> Any:
         """The peer's certificate (pyOpenSSL X509) once TLS is up, else None."""
-        tls = self._tls
-        if tls is None or tls.getHandle() is None:
+        layer = self._tls
+        if layer is None or layer.getHandle() is None:
             return None
-        return tls.getPeerCertificate()
+        return layer.getPeerCertificate()
 
     def getHandle(self) -> Any:
         """The ``OpenSSL.SSL.Connection`` once TLS is started, else None."""
