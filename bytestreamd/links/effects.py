@@ -60,14 +60,14 @@ class Effects:
         splice = link.splice
         if confirmed:
             link.session = self.endChannel.open(
-                link.peer, stream.sid, splice.peerEOF, splice.peerEnded,
+                link.peer, _session(stream), splice.peerEOF, splice.peerEnded,
                 splice.peerRefusedEnd)
             link.session.onFlush = splice.peerAskedFlush
         if self.presence is not None:
             self.presence.announce(link.peer)
         if self.monitor is not None:
-            link.watched = stream.sid if confirmed else True
-            self.monitor.watch(link.peer, stream.sid if confirmed else None)
+            link.watched = _session(stream) if confirmed else True
+            self.monitor.watch(link.peer, _session(stream) if confirmed else None)
             splice.onActivity = self.monitor.heardFrom(link.peer.full())
         self._linkEvent(link, GOOD, stream.method, extra=tuple(link.rangeDetails()))
         if not splice.hasLocal and link.port is not None:
@@ -156,3 +156,12 @@ class Effects:
             link.watched = False
             if self.monitor is not None:
                 self.monitor.unwatch(link.peer, sid)
+
+
+def _session(stream) -> str:
+    """
+    The id the end confirmation and the liveness probe name a link by: the
+    negotiation session (SI: the SI id, which is also the transport sid;
+    Jingle: the Jingle sid, while each stream has its own transport sid).
+    """
+    return getattr(stream, "sessionId", None) or stream.sid
