@@ -10,6 +10,8 @@ link.  Unknown sections and keys are errors for the same reason.
 Overrides (from the command line) use the file's own syntax and are keyed
 ``"section.key"``, e.g. ``{"xmpp.jid": "bot@example.org",
 "accept.allow": "*@example.org"}``; they replace the file's value.
+
+Why one long module: every key's validation and its one-line error live together, so the reader of a key finds all its rules in one place.
 """
 
 from __future__ import annotations

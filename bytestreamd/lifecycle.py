@@ -36,6 +36,8 @@ absent reader) is backpressure, never an error.
 
 The machine does no I/O: each input returns the effects the adapter
 (:class:`bytestreamd.local.Splice`) performs, in order.
+
+Why one long module: it is one machine; its effects are small value classes beside it, and most of its length is the rules' explanations.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ for good on the first authentication failure.  Here:
   stream events into ``650 SERVER`` events, one true log line per attempt
   (wrong password, no STARTTLS, conflict, a silent server, a deliberate
   stop), STATUS's ``reason`` and systemd ``STATUS=`` lines.
+
+Why one long module: the client connection's parts (TLS trust, SRV, reasons, reconnect) are wired here; the sans-I/O session record is xmppsession.py.
 """
 
 from __future__ import annotations

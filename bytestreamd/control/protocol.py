@@ -15,6 +15,8 @@ Three promises to the client are kept here and nowhere else:
 
 A line that is too long is answered once and skipped up to its LF, unlike
 ``LineOnlyReceiver`` which drops the whole connection.
+
+Why one long module: it is the one boundary where exceptions become reply codes; each command's handler is short.
 """
 
 from __future__ import annotations

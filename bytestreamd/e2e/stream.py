@@ -52,6 +52,8 @@ boundaries are kept exact while negotiating (data is parsed up to each
 ``>`` and parsing stops at the switch), so the first TLS or raw bytes that
 follow ``<proceed/>`` or ``<bytes/>`` in the same read are not swallowed by
 the XML parser.
+
+Why one long module: it is one machine (XEP-0246 sections 2, 3 and 5); its XML builders could move out.
 """
 
 from __future__ import annotations

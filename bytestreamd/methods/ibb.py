@@ -21,6 +21,8 @@ random tag (``ibb<daemon>.<random>.<n>``) that only its peer ever sees, and
 an acknowledgement or message error counts only if it comes from the
 stream's peer (a string compare first, a JID parse only when the strings
 differ).  Anything else is dropped, logged once per stream and sender.
+
+Why one long module: the handler dispatches by hand for speed (see above), and every XEP-0047 error condition is answered here.
 """
 
 from __future__ import annotations

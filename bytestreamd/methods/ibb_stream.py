@@ -48,6 +48,8 @@ Holding, pause/resume towards the protocol, the order of the end and
 a held block carries its acknowledgement as the token released on delivery.
 IBB has no half-close (a ``<close/>`` ends both directions), so this class
 has no ``loseWriteConnection``.
+
+Why one long module: one session's send window, receive hold and close handshake share per-block state on the data path, where a call more per block costs throughput.
 """
 
 from __future__ import annotations

@@ -50,6 +50,8 @@ connections accepted only while a session waits for one and at most a few
 per session, streamhosts tried per offer (``maxCandidates``), addresses per
 host name, and data received before a protocol is attached.
 docs/security-s5b.rst has the whole threat model.
+
+Why one long module: the XEP-0065 handler's two roles share its expectations and errors; the policy and proxies are already apart (s5b_policy, s5b_proxies).
 """
 
 from __future__ import annotations

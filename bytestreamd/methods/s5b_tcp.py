@@ -18,6 +18,8 @@ direct streamhost.
 * :class:`DirectStreamhost` owns the listening ports, knows which
   addresses to offer, and holds the connections that arrive for each
   pending session until the target says which one it used.
+
+Why one long module: the SOCKS5 server factory, its handshake slots and the client connector share the sans-I/O machine's adapter; the next split is the server factory into its own module.
 """
 
 from __future__ import annotations

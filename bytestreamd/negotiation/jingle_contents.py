@@ -16,6 +16,8 @@ anything, so a refused request leaves no trace.
 
 The effect plumbing (``_send``, ``_event``, ``_start``, ``_stop``,
 ``_flush``) lives here too: it is what both halves of the machine share.
+
+Why one long module: the per-content transport states of one Jingle session, one concern.
 """
 
 from __future__ import annotations

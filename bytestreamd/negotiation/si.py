@@ -18,6 +18,8 @@ bounded; the target's race) is :mod:`.attempts`; an incoming offer is
 :mod:`.si_offer`.  Methods are known only through :class:`IStreamMethod`;
 this module neither opens sockets nor parses bytestream stanzas.  See
 docs/negotiation.rst.
+
+Why one long module: the SI handler's offer and answer sides; the incoming offer, the profiles and the attempts are already apart.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ Parsing raises :class:`MalformedJingle` (a ``ValueError`` with a
 ``bad-request`` condition), whose words go into the error text.  Nothing
 here knows about session state: whether an action is *allowed now* is the
 session machine's business (``bytestreamd.negotiation.jingle_session``).
+
+Why one long module: it is the one <jingle/> element (actions, contents, reasons, errors, the payload registry), mostly docstrings.
 """
 
 from __future__ import annotations

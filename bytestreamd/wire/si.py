@@ -12,6 +12,8 @@ file names, dates, hashes, descriptions) must be XML 1.0 characters, when
 parsed and when built: a value a codec accepted can always be serialised,
 and a control character never reaches the server (which would close the
 daemon's stream).  Building refuses with :class:`MalformedSI` too.
+
+Why one long module: one codec per element of XEP-0095/0020/0096 and their examples' quirks; nothing here has behaviour.
 """
 
 from __future__ import annotations

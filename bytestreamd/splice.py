@@ -1,0 +1,414 @@
+"""
+The splice: one link's local connection joined to its bytestream, doing
+what the link's lifecycle (:mod:`bytestreamd.lifecycle`) decides.
+
+It follows ``twisted.protocols.portforward``: two ordinary protocols, each
+writing into the other's transport, with each transport registered as a
+streaming producer on the other, so a slow local reader pauses the
+bytestream (which stops acknowledging the peer: backpressure reaches the
+remote sender), and a bytestream that cannot send fast enough pauses the
+local socket.  Before the link is GOOD, local bytes are held up to
+``holdLimit``; beyond that the local socket is paused, so nothing is dropped.
+The socket side (the listening link socket, one client at a time) is
+:mod:`bytestreamd.local`.
+
+Why one long module: the splice and the effects it performs are one adapter; splitting the effect dispatch from the data path would put a call on every chunk.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, List, Optional
+
+from twisted.internet import error, interfaces, protocol
+from twisted.python import failure
+from zope.interface import implementer
+
+from bytestreamd import lifecycle as lc
+from bytestreamd.errors import BytestreamBroken
+from bytestreamd.events import CLOS
+from bytestreamd.lifecycle import LinkLifecycle
+
+if TYPE_CHECKING:
+    from bytestreamd.local import LocalProtocol
+
+
+@implementer(interfaces.IHalfCloseableProtocol)
+class RemoteProtocol(protocol.Protocol):
+    """
+    The protocol attached to the bytestream; talks to its Splice.
+
+    Half-closeable: a method that can carry a half-close (SOCKS5: TCP)
+    reports the peer's EOF as ``readConnectionLost`` and keeps the other
+    direction open; IBB, which has no half-close, just ends the stream.
+    """
+
+    splice: "Splice"
+
+    def dataReceived(self, data: bytes):
+        self.splice.fromRemote(data)
+
+    def readConnectionLost(self):
+        self.splice.remoteEOF()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason=None):
+        self.splice.remoteLost(reason)
+
+
+@implementer(interfaces.IPushProducer)
+class _StreamProducer:
+    """
+    The bytestream as the local transport's producer.  Pause and resume go
+    straight through (backpressure from a slow local reader); ``stopProducing``
+    -- which a transport calls when its connection is lost -- does nothing:
+    how the link ends is the lifecycle's decision (issue 6 e: the local
+    client going away used to tear the transport down behind its back).
+    """
+
+    __slots__ = ("stream", "paused")
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.stream.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.stream.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class LinkClosed(error.ConnectionDone):
+    """
+    A link ended ``CLOS``: how ``Splice`` reports a clean end, as the
+    ``ConnectionDone`` Twisted would.  ``confirmed`` says whether the peer
+    confirmed the byte counts (:mod:`bytestreamd.lifecycle`); ``reason``
+    names who closed it when that is worth saying.
+    """
+
+    def __init__(self, reason: Optional[str] = None, confirmed: bool = False):
+        error.ConnectionDone.__init__(self, reason or "closed")
+        self.reason = reason
+        self.confirmed = confirmed
+
+
+class Splice:
+    """
+    Joins one local connection and one bytestream, and performs what the
+    link's :class:`~bytestreamd.lifecycle.LinkLifecycle` decides.
+
+    Before the link is GOOD the splice holds what the local client writes
+    (``holdLimit``, then backpressure).  At GOOD (:meth:`streamReady`) it
+    attaches to the stream at once -- so a peer's close or a broken
+    transport is seen even when no local client has connected yet -- but
+    keeps the stream paused until a local client is there to take the
+    bytes.
+
+    ``onRemoteClosed(reason)`` is called once when the link has ended:
+    ``Failure(LinkClosed)`` for ``CLOS``, ``Failure(BytestreamBroken)`` for
+    ``ERR``.  ``channel`` (``sendEOF(sent)``, ``sendEnd(end)``) carries the
+    end confirmation to a bytestreamd peer; ``clock`` runs the settle timer.
+    """
+
+    def __init__(self, holdLimit: int, onRemoteClosed: Callable[[failure.Failure], None],
+                 clock=None, settleTimeout: float = 30.0,
+                 onLocalConnected: Optional[Callable[[], None]] = None):
+        self.holdLimit = holdLimit
+        self.onLocalConnected = onLocalConnected
+        self.onRemoteClosed = onRemoteClosed
+        self.clock = clock
+        self.settleTimeout = settleTimeout
+        self.local: Optional[LocalProtocol] = None
+        self.stream = None
+        self.lifecycle: Optional[LinkLifecycle] = None
+        self.channel = None
+        #: Called on every chunk from the transport: the peer is alive.
+        self.onActivity: Optional[Callable[[], None]] = None
+        self._held: List[bytes] = []
+        self._heldBytes = 0
+        self._localPaused = False
+        self._localEOF = False
+        self._localLost = False
+        self._joined = False
+        self._timer = None
+        self._ended = False
+
+    # --- local side -------------------------------------------------------
+
+    def localConnected(self, proto: LocalProtocol) -> None:
+        self.local = proto
+        if self.onLocalConnected is not None:
+            self.onLocalConnected()
+        if self._ended:
+            proto.transport.loseConnection()
+            return
+        if self.stream is not None:
+            self._join()
+
+    def fromLocal(self, data: bytes) -> None:
+        lifecycle = self.lifecycle
+        if lifecycle is not None and self._joined and not self._held:
+            if lifecycle.localData(len(data)):
+                self.stream.write(data)
+            return
+        self._held.append(data)
+        self._heldBytes += len(data)
+        if self._heldBytes >= self.holdLimit and not self._localPaused:
+            self._localPaused = True
+            self.local.transport.pauseProducing()
+
+    def localEOF(self) -> None:
+        self._localEOF = True
+        if self._joined and not self._held:
+            self._perform(self.lifecycle.localEnded())
+
+    def localLost(self, reason) -> None:
+        if self.local is None:
+            return
+        self.local = None
+        self._localEOF = self._localLost = True
+        if self.stream is not None:
+            self.stream.unregisterProducer()
+        if self._joined and not self._held:
+            # Nobody reads any more: let what arrives flow, to be counted
+            # and dropped (the lifecycle reports it), instead of stalling.
+            self.stream.resumeProducing()
+            self._perform(self.lifecycle.localLost())
+
+    # --- remote side ------------------------------------------------------
+
+    def streamReady(self, stream, lifecycle: Optional[LinkLifecycle] = None,
+                    channel=None) -> None:
+        """
+        The link is GOOD.  ``lifecycle`` decides how it ends (default: a
+        peer that cannot confirm); ``channel`` sends eof/end to the peer.
+        """
+        self.stream = stream
+        self.lifecycle = lifecycle or LinkLifecycle(False, self.settleTimeout)
+        self.channel = channel
+        remote = RemoteProtocol()
+        remote.splice = self
+        if self.local is None:
+            # Hold what arrives (in the stream, with backpressure to the
+            # peer) until someone is here to read it.
+            stream.pauseProducing()
+        stream.attachProtocol(remote)
+        if self.local is not None or self._localLost:
+            self._join()
+
+    def _join(self) -> None:
+        if self._joined or self._ended:
+            return
+        self._joined = True
+        lifecycle = self.lifecycle
+        held, self._held, self._heldBytes = self._held, [], 0
+        if self.local is not None:
+            localTransport = self.local.transport
+            self.stream.registerProducer(localTransport, True)
+            self._producer = _StreamProducer(self.stream)
+            localTransport.registerProducer(self._producer, True)
+            if self._localPaused:
+                self._localPaused = False
+                localTransport.resumeProducing()
+        accepted = [data for data in held if lifecycle.localData(len(data))]
+        if accepted:
+            self.stream.writeSequence(accepted)
+        if self._localLost:
+            self._perform(lifecycle.localLost())
+        elif self._localEOF:
+            self._perform(lifecycle.localEnded())
+        if self.local is not None and not self._ended:
+            self.stream.resumeProducing()
+            if self._pendingLocalEOF:
+                self._pendingLocalEOF = False
+                self._halfCloseLocal()
+
+    _pendingLocalEOF = False
+    _producer = None
+    _stallTimer = None
+    _graceTimer = None
+    #: Seconds without progress on an announced tail before asking the peer
+    #: to flush (see LinkLifecycle.tailStalled).
+    stallTimeout = 2.0
+
+    def fromRemote(self, data: bytes) -> None:
+        lifecycle = self.lifecycle
+        local = self.local
+        if local is not None and not lifecycle.localGone and not lifecycle.closeRequested \
+                and lifecycle.finished is None:
+            local.transport.write(data)
+        if self.onActivity is not None:
+            self.onActivity()
+        effects = lifecycle.remoteData(len(data))
+        if effects:
+            self._perform(effects)
+        if lifecycle.peerSent is not None:
+            self._watchTail()
+
+    def _watchTail(self) -> None:
+        """While announced bytes are missing, notice when they stop coming."""
+        lifecycle = self.lifecycle
+        if self._stallTimer is not None and self._stallTimer.active():
+            self._stallTimer.cancel()
+        self._stallTimer = None
+        if (self.clock is None or lifecycle.finished is not None or lifecycle.flushAsked
+                or lifecycle.delivered + lifecycle.discarded >= lifecycle.peerSent):
+            return
+        self._stallTimer = self.clock.callLater(self.stallTimeout, self._tailStalled)
+
+    def _graceExpired(self) -> None:
+        self._graceTimer = None
+        self._perform(self.lifecycle.graceExpired())
+
+    def _tailStalled(self) -> None:
+        self._stallTimer = None
+        if self._producer is not None and self._producer.paused:
+            self._watchTail()  # our reader is the slow one: that is backpressure
+            return
+        self._perform(self.lifecycle.tailStalled(self.stallTimeout))
+
+    def remoteEOF(self) -> None:
+        """The transport's EOF from the peer (a SOCKS5 half-close)."""
+        self._perform(self.lifecycle.transportEOF())
+
+    def remoteLost(self, reason) -> None:
+        if reason is None or reason.check(error.ConnectionDone):
+            self._perform(self.lifecycle.transportEnded())
+        else:
+            exc = reason.value
+            why = getattr(exc, "reason", None) or reason.getErrorMessage()
+            self._perform(self.lifecycle.transportFailed(why))
+
+    # --- the peer, over XMPP, and the link layer ----------------------------
+
+    def peerEOF(self, sent: int) -> None:
+        self._perform(self.lifecycle.peerEOF(sent))
+        self._watchTail()
+
+    def peerAskedFlush(self) -> None:
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.peerAskedFlush())
+
+    def peerEnded(self, end) -> None:
+        self._perform(self.lifecycle.peerEnded(end))
+
+    def peerRefusedEnd(self, reason: str) -> None:
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.peerRefusedEnd(reason))
+
+    def peerGone(self, reason: str) -> None:
+        """Liveness says the peer is gone: end the link ERR now."""
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.peerGone(reason))
+
+    def fail(self, reason: str) -> None:
+        """End a GOOD link ERR for a local reason (no local client came)."""
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.fail(reason))
+
+    def requestClose(self) -> None:
+        """``CLOSE``: end the link now (the lifecycle bounds how long it takes)."""
+        if self.lifecycle is not None:
+            self._perform(self.lifecycle.requestClose())
+
+    def abort(self) -> None:
+        """The link ended BAD or was torn down before GOOD: close the local side now."""
+        if self.local is not None:
+            self.local.transport.abortConnection()
+        self.local = None
+
+    @property
+    def hasLocal(self) -> bool:
+        return self.local is not None
+
+    # --- effects ------------------------------------------------------------
+
+    def _perform(self, effects) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is lc.SendEOF:
+                if self.channel is not None:
+                    self.channel.sendEOF(effect.sent)
+            elif kind is lc.StartGrace:
+                if self.clock is not None:
+                    self._graceTimer = self.clock.callLater(effect.seconds, self._graceExpired)
+            elif kind is lc.SendFlush:
+                if self.channel is not None:
+                    self.channel.sendFlush()
+            elif kind is lc.SendEnd:
+                if self.channel is not None:
+                    self.channel.sendEnd(effect)
+            elif kind is lc.LocalEOF:
+                self._halfCloseLocal()
+            elif kind is lc.CloseLocal:
+                self._closeLocal(abort=False)
+            elif kind is lc.AbortLocal:
+                self._closeLocal(abort=True)
+            elif kind is lc.HalfCloseTransport:
+                self.stream.unregisterProducer()
+                loseWrite = getattr(self.stream, "loseWriteConnection", None)
+                (loseWrite or self.stream.loseConnection)()
+            elif kind is lc.CloseTransport:
+                self.stream.unregisterProducer()
+                self.stream.loseConnection()
+            elif kind is lc.AbortTransport:
+                self.stream.abortConnection()
+            elif kind is lc.StartTimer:
+                self._startTimer(effect.seconds)
+            elif kind is lc.Finished:
+                self._end(effect)
+
+    def _halfCloseLocal(self) -> None:
+        if self.local is None:
+            if not self._localLost:
+                self._pendingLocalEOF = True
+            return
+        transport = self.local.transport
+        loseWrite = getattr(transport, "loseWriteConnection", None)
+        if loseWrite is not None:
+            transport.unregisterProducer()
+            loseWrite()
+
+    def _closeLocal(self, abort: bool) -> None:
+        local, self.local = self.local, None
+        if local is None:
+            return
+        transport = local.transport
+        transport.unregisterProducer()
+        if abort:
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
+
+    def _startTimer(self, seconds: float) -> None:
+        if self.clock is None:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.clock.callLater(seconds, self._timerFired)
+
+    def _timerFired(self) -> None:
+        self._timer = None
+        self._perform(self.lifecycle.timerFired())
+
+    def _end(self, finished) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        for name in ("_timer", "_stallTimer", "_graceTimer"):
+            timer = getattr(self, name)
+            if timer is not None and timer.active():
+                timer.cancel()
+            setattr(self, name, None)
+        if finished.state == CLOS:
+            reason = failure.Failure(LinkClosed(finished.reason, finished.confirmed))
+        else:
+            reason = failure.Failure(BytestreamBroken(finished.reason or "failed"))
+        self.onRemoteClosed(reason)
