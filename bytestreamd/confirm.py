@@ -96,10 +96,25 @@ class EndSession:
 class EndChannel(Handler):
     """Advertises ``urn:x-bytestreamd:end:0`` and routes eof/end by (peer, sid)."""
 
+    #: Messages held per expected session (a peer sends eof, end, maybe a flush).
+    MAX_EARLY = 4
+
     def __init__(self, requestTimeout: float = 30.0):
         Handler.__init__(self)
         self.requestTimeout = requestTimeout
         self._sessions: Dict[Tuple[str, str], EndSession] = {}
+        #: Sessions we accepted an offer for but whose link is not GOOD yet:
+        #: a SOCKS5 target that used a proxy reports GOOD only on the first
+        #: byte or after a grace, while the initiator may already have sent
+        #: its eof.  Their messages wait here instead of being refused.
+        self._early: Dict[Tuple[str, str], list] = {}
+
+    def expect(self, peer: JID, sid: str) -> None:
+        """An offer from ``peer`` for ``sid`` was accepted: hold its early messages."""
+        self._early.setdefault((peer.full(), sid), [])
+
+    def unexpect(self, peer: JID, sid: str) -> None:
+        self._early.pop((peer.full(), sid), None)
 
     def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
         return [] if nodeIdentifier else [disco.DiscoFeature(ns.NS_END)]
@@ -125,6 +140,20 @@ class EndChannel(Handler):
         session = EndSession(self, peer, sid, onEOF, onEnd, onRefused)
         self._sessions[(peer.full(), sid)] = session
         return session
+
+    def replay(self, session: EndSession) -> None:
+        """Deliver what the peer sent before the session was opened."""
+        for value in self._early.pop((session.peer.full(), session.sid), []):
+            self._deliver(session, value)
+
+    def _deliver(self, session: EndSession, value) -> None:
+        if isinstance(value, wire.EOF):
+            session.onEOF(value.sent)
+        elif isinstance(value, wire.Flush):
+            if session.onFlush is not None:
+                session.onFlush()
+        else:
+            session.onEnd(value)
 
     def _forget(self, session: EndSession) -> None:
         key = (session.peer.full(), session.sid)
@@ -156,20 +185,20 @@ class EndChannel(Handler):
         except wire.MalformedEnd as e:
             self._answer(errorFor(iq, stanzaError("bad-request", str(e), type="modify")))
             return
-        session = self._sessions.get((sender.full(), value.sid))
+        key = (sender.full(), value.sid)
+        session = self._sessions.get(key)
         if session is None:
+            early = self._early.get(key)
+            if early is not None and len(early) < self.MAX_EARLY:
+                early.append(value)
+                self._answer(resultFor(iq))
+                return
             log.info("end confirmation for unknown session {sid} from {peer}",
                      sid=value.sid, peer=sender.full())
             self._answer(errorFor(iq, stanzaError("item-not-found", type="cancel")))
             return
         self._answer(resultFor(iq))
-        if isinstance(value, wire.EOF):
-            session.onEOF(value.sent)
-        elif isinstance(value, wire.Flush):
-            if session.onFlush is not None:
-                session.onFlush()
-        else:
-            session.onEnd(value)
+        self._deliver(session, value)
 
     @property
     def sessions(self) -> Dict[Tuple[str, str], EndSession]:

@@ -54,6 +54,10 @@ FAILED = "failed"
 STATUSES = (DONE, CLOSED, FAILED)
 
 
+_UNREAD = ("the local client went away without reading everything it was handed "
+           "(its connection was reset)")
+
+
 # --- effects -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class SendEnd:
     received: int
     status: str = DONE
     text: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AwaitDrain:
+    """Tell ``localDrained()`` once the local client has read all it was handed."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,8 @@ class LinkLifecycle:
     """
 
     def __init__(self, confirmed: bool, settleTimeout: float = 30.0,
-                 halfClose: bool = True, eofOnTransport: bool = False):
+                 halfClose: bool = True, eofOnTransport: bool = False,
+                 checksDrain: bool = False):
         self.confirmed = confirmed
         self.settleTimeout = settleTimeout
         #: Can one direction end while the other goes on?  SOCKS5 (TCP) can;
@@ -173,6 +183,14 @@ class LinkLifecycle:
         self.peerEOFDelivered = False
         self.finished: Optional[Finished] = None
         self.flushAsked = False
+        self.localReset = False
+        #: Handing bytes to the local socket is not delivery: a client can
+        #: close with them unread (soak finding A).  With ``checksDrain``
+        #: our ``done`` waits until the adapter reports the local client
+        #: has read everything (Linux SIOCOUTQ), or the client closed cleanly.
+        self.checksDrain = checksDrain
+        self.drained = False
+        self.awaitingDrain = False
         self._timing = False
 
     # -- inputs from the local side ------------------------------------------
@@ -200,12 +218,25 @@ class LinkLifecycle:
             out.append(HalfCloseTransport())
         return out + self._progress()
 
-    def localLost(self) -> List[Effect]:
-        """The local connection is gone (both directions)."""
+    def localLost(self, reset: bool = False) -> List[Effect]:
+        """
+        The local connection is gone (both directions).  ``reset``: it went
+        with bytes we had handed it still unread (Linux resets a UNIX
+        socket closed with unread data; a write after its close fails) --
+        counted as delivered, they were lost (soak finding A).
+        """
         if self.finished or self.localGone:
             return []
         self.localGone = True
+        self.localReset = reset
+        if not reset:
+            self.drained = True
         out = self.localEnded()
+        if self.confirmed and self.endSent is None and reset:
+            out += self._sendEnd(FAILED, _UNREAD)
+            if not self._timing:
+                self._timing = True
+                out.append(StartTimer(self.settleTimeout))
         if self.confirmed and self.endSent is None and not self._complete:
             # Nobody will read what the peer still sends: tell it now, and
             # let the counts say whether anything was lost (an HTTP client
@@ -348,6 +379,14 @@ class LinkLifecycle:
             return out + self._progress(force=True)
         return out + self._progress()
 
+    def localDrained(self) -> List[Effect]:
+        """The local client has read every byte it was handed."""
+        if self.finished or self.drained:
+            return []
+        self.drained = True
+        self.awaitingDrain = False
+        return self._progress()
+
     def graceExpired(self) -> List[Effect]:
         """Without half-close: the local client did not end in time; we do."""
         if self.finished or self.eofSent:
@@ -463,7 +502,13 @@ class LinkLifecycle:
                 # When the peer ended first, our local client may still be
                 # writing: what it writes from now on has nowhere to go.
                 out += self._sendEOF()
-                if self._complete and not (self.unsent or self.discarded):
+                if self._complete and not (self.unsent or self.discarded or self.localReset):
+                    if (self.checksDrain and not self.drained and not self.localGone
+                            and not self.closeRequested):
+                        if not self.awaitingDrain:
+                            self.awaitingDrain = True
+                            out.append(AwaitDrain())
+                        return out
                     out += self._sendEnd(DONE, None)
                 else:
                     out += self._sendEnd(FAILED, self._shortfall())
@@ -492,6 +537,8 @@ class LinkLifecycle:
         if self.unsent:
             problems.append("%d bytes the local client wrote could not be sent"
                             % (self.unsent,))
+        if self.localReset:
+            problems.append(_UNREAD)
         if self.closeRequested:
             reason = "closed by local request"
             if problems:
@@ -508,6 +555,8 @@ class LinkLifecycle:
 
     def _shortfall(self) -> str:
         """Why our end is not ``done``, in words for the peer's operator."""
+        if self.localReset:
+            return _UNREAD
         if self.peerSent is not None and self._arrived < self.peerSent:
             return "received %d of the %d bytes announced" % (self._arrived, self.peerSent)
         if self.discarded:
@@ -525,6 +574,10 @@ class LinkLifecycle:
     def _finish(self, state: str, reason: Optional[str],
                 confirmed: Optional[bool] = None) -> List[Effect]:
         if confirmed is None:
+            confirmed = False
+        if state == CLOS and self.localReset and not self.closeRequested:
+            state = ERR
+            reason = "; ".join(([reason] if reason else []) + [_UNREAD])
             confirmed = False
         if state == CLOS and not self.confirmed:
             lost = []

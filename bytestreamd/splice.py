@@ -153,6 +153,7 @@ class Splice:
             self._join()
 
     def fromLocal(self, data: bytes) -> None:
+        self._localActive = True
         lifecycle = self.lifecycle
         if lifecycle is not None and self._joined and not self._held:
             if lifecycle.localData(len(data)):
@@ -174,13 +175,14 @@ class Splice:
             return
         self.local = None
         self._localEOF = self._localLost = True
+        self._localReset = reason is not None and not reason.check(error.ConnectionDone)
         if self.stream is not None:
             self.stream.unregisterProducer()
         if self._joined and not self._held:
             # Nobody reads any more: let what arrives flow, to be counted
             # and dropped (the lifecycle reports it), instead of stalling.
             self.stream.resumeProducing()
-            self._perform(self.lifecycle.localLost())
+            self._perform(self.lifecycle.localLost(self._localReset))
 
     # --- remote side ------------------------------------------------------
 
@@ -221,7 +223,7 @@ class Splice:
         if accepted:
             self.stream.writeSequence(accepted)
         if self._localLost:
-            self._perform(lifecycle.localLost())
+            self._perform(lifecycle.localLost(self._localReset))
         elif self._localEOF:
             self._perform(lifecycle.localEnded())
         if self.local is not None and not self._ended:
@@ -231,6 +233,8 @@ class Splice:
                 self._halfCloseLocal()
 
     _pendingLocalEOF = False
+    _localActive = False
+    _localReset = False
     _producer = None
     _stallTimer = None
     _graceTimer = None
@@ -263,8 +267,39 @@ class Splice:
             return
         self._stallTimer = self.clock.callLater(self.stallTimeout, self._tailStalled)
 
+    #: How often to look whether the local client has read everything.
+    drainPoll = 0.05
+    _drainTimer = None
+
+    def _checkDrained(self) -> None:
+        self._drainTimer = None
+        lifecycle = self.lifecycle
+        if lifecycle.finished is not None or lifecycle.drained:
+            return
+        local = self.local
+        if local is None:
+            return  # localLost tells the lifecycle how it went
+        if unreadByLocal(local.transport) == 0:
+            self._perform(lifecycle.localDrained())
+        elif self.clock is not None:
+            # Waiting on our own reader: backpressure, never an error.
+            self._drainTimer = self.clock.callLater(self.drainPoll, self._checkDrained)
+        else:
+            self._perform(lifecycle.localDrained())
+
     def _graceExpired(self) -> None:
+        """
+        The grace is for a local client that has stopped: one still writing,
+        or held back because the peer's reader is slow (backpressure), gets
+        more time (soak finding D).
+        """
         self._graceTimer = None
+        if self._localActive or getattr(self.stream, "sendBlocked", False):
+            self._localActive = False
+            if self.clock is not None and self.lifecycle.finished is None:
+                self._graceTimer = self.clock.callLater(self.lifecycle.eofGrace,
+                                                        self._graceExpired)
+            return
         self._perform(self.lifecycle.graceExpired())
 
     def _tailStalled(self) -> None:
@@ -336,7 +371,10 @@ class Splice:
             if kind is lc.SendEOF:
                 if self.channel is not None:
                     self.channel.sendEOF(effect.sent)
+            elif kind is lc.AwaitDrain:
+                self._checkDrained()
             elif kind is lc.StartGrace:
+                self._localActive = False
                 if self.clock is not None:
                     self._graceTimer = self.clock.callLater(effect.seconds, self._graceExpired)
             elif kind is lc.SendFlush:
@@ -402,7 +440,7 @@ class Splice:
         if self._ended:
             return
         self._ended = True
-        for name in ("_timer", "_stallTimer", "_graceTimer"):
+        for name in ("_timer", "_stallTimer", "_graceTimer", "_drainTimer"):
             timer = getattr(self, name)
             if timer is not None and timer.active():
                 timer.cancel()
@@ -412,3 +450,30 @@ class Splice:
         else:
             reason = failure.Failure(BytestreamBroken(finished.reason or "failed"))
         self.onRemoteClosed(reason)
+
+
+def unreadByLocal(transport) -> int:
+    """
+    Bytes handed to the local connection that its client has not read yet:
+    what is still in Twisted's write buffer plus, on Linux, what sits in the
+    socket (SIOCOUTQ: for a UNIX stream socket, memory still charged to the
+    sender, i.e. not yet consumed by the reader).  0 where neither can be
+    known -- then handing bytes to the socket is the best evidence there is.
+    """
+    pending = getattr(transport, "pendingBytes", None)
+    if pending is not None:  # a test transport that knows
+        return pending()
+    unread = len(getattr(transport, "dataBuffer", b"") or b"") - getattr(transport, "offset", 0)
+    unread += getattr(transport, "_tempDataLen", 0) or 0
+    getHandle = getattr(transport, "getHandle", None)
+    if getHandle is not None:
+        try:
+            import fcntl
+            import struct
+            import termios
+            fd = getHandle().fileno()
+            queued = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            unread += queued
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass
+    return max(0, unread)

@@ -56,7 +56,8 @@ class Effects:
         lifecycle = LinkLifecycle(
             confirmed, self.config.peer_timeout,
             halfClose=getattr(stream, "loseWriteConnection", None) is not None,
-            eofOnTransport=not getattr(stream, "relayed", True))
+            eofOnTransport=not getattr(stream, "relayed", True),
+            checksDrain=True)
         splice = link.splice
         if confirmed:
             link.session = self.endChannel.open(
@@ -74,6 +75,8 @@ class Effects:
             link.attachTimer = self.reactor.callLater(
                 self.config.attach_timeout, self._feed, link, m.ATTACH_EXPIRED)
         splice.streamReady(stream, lifecycle, link.session)
+        if link.session is not None:
+            self.endChannel.replay(link.session)
 
     def _doEmitFinalBad(self, link: Link, failure: Failure, **_) -> None:
         exc = failure.value
@@ -151,6 +154,8 @@ class Effects:
         if link.session is not None:
             session, link.session = link.session, None
             session.close()
+        if self.endChannel is not None and link.offer is not None:
+            self.endChannel.unexpect(link.peer, link.offer.sid)
         if link.watched:
             sid = link.watched if isinstance(link.watched, str) else None
             link.watched = False

@@ -105,6 +105,8 @@ class IncomingOffers:
         return link.info()
 
     def _startAccept(self, link: Link, rangeAnswer: Optional[app.RangeAnswer] = None) -> None:
+        if self.endChannel is not None:
+            self.endChannel.expect(link.peer, link.offer.sid)
         self._negotiate(link, link.offer.accept(self._progress(link), rangeAnswer))
 
     def _acceptForService(self, link: Link, endpointString: str) -> None:

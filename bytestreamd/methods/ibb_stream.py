@@ -206,6 +206,11 @@ class IBBStream(BytestreamTransport):
         elif not streaming:
             producer.resumeProducing()
 
+    @property
+    def sendBlocked(self) -> bool:
+        """Is the local writer paused because too much waits to be sent?"""
+        return self.producer is not None and self._producerPaused
+
     def unregisterProducer(self) -> None:
         self.producer = None
         self._producerPaused = False

@@ -270,3 +270,23 @@ def test_burst_beyond_the_receivers_max_links_waits_and_completes(world):
     waits = [r for r in world.router.routed("iq")
              if r.sender == bob.jid.full() and "resource-constraint" in r.element.toXml()]
     assert waits, "bob never said wait: the burst did not test the limit"
+
+
+@pytest.mark.parametrize("method", ["ibb", "s5b"])
+def test_soak_A_client_closing_with_unread_bytes_is_not_clos(world, method):
+    # Soak finding A: everything was handed to bob's client's socket, but
+    # the client read a part and closed: the rest was lost.
+    alice, bob = daemons(world, method)
+    ctl, watch, linkA, linkB, a, b = good(world, alice, bob, method)
+    data = payload(11, 300000)
+    world.advance(0.1)
+    b.stopReading()
+    a.write(data)
+    a.writeEOF()
+    world.advance(5)
+    b.close()
+    theirs = watch.waitLinkState(linkB, timeout=3 * PEER_TIMEOUT)
+    mine = ctl.waitLinkState(linkA, timeout=3 * PEER_TIMEOUT)
+    assert theirs.words[2] == "ERR", watch.linkEvents(linkB)
+    assert mine.words[2] == "ERR", ctl.linkEvents(linkA)
+    assert "without reading everything" in theirs.options["reason"], theirs

@@ -212,6 +212,14 @@ class MemoryTransport:
 
     # -- the reactor's side ----------------------------------------------------
 
+    def pendingBytes(self) -> int:
+        """
+        Bytes written and not yet read by the other end: what Linux's
+        SIOCOUTQ plus Twisted's write buffer tell the daemon about a real
+        UNIX socket (bytestreamd.splice.unreadByLocal).
+        """
+        return self._bufferLen + (self.peer.inbound.size if self.peer is not None else 0)
+
     @property
     def bufferedBytes(self) -> int:
         """Bytes written by the protocol and not yet in the pipe."""

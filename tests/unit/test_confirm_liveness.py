@@ -192,3 +192,30 @@ class SessionProbeTests(SynchronousTestCase):
                        "<session xmlns='%s' sid='other'/></iq>" % ns.NS_END)
         answers = {iq["id"]: iq["type"] for iq in self.h.sent}
         self.assertEqual(answers, {"q1": "result", "q2": "error"})
+
+
+class EarlyMessagesTests(SynchronousTestCase):
+    """Soak finding B: a proxied target is GOOD late; the initiator's eof must wait."""
+
+    def setUp(self):
+        self.h = ConnectionHarness()
+        self.channel = EndChannel()
+        self.h.addHandler(self.channel)
+
+    def test_expectedSessionQueuesThenReplays(self):
+        self.channel.expect(BOB, "sid7")
+        self.h.receive("<iq type='set' id='e1' from='bob@example.org/daemon'>"
+                       "<eof xmlns='%s' sid='sid7' sent='3'/></iq>" % ns.NS_END)
+        self.assertEqual(self.h.sent[-1]["type"], "result")
+        got = []
+        session = self.channel.open(BOB, "sid7", lambda n: got.append(n), None, None)
+        self.assertEqual(got, [])
+        self.channel.replay(session)
+        self.assertEqual(got, [3])
+
+    def test_unexpectedSessionIsStillRefused(self):
+        self.channel.expect(BOB, "sid7")
+        self.channel.unexpect(BOB, "sid7")
+        self.h.receive("<iq type='set' id='e2' from='bob@example.org/daemon'>"
+                       "<eof xmlns='%s' sid='sid7' sent='3'/></iq>" % ns.NS_END)
+        self.assertEqual(self.h.sent[-1]["type"], "error")

@@ -314,3 +314,27 @@ class StalledTailTests(SynchronousTestCase):
         self.assertEqual(b.tailStalled(2), [])
         a = LinkLifecycle(True, 10)
         self.assertEqual(a.peerAskedFlush(), [])
+
+
+class SoakFindingsTests(SynchronousTestCase):
+    def test_A_resetLocalIsNeverClos(self):
+        a, b = LinkLifecycle(True, 10), LinkLifecycle(True, 10)
+        a.localData(100)
+        b.remoteData(100)  # all handed to bob's client's socket...
+        atB = []
+        for e in a.localEnded():
+            if isinstance(e, lc.SendEOF):
+                atB += b.peerEOF(e.sent)
+        fromB = b.localLost(reset=True)  # ...which closed with some unread
+        endB = [e for e in fromB + atB if isinstance(e, lc.SendEnd)][0]
+        self.assertEqual(endB.status, lc.FAILED)
+        a.peerEOF(0)
+        a.peerEnded(endB)
+        self.assertEqual(a.finished.state, "ERR")
+        self.assertIn("without reading everything", a.finished.reason)
+
+    def test_A_unconfirmedResetIsErr(self):
+        m = LinkLifecycle(False, 10)
+        m.remoteData(10)
+        m.localLost(reset=True)
+        self.assertEqual(finished(m.transportEnded())[0].state, "ERR")
