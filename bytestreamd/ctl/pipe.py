@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import selectors
+import signal
 import socket
 import time
 from typing import Any, Dict, Optional
@@ -23,6 +24,10 @@ from bytestreamd.ctl.output import Console
 
 class StdoutClosed(Exception):
     pass
+
+
+class Hangup(StdoutClosed):
+    """SIGHUP: ssh sends it to its ProxyCommand when it exits."""
 
 
 def writeAll(fd: int, data: bytes) -> None:
@@ -70,13 +75,54 @@ class Splice:
     def run(self) -> int:
         self.link.setblocking(False)
         sel = pollSelector()
+
+        def hangup(signum, frame):
+            raise Hangup()
+        try:
+            previous = signal.signal(signal.SIGHUP, hangup)
+        except ValueError:  # not the main thread (tests run the client in one)
+            previous = None
         try:
             return self._loop(sel)
+        except Hangup:
+            # The program we serve ended (ssh exited): what the peer still
+            # sends is for nobody; take it so the link ends cleanly.
+            self._drain()
+            return EXIT_OK
         except StdoutClosed:
             self.console.say("stdout was closed; closing link %s" % self.linkId)
+            self._drain()
             return EXIT_FAILED
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGHUP, previous)
             sel.close()
+
+    def _drain(self) -> None:
+        """
+        Whoever read our stdout is gone (ssh exits before reading the
+        server's last packets): end our side, then read and drop what is
+        still coming for up to ``linger`` seconds, so the daemon sees a
+        client that took every byte it was handed -- closing with bytes
+        unread resets the socket, and the daemon reports that as a loss.
+        """
+        try:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        except ValueError:
+            pass
+        if self.linkWritable:
+            self.linkWritable = False
+            try:
+                shutWrite(self.link)
+            except OSError:
+                pass
+        self.link.setblocking(True)
+        self.link.settimeout(self.linger)
+        try:
+            while self.link.recv(CHUNK):
+                pass
+        except OSError:
+            pass
 
     def _loop(self, sel: selectors.BaseSelector) -> int:
         registered: Dict[Any, int] = {}
