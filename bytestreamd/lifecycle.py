@@ -191,6 +191,7 @@ class LinkLifecycle:
         self.checksDrain = checksDrain
         self.drained = False
         self.awaitingDrain = False
+        self.endAfterDrain = False
         self._timing = False
 
     # -- inputs from the local side ------------------------------------------
@@ -229,9 +230,12 @@ class LinkLifecycle:
             return []
         self.localGone = True
         self.localReset = reset
+        out: List[Effect] = []
         if not reset:
             self.drained = True
-        out = self.localEnded()
+            if self.endAfterDrain and self.endSent is None:
+                out += self._sendEnd(DONE, None)
+        out += self.localEnded()
         if self.confirmed and self.endSent is None and reset:
             out += self._sendEnd(FAILED, _UNREAD)
             if not self._timing:
@@ -322,7 +326,14 @@ class LinkLifecycle:
                 out += self._sendEnd(FAILED, "the transport ended after %d of the %d "
                                      "bytes announced" % (self._arrived, self.peerSent))
             elif self.eofSent and not (self.unsent or self.discarded):
-                out += self._sendEnd(DONE, None)
+                if self.checksDrain and not self.drained and not self.localGone:
+                    # Our word waits until the local client has read it all.
+                    self.endAfterDrain = True
+                    if not self.awaitingDrain:
+                        self.awaitingDrain = True
+                        out.append(AwaitDrain())
+                else:
+                    out += self._sendEnd(DONE, None)
             else:
                 out += self._sendEnd(CLOSED, "the transport ended")
         if not self._timing:
@@ -385,7 +396,10 @@ class LinkLifecycle:
             return []
         self.drained = True
         self.awaitingDrain = False
-        return self._progress()
+        out: List[Effect] = []
+        if self.endAfterDrain and self.endSent is None:
+            out += self._sendEnd(DONE, None)
+        return out + self._progress()
 
     def graceExpired(self) -> List[Effect]:
         """Without half-close: the local client did not end in time; we do."""
@@ -442,6 +456,10 @@ class LinkLifecycle:
             return [AbortTransport()] + self._finish(
                 ERR, "the transport did not close within %gs after the local client "
                 "went away" % self.settleTimeout)
+        if self.awaitingDrain and not self.localGone and self.peerEnd is None \
+                and self.endSent is None:
+            # Waiting on our own reader: backpressure, never an error.
+            return [StartTimer(self.settleTimeout)]
         out: List[Effect] = []
         if self.endSent is None:
             out += self._sendEnd(FAILED, "timed out")

@@ -173,9 +173,12 @@ class Splice:
     def localLost(self, reason) -> None:
         if self.local is None:
             return
-        self.local = None
+        transport, self.local = self.local.transport, None
         self._localEOF = self._localLost = True
-        self._localReset = reason is not None and not reason.check(error.ConnectionDone)
+        # Clean only if nothing we handed it was still waiting: the reactor
+        # may see the client's close before it tries the next write.
+        self._localReset = ((reason is not None and not reason.check(error.ConnectionDone))
+                            or unreadByLocal(transport) > 0)
         if self.stream is not None:
             self.stream.unregisterProducer()
         if self._joined and not self._held:
