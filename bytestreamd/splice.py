@@ -282,6 +282,11 @@ class Splice:
         local = self.local
         if local is None:
             return  # localLost tells the lifecycle how it went
+        if localWasReset(local.transport):
+            # It closed with bytes unread; the kernel dropped them (so the
+            # queue looks empty) and left ECONNRESET: a loss, not a drain.
+            local.transport.abortConnection()
+            return
         if unreadByLocal(local.transport) == 0:
             self._perform(lifecycle.localDrained())
         elif self.clock is not None:
@@ -480,3 +485,21 @@ def unreadByLocal(transport) -> int:
         except (OSError, ValueError, AttributeError, TypeError):
             pass
     return max(0, unread)
+
+
+def localWasReset(transport) -> bool:
+    """
+    Did the local client close with bytes unread?  Linux then drops them
+    (SIOCOUTQ reads 0 again) and sets ECONNRESET on our socket; reading
+    SO_ERROR tells (and clears) it.
+    """
+    getHandle = getattr(transport, "getHandle", None)
+    if getHandle is None:
+        return bool(getattr(transport, "wasReset", lambda: False)())
+    try:
+        import errno
+        import socket
+        err = getHandle().getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return err in (errno.ECONNRESET, errno.EPIPE)
