@@ -28,6 +28,9 @@ from bytestreamd.text import SafeLogger
 
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
+#: listen(2) backlog of the control socket (capped by net.core.somaxconn).
+CONTROL_BACKLOG = 1024
+
 
 def buildMethods(reactor, config) -> List:
     """The enabled bytestream methods, in the configured preference order."""
@@ -74,7 +77,11 @@ class ControlSocketService(service.Service):
         # Only a stale socket of ours is removed; see bytestreamd.runtime.
         runtime.removeStaleSocket(self.path, "socket (the control socket)")
         try:
+            # A burst of clients (a script opening hundreds of links at
+            # once) must not be refused by the kernel: Twisted's default
+            # backlog is 50.
             self.port = self.reactor.listenUNIX(self.path, self.factory,
+                                                backlog=CONTROL_BACKLOG,
                                                 mode=self.mode, wantPID=False)
             if self.gid is not None:
                 os.chown(self.path, -1, self.gid)

@@ -132,3 +132,14 @@ def test_twistd_bad_config_exits_before_starting(tmp_path):
     assert ("[xmpp] jid: 'nodomain' has no user part"
             in result.stdout + result.stderr)
     assert os.listdir(tmp_path) == []
+
+
+def test_control_socket_backlog_is_large(tmp_path):
+    """Issue 8 item 7: bursts of control clients are not refused by listen(2)."""
+    from twisted.internet.testing import MemoryReactor
+    from twisted.internet.protocol import Factory
+    from bytestreamd.daemon import CONTROL_BACKLOG, ControlSocketService
+    reactor = MemoryReactor()
+    service = ControlSocketService(reactor, str(tmp_path / "control"), Factory(), 0o600, None)
+    service.startService()
+    assert reactor.unixServers[0][2] == CONTROL_BACKLOG >= 512
