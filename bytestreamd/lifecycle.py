@@ -237,24 +237,17 @@ class LinkLifecycle:
                 out += self._sendEnd(DONE, None)
         out += self.localEnded()
         if self.confirmed and self.endSent is None and reset:
-            out += self._sendEnd(FAILED, _UNREAD)
-            if not self._timing:
-                self._timing = True
-                out.append(StartTimer(self.settleTimeout))
+            out += self._sendEnd(FAILED, _UNREAD) + self._settle()
         if self.confirmed and self.endSent is None and not self._complete:
             # Nobody will read what the peer still sends: tell it now, and
             # let the counts say whether anything was lost (an HTTP client
             # that leaves after its answer lost nothing).
-            out += self._sendEnd(CLOSED, "the local client went away")
-            if not self._timing:
-                self._timing = True
-                out.append(StartTimer(self.settleTimeout))
+            out += self._sendEnd(CLOSED, "the local client went away") + self._settle()
         if not self.confirmed:
             if not self.transportDone:
                 # Nobody will read what the peer still sends: end the link.
                 out = [e for e in out if not isinstance(e, HalfCloseTransport)]
-                out += [CloseTransport(), StartTimer(self.settleTimeout)]
-                self._timing = True
+                out += [CloseTransport()] + self._settle(restart=True)
             return out
         return out + self._progress()
 
@@ -267,13 +260,10 @@ class LinkLifecycle:
         if not self.confirmed:
             if self.transportDone:
                 return out + self._finish(CLOS, "closed by local request")
-            self._timing = True
-            return out + [CloseTransport(), StartTimer(self.settleTimeout)]
+            return out + [CloseTransport()] + self._settle(restart=True)
         if not self.eofSent and not self.transportDone:
             out += self._sendEOF()
-        out += self._sendEnd(CLOSED, "closed by request")
-        self._timing = True
-        out.append(StartTimer(self.settleTimeout))
+        out += self._sendEnd(CLOSED, "closed by request") + self._settle(restart=True)
         return out + self._progress()
 
     # -- inputs from the transport ---------------------------------------------
@@ -336,9 +326,7 @@ class LinkLifecycle:
                     out += self._sendEnd(DONE, None)
             else:
                 out += self._sendEnd(CLOSED, "the transport ended")
-        if not self._timing:
-            self._timing = True
-            out.append(StartTimer(self.settleTimeout))
+        out += self._settle()
         return out + self._progress()
 
     def transportFailed(self, reason: str) -> List[Effect]:
@@ -382,10 +370,9 @@ class LinkLifecycle:
         self.peerSent = end.sent
         self.peerEnd = end
         out: List[Effect] = []
-        if end.status != DONE and not self._timing:
+        if end.status != DONE:
             # It will send nothing more, and what it sent may not all arrive.
-            self._timing = True
-            out.append(StartTimer(self.settleTimeout))
+            out += self._settle()
         if end.status == FAILED and self.endSent is None:
             return out + self._progress(force=True)
         return out + self._progress()
@@ -459,7 +446,7 @@ class LinkLifecycle:
         if self.awaitingDrain and not self.localGone and self.peerEnd is None \
                 and self.endSent is None:
             # Waiting on our own reader: backpressure, never an error.
-            return [StartTimer(self.settleTimeout)]
+            return self._settle(restart=True)
         out: List[Effect] = []
         if self.endSent is None:
             out += self._sendEnd(FAILED, "timed out")
@@ -486,6 +473,16 @@ class LinkLifecycle:
         """Both directions finished: our eof sent, every peer byte arrived."""
         return (self.eofSent and self.peerSent is not None
                 and self._arrived == self.peerSent)
+
+    def _settle(self, restart: bool = False) -> List[Effect]:
+        """
+        Start the settle timer -- the bound on a wait no living peer
+        explains -- unless it already runs (``restart``: start it afresh).
+        """
+        if self._timing and not restart:
+            return []
+        self._timing = True
+        return [StartTimer(self.settleTimeout)]
 
     def _sendEOF(self) -> List[Effect]:
         if self.eofSent or self.transportDone:

@@ -17,6 +17,11 @@ Why one long module: the splice and the effects it performs are one adapter; spl
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import socket
+import struct
+import termios
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from twisted.internet import error, interfaces, protocol
@@ -476,9 +481,6 @@ def unreadByLocal(transport) -> int:
     getHandle = getattr(transport, "getHandle", None)
     if getHandle is not None:
         try:
-            import fcntl
-            import struct
-            import termios
             fd = getHandle().fileno()
             queued = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
             unread += queued
@@ -497,8 +499,6 @@ def localWasReset(transport) -> bool:
     if getHandle is None:
         return bool(getattr(transport, "wasReset", lambda: False)())
     try:
-        import errno
-        import socket
         err = getHandle().getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     except (OSError, AttributeError, ValueError):
         return False

@@ -69,7 +69,10 @@ class Effects:
         if self.monitor is not None:
             link.watched = _session(stream) if confirmed else True
             self.monitor.watch(link.peer, _session(stream) if confirmed else None)
-            splice.onActivity = self.monitor.heardFrom(link.peer.full())
+            if not getattr(stream, "inBand", False):
+                # In-band data is seen by the monitor's stanza observer;
+                # only an out-of-band transport needs the per-chunk mark.
+                splice.onActivity = self.monitor.heardFrom(link.peer.full())
         self._linkEvent(link, GOOD, stream.method, extra=tuple(link.rangeDetails()))
         if not splice.hasLocal and link.port is not None:
             link.attachTimer = self.reactor.callLater(

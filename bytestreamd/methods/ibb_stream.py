@@ -108,6 +108,7 @@ class IBBStream(BytestreamTransport):
     """
 
     method = "ibb"
+    inBand = True
 
     def __init__(self, handler: "IBBMethod", ctx: StreamContext, blockSize: int,
                  stanza: str, tag: str):

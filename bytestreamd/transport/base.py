@@ -95,6 +95,9 @@ class BytestreamTransport:
     """
 
     method = "?"
+    #: The bytes travel as XMPP stanzas (IBB): every chunk is already a sign
+    #: of life to the liveness monitor, which watches stanzas.
+    inBand = False
 
     #: The producer registered by whoever writes to the stream (IConsumer).
     producer: Any = None
