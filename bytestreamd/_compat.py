@@ -12,7 +12,7 @@ bytestreamd that needs wokkel imports this module first::
 
 Keeping the patch here means that the day wokkel is fixed or replaced, this
 file is the only thing to delete.  Beyond the import problem, wokkel has
-behaviours we deliberately fence off elsewhere (see ``bytestreamd.xmpp``):
+behaviours we deliberately fence off elsewhere (see ``bytestreamd.xmpp.client``):
 ``StreamManager`` queues stanzas while disconnected and replays them after a
 reconnect, which is wrong for bytestreams, and ``jid.internJID`` caches
 without bound, so untrusted input is parsed with ``JID()`` instead.

@@ -15,15 +15,15 @@ from typing import List
 from twisted.application import service
 
 from bytestreamd import registry, runtime, sdnotify
-from bytestreamd.confirm import EndChannel
+from bytestreamd.links.confirm import EndChannel
 from bytestreamd.control.protocol import ControlFactory
-from bytestreamd.disco import PeerDiscovery
+from bytestreamd.xmpp.disco import PeerDiscovery
 from bytestreamd.errors import ConfigError
 from bytestreamd.links import LinkManager
-from bytestreamd.liveness import PeerMonitor
+from bytestreamd.xmpp.liveness import PeerMonitor
 from bytestreamd.methods import s5b
-from bytestreamd.presence import PeerPresence
-from bytestreamd.xmpp import XMPPClientService
+from bytestreamd.xmpp.presence import PeerPresence
+from bytestreamd.xmpp.client import XMPPClientService
 from bytestreamd.text import SafeLogger
 
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)

@@ -3,7 +3,7 @@ The seams between layers.
 
 Negotiation (``bytestreamd.negotiation``) knows bytestream methods only
 through :class:`IStreamMethod`; the link layer (``bytestreamd.links``) and the
-local-socket splice (``bytestreamd.local``) know an established stream only
+local-socket splice (``bytestreamd.local.sockets``) know an established stream only
 through :class:`IBytestream`, which is an ordinary Twisted transport.  The
 control channel knows the rest of the daemon only through
 :class:`IControlBackend`.  A new transport (a bytestream method: IBB,

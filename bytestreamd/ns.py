@@ -2,7 +2,7 @@
 XML namespaces and feature strings, in one place.
 
 Every namespace the daemon speaks is listed here so that the disco#info
-answer (``bytestreamd.xmpp``) and the codecs agree on spelling.
+answer (``bytestreamd.xmpp.client``) and the codecs agree on spelling.
 """
 
 NS_CLIENT = "jabber:client"

@@ -16,7 +16,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 from wokkel.test.helpers import XmlStreamStub
 
-from bytestreamd.stanzas import Connection
+from bytestreamd.xmpp.stanzas import Connection
 
 
 def parseXml(data: Union[str, bytes, domish.Element]) -> domish.Element:

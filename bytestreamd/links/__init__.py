@@ -27,8 +27,8 @@ State of a link, as ``LINKS`` shows it::
 Every state is bounded: NEGO by the disco and offer-answer timeouts, INIT by
 ``attempt_timeout``, OFFER by ``offer_timeout``, GOOD without a local client
 by ``attach_timeout``, GOOD waiting on the peer by the liveness check
-(:mod:`bytestreamd.liveness`, ``peer_timeout``), and the end itself by
-:mod:`bytestreamd.lifecycle` (when a link may say CLOS, and how a
+(:mod:`bytestreamd.xmpp.liveness`, ``peer_timeout``), and the end itself by
+:mod:`bytestreamd.links.lifecycle` (when a link may say CLOS, and how a
 bytestreamd peer confirms it).
 """
 

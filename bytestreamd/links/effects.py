@@ -13,13 +13,13 @@ from typing import Optional
 from twisted.internet import error
 from twisted.python.failure import Failure
 
-from bytestreamd.confirm import peerConfirms
+from bytestreamd.links.confirm import peerConfirms
 from bytestreamd.errors import MethodFailed, NegotiationFailed, NotConnected, OfferRejected
 from bytestreamd.events import BAD, CLOS, ERR, GOOD, INIT
-from bytestreamd.lifecycle import LinkLifecycle
+from bytestreamd.links.lifecycle import LinkLifecycle
 from bytestreamd.links import machine as m
 from bytestreamd.links.link import Link
-from bytestreamd.local import LinkClosed
+from bytestreamd.local.sockets import LinkClosed
 from bytestreamd.text import SafeLogger
 
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)

@@ -19,7 +19,7 @@ from bytestreamd.events import Event, LinkInfo
 from bytestreamd.interfaces import IIncomingOffer, IOfferAcceptor
 from bytestreamd.links import machine as m
 from bytestreamd.links.link import Link
-from bytestreamd.local import ServiceFactory
+from bytestreamd.local.sockets import ServiceFactory
 from bytestreamd.text import SafeLogger
 
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)

@@ -9,9 +9,9 @@ from twisted.words.protocols.jabber.jid import JID
 
 from bytestreamd import application as app
 from bytestreamd.events import NEGOTIATING, OFFER, LinkInfo
-from bytestreamd.lifecycle import LinkLifecycle
+from bytestreamd.links.lifecycle import LinkLifecycle
 from bytestreamd.links.machine import LinkMachine
-from bytestreamd.local import Splice
+from bytestreamd.local.sockets import Splice
 
 
 class Link:

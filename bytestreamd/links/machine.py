@@ -11,7 +11,7 @@ Phases (``LINKS`` shows the XEP-0041 state the events last said)::
                                                                ESTABLISHING_CLOSING        |
     any --(failed | cancelled | remoteEnded | forgotten | ...)--> DONE  <------------------/
 
-How a GOOD link *ends* is not decided here: :mod:`bytestreamd.lifecycle`
+How a GOOD link *ends* is not decided here: :mod:`bytestreamd.links.lifecycle`
 (``LinkLifecycle``, run by the link's splice) decides that -- when it may
 say CLOS, how a bytestreamd peer confirms it.  In GOOD this machine only
 hands requests to it (``closeRequested`` -> ``RequestClose``, ``peerGone``

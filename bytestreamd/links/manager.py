@@ -23,7 +23,7 @@ from bytestreamd.links import machine as m
 from bytestreamd.links.effects import Effects
 from bytestreamd.links.incoming import IncomingOffers
 from bytestreamd.links.link import Link
-from bytestreamd.local import LinkSocketFactory, Splice, listenLinkSocket
+from bytestreamd.local.sockets import LinkSocketFactory, Splice, listenLinkSocket
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.text import SafeLogger
 

@@ -46,7 +46,7 @@ from bytestreamd import ns
 from bytestreamd.errors import MethodFailed, NotConnected, stanzaError
 from bytestreamd.interfaces import IStreamMethod, StreamContext
 from bytestreamd.methods.ibb_stream import IBBAddress, IBBStream, _sameJID
-from bytestreamd.stanzas import (Handler, RequestTimeout, failureText, makeIQ,
+from bytestreamd.xmpp.stanzas import (Handler, RequestTimeout, failureText, makeIQ,
                                  printable, resultFor)
 from bytestreamd.wire import ibb as wire
 
@@ -115,7 +115,7 @@ class IBBMethod(Handler):
         #: ``None``: no limit.  The daemon passes ``None``: a receiver whose
         #: local reader is slow holds its acks back (backpressure), so a
         #: late ack says nothing about a dead peer -- the liveness check
-        #: (bytestreamd.liveness) asks the peer instead (issue 6 d).
+        #: (bytestreamd.xmpp.liveness) asks the peer instead (issue 6 d).
         self.dataAckTimeout = ackTimeout if dataAckTimeout == -1.0 else dataAckTimeout
         if maxReceiveBuffer is None:
             # Room for a peer's full window of maximum blocks, twice over.

@@ -67,7 +67,7 @@ from zope.interface import implementer
 
 from bytestreamd.errors import BytestreamBroken, NotConnected
 from bytestreamd.interfaces import StreamContext
-from bytestreamd.stanzas import escapeAttribute, failureText, parseJID, resultFor
+from bytestreamd.xmpp.stanzas import escapeAttribute, failureText, parseJID, resultFor
 from bytestreamd.transport.base import BytestreamTransport
 from bytestreamd.wire import ibb as wire
 

@@ -88,7 +88,7 @@ from bytestreamd.methods.s5b_tcp import (
     isAddressLiteral,
     resolveHost,
 )
-from bytestreamd.stanzas import Handler, errorFor, makeIQ, parseJID, resultFor
+from bytestreamd.xmpp.stanzas import Handler, errorFor, makeIQ, parseJID, resultFor
 from bytestreamd.wire.s5b import (
     MODE_TCP,
     Activate,

@@ -24,7 +24,7 @@ from wokkel import disco
 
 from bytestreamd import ns
 from bytestreamd.errors import MethodFailed, describeStanzaError
-from bytestreamd.stanzas import RequestTimeout, makeIQ
+from bytestreamd.xmpp.stanzas import RequestTimeout, makeIQ
 from bytestreamd.wire.s5b import AddressAnswer, AddressRequest, MalformedS5B, StreamHost
 from bytestreamd.text import SafeLogger
 

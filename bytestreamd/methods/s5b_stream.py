@@ -56,7 +56,7 @@ class S5BStream(BytestreamTransport):
         #: Through a SOCKS5 proxy rather than a direct connection between
         #: the two parties.  A relay may not pass a half-close through as
         #: one (Prosody's proxy65 closes both legs), so the link layer then
-        #: carries EOF over XMPP only (bytestreamd.lifecycle).
+        #: carries EOF over XMPP only (bytestreamd.links.lifecycle).
         self.relayed = False
         self._socketPaused = False
         self._readClosed = False

@@ -46,7 +46,7 @@ from bytestreamd.negotiation.si_offer import IncomingOffer
 from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.attempts import Attempts, Progress, noProgress
 from bytestreamd.negotiation.attempts import words as _words
-from bytestreamd.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
+from bytestreamd.xmpp.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
                                  parseJID)
 from bytestreamd.text import SafeLogger
 from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,

@@ -22,7 +22,7 @@ from bytestreamd.errors import MethodFailed, NegotiationFailed, NotConnected, st
 from bytestreamd.interfaces import IIncomingOffer, StreamContext
 from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.attempts import Attempts, Progress
-from bytestreamd.stanzas import errorFor, parseJID, resultFor
+from bytestreamd.xmpp.stanzas import errorFor, parseJID, resultFor
 from bytestreamd.wire.si import SIAccept
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ says "I will write no more" (a half-close that survives any transport);
 half-close the transport itself: see ``docs/protocol.rst`` (Prosody's
 proxy65 can strand the last bytes of a direction until its sender's next
 write or EOF).  The rules that use them are in
-:mod:`bytestreamd.lifecycle`.  Counts are decimal integers without sign,
+:mod:`bytestreamd.links.lifecycle`.  Counts are decimal integers without sign,
 at most 20 digits (a 64-bit count).
 
 Text checks (issue 8): a ``sid`` XML cannot carry is refused both ways
@@ -36,7 +36,7 @@ from typing import Optional
 
 from twisted.words.xish import domish
 
-from bytestreamd.lifecycle import STATUSES
+from bytestreamd.links.lifecycle import STATUSES
 from bytestreamd.ns import NS_END
 from bytestreamd.text import isXMLText, xmlText
 

@@ -36,7 +36,7 @@ from typing import Optional
 from twisted.words.xish import domish
 
 from bytestreamd.ns import NS_IBB
-from bytestreamd.stanzas import escapeAttribute
+from bytestreamd.xmpp.stanzas import escapeAttribute
 from bytestreamd.text import isXMLText
 
 #: The largest block-size the XEP allows (xs:unsignedShort).

@@ -33,7 +33,7 @@ from twisted.words.xish import domish
 
 from bytestreamd.errors import stanzaError
 from bytestreamd.ns import NS_JINGLE, NS_JINGLE_ERRORS
-from bytestreamd.stanzas import parseJID
+from bytestreamd.xmpp.stanzas import parseJID
 
 # --- actions ----------------------------------------------------------------
 

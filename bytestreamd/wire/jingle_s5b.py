@@ -25,7 +25,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bytestreamd.ns import NS_JINGLE_S5B
-from bytestreamd.stanzas import parseJID
+from bytestreamd.xmpp.stanzas import parseJID
 from bytestreamd.wire.jingle import INITIATOR, RESPONDER, MalformedJingle
 
 MODE_TCP = "tcp"

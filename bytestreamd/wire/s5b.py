@@ -24,7 +24,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bytestreamd.ns import NS_S5B
-from bytestreamd.stanzas import parseJID
+from bytestreamd.xmpp.stanzas import parseJID
 from bytestreamd.text import describeCharacter, firstNonXML
 
 #: The port a streamhost without a ``port`` attribute listens on (RFC 1928).

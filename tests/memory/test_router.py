@@ -12,7 +12,7 @@ import pytest
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
-from bytestreamd.stanzas import RequestTimeout, makeIQ
+from bytestreamd.xmpp.stanzas import RequestTimeout, makeIQ
 
 from tests.integration.harness.daemon import statusSaysConnected
 from tests.memory.router import DROP

@@ -1,6 +1,6 @@
 """
 The XMPP sides of the truthful lifecycle: the end-confirmation channel
-(bytestreamd.confirm) and the liveness monitor (bytestreamd.liveness),
+(bytestreamd.links.confirm) and the liveness monitor (bytestreamd.xmpp.liveness),
 on a stub stream with a fake clock.
 """
 
@@ -8,9 +8,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 
 from bytestreamd import ns
-from bytestreamd.confirm import EndChannel, peerConfirms
-from bytestreamd.lifecycle import SendEnd
-from bytestreamd.liveness import PeerMonitor
+from bytestreamd.links.confirm import EndChannel, peerConfirms
+from bytestreamd.links.lifecycle import SendEnd
+from bytestreamd.xmpp.liveness import PeerMonitor
 from bytestreamd.wire import end as wire
 from tests.helpers import ConnectionHarness
 

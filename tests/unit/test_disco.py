@@ -4,8 +4,8 @@ from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 
 from bytestreamd import ns
-from bytestreamd.disco import MalformedDisco, PeerDiscovery, PeerInfo
-from bytestreamd.stanzas import RequestTimeout
+from bytestreamd.xmpp.disco import MalformedDisco, PeerDiscovery, PeerInfo
+from bytestreamd.xmpp.stanzas import RequestTimeout
 from tests.helpers import ConnectionHarness
 
 BOB = JID("bob@example.org/laptop")
@@ -150,8 +150,8 @@ class DiscoResponderTests(SynchronousTestCase):
     """Answers like wokkel's DiscoHandler, without interning requester JIDs."""
 
     def setUp(self):
-        from bytestreamd.disco import DiscoResponder
-        from bytestreamd.xmpp import Identity
+        from bytestreamd.xmpp.disco import DiscoResponder
+        from bytestreamd.xmpp.client import Identity
         from twisted.words.protocols.jabber import jid as jidModule
         self.jidModule = jidModule
         self.h = ConnectionHarness()

@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 from bytestreamd import ns
 from bytestreamd.config import Config
 from bytestreamd.control.protocol import ControlFactory
-from bytestreamd.disco import PeerDiscovery
+from bytestreamd.xmpp.disco import PeerDiscovery
 from bytestreamd.errors import NegotiationFailed, SyntaxErrorInArgument
 from bytestreamd.events import Event, LinkInfo
 from bytestreamd.application import RangeAnswer

@@ -19,15 +19,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 
-from bytestreamd import ns, stanzas
+from bytestreamd import ns
+from bytestreamd.xmpp import stanzas
 from bytestreamd.application import LinkApplication
-from bytestreamd.disco import PeerDiscovery
+from bytestreamd.xmpp.disco import PeerDiscovery
 from bytestreamd.errors import MethodFailed, NegotiationFailed
 from bytestreamd.methods import ibb as ibbModule
 from bytestreamd.methods import ibb_stream
 from bytestreamd.methods.ibb import IBBMethod
 from bytestreamd.negotiation.si import StreamInitiation
-from bytestreamd.stanzas import addresseeOf, answerMatches, makeIQ, newStanzaId
+from bytestreamd.xmpp.stanzas import addresseeOf, answerMatches, makeIQ, newStanzaId
 from bytestreamd.wire.si import SIAccept
 from tests.helpers import ConnectionHarness
 from tests.unit.test_ibb_method import Recorder, child, ctxFor

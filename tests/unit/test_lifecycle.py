@@ -1,12 +1,12 @@
 """
-The link lifecycle machine (bytestreamd.lifecycle): when a link may say
+The link lifecycle machine (bytestreamd.links.lifecycle): when a link may say
 CLOS and when it must say ERR, driven input by input with no I/O.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bytestreamd import lifecycle as lc
-from bytestreamd.lifecycle import LinkLifecycle
+from bytestreamd.links import lifecycle as lc
+from bytestreamd.links.lifecycle import LinkLifecycle
 
 
 def finished(effects):

@@ -9,7 +9,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from bytestreamd.errors import BytestreamBroken
-from bytestreamd.local import LinkSocketFactory, Splice
+from bytestreamd.local.sockets import LinkSocketFactory, Splice
 
 
 class FakeStream:

@@ -1,7 +1,7 @@
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 
-from bytestreamd.presence import PeerPresence
+from bytestreamd.xmpp.presence import PeerPresence
 from tests.helpers import ConnectionHarness
 
 

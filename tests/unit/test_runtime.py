@@ -24,7 +24,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from bytestreamd.config import Config
 from bytestreamd.errors import ConfigError, ResourceLimit
-from bytestreamd.local import listenLinkSocket
+from bytestreamd.local.sockets import listenLinkSocket
 from bytestreamd.runtime import RuntimeDirError, prepareRuntimeDir, removeStaleSocket
 
 NOBODY = 65534
@@ -288,7 +288,7 @@ class RemoveStaleSocketTests(_TempDir):
 
 
 class DaemonUseTests(_TempDir):
-    """daemon.py and local.py go through bytestreamd.runtime."""
+    """daemon.py and local/sockets.py go through bytestreamd.runtime."""
 
     def _config(self):
         return Config(jid=JID("alice@example.org/d"), password="x", runtime_dir=self.run,

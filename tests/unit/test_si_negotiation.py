@@ -9,7 +9,7 @@ from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
 
 from bytestreamd import ns
-from bytestreamd.disco import PeerDiscovery
+from bytestreamd.xmpp.disco import PeerDiscovery
 from bytestreamd.errors import MethodFailed, NegotiationFailed, OfferRejected
 from bytestreamd.interfaces import IOfferAcceptor, IStreamMethod
 from bytestreamd.application import FileApplication, LinkApplication

@@ -3,7 +3,7 @@ from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
 
 from bytestreamd.errors import NotConnected
-from bytestreamd.stanzas import RequestTimeout, makeIQ
+from bytestreamd.xmpp.stanzas import RequestTimeout, makeIQ
 from tests.helpers import ConnectionHarness
 
 
@@ -53,8 +53,8 @@ from twisted.logger import Logger  # noqa: E402
 from twisted.words.protocols.jabber import xmlstream  # noqa: E402
 from twisted.words.xish import domish  # noqa: E402
 
-from bytestreamd import stanzas  # noqa: E402
-from bytestreamd.stanzas import Connection, SASLRedactor  # noqa: E402
+from bytestreamd.xmpp import stanzas
+from bytestreamd.xmpp.stanzas import Connection, SASLRedactor  # noqa: E402
 
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 SECRET = base64.b64encode(b"\x00alice\x00hunter2-secret").decode()

@@ -153,8 +153,8 @@ def test_codecsRefuseToParseNonXML():
 def test_modulesThatLogPeerTextUseSafeLogger():
     """Reasons, JIDs, headers and stanza error texts are logged by these."""
     import importlib
-    for name in ["links", "xmpp", "daemon", "methods.s5b", "methods.s5b_proxies",
-                 "methods.s5b_tcp", "negotiation.si", "control.protocol", "confirm",
-                 "liveness"]:
+    for name in ["links", "xmpp.client", "daemon", "methods.s5b", "methods.s5b_proxies",
+                 "methods.s5b_tcp", "negotiation.si", "control.protocol", "links.confirm",
+                 "xmpp.liveness"]:
         module = importlib.import_module("bytestreamd." + name)
         assert isinstance(module.log, SafeLogger), name

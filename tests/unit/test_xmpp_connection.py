@@ -25,10 +25,11 @@ from twisted.words.protocols.jabber import error as jerror
 from twisted.words.protocols.jabber import sasl, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 
-from bytestreamd import xmpp, xmppsession
+from bytestreamd.xmpp import client as xmpp
+from bytestreamd.xmpp import session as xmppsession
 from bytestreamd.report import daemonStatus
-from bytestreamd.xmpp import XMPPClientService
-from bytestreamd.xmppsession import (CONFLICT, CONFLICT_DELAY, MAX_CONFLICT_DELAY,
+from bytestreamd.xmpp.client import XMPPClientService
+from bytestreamd.xmpp.session import (CONFLICT, CONFLICT_DELAY, MAX_CONFLICT_DELAY,
                                      SETUP_TIMEOUT, STOPPED, SessionLog)
 
 JID_ = JID("alice@example.org/daemon")

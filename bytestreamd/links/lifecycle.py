@@ -28,7 +28,7 @@ confirm anything: the link keeps the transport's own half-close semantics
 and a clean transport end is ``CLOS confirmed=no``.
 
 Bounds: every wait here is either on the peer -- bounded by the liveness
-check of :mod:`bytestreamd.liveness`, which ends the link when the peer stops
+check of :mod:`bytestreamd.xmpp.liveness`, which ends the link when the peer stops
 answering, however slowly its local reader reads -- or on a transport that
 has already ended or a close that was asked for, bounded by
 ``settleTimeout`` (StartTimer).  Waiting on our own local client (a slow or

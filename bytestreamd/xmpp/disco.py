@@ -25,7 +25,7 @@ from twisted.words.xish import domish
 from wokkel import disco as wdisco
 
 from bytestreamd import ns
-from bytestreamd.stanzas import Handler, makeIQ, parseJID
+from bytestreamd.xmpp.stanzas import Handler, makeIQ, parseJID
 
 
 class PeerInfo(NamedTuple):

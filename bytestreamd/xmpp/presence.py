@@ -21,7 +21,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from bytestreamd.errors import NotConnected
-from bytestreamd.stanzas import Handler, parseJID
+from bytestreamd.xmpp.stanzas import Handler, parseJID
 
 UNAVAILABLE = "/presence[@type='unavailable']"
 

@@ -50,7 +50,7 @@ from zope.interface import implementer
 
 from bytestreamd import ns
 from bytestreamd.errors import NotConnected
-from bytestreamd.stanzas import Handler, RequestTimeout, makeIQ, resultFor
+from bytestreamd.xmpp.stanzas import Handler, RequestTimeout, makeIQ, resultFor
 from bytestreamd.text import SafeLogger
 
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
@@ -138,7 +138,7 @@ class PeerMonitor(Handler):
     def watch(self, peer: JID, sid: Optional[str] = None) -> None:
         """
         Watch ``peer``; ``sid`` names a confirmed link session with it, which
-        the probe then asks about (see bytestreamd.confirm SESSION_QUERY).
+        the probe then asks about (see bytestreamd.links.confirm SESSION_QUERY).
         """
         key = peer.full()
         watch = self._watched.get(key)

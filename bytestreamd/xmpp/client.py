@@ -12,14 +12,14 @@ for good on the first authentication failure.  Here:
   never queues) carries the XEP handlers;
 * Twisted's ``ClientService`` reconnects with exponential backoff, whatever
   ended the previous stream (server restart, network, auth failure), and
-  waits minutes after a ``conflict`` (:mod:`bytestreamd.xmppsession` has
+  waits minutes after a ``conflict`` (:mod:`bytestreamd.xmpp.session` has
   the numbers and why);
-* :class:`ServerState` and :class:`~bytestreamd.xmppsession.SessionLog` turn
+* :class:`ServerState` and :class:`~bytestreamd.xmpp.session.SessionLog` turn
   stream events into ``650 SERVER`` events, one true log line per attempt
   (wrong password, no STARTTLS, conflict, a silent server, a deliberate
   stop), STATUS's ``reason`` and systemd ``STATUS=`` lines.
 
-Why one long module: the client connection's parts (TLS trust, SRV, reasons, reconnect) are wired here; the sans-I/O session record is xmppsession.py.
+Why one long module: the client connection's parts (TLS trust, SRV, reasons, reconnect) are wired here; the sans-I/O session record is session.py.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from wokkel.generic import FallbackHandler, VersionHandler
 from zope.interface import implementer
 
 import bytestreamd
-from bytestreamd.disco import DiscoResponder
-from bytestreamd.stanzas import Connection, Handler
-from bytestreamd.xmppsession import (CONFLICTED, LOGIN, SETUP_TIMEOUT, STOPPING, Ended,
+from bytestreamd.xmpp.disco import DiscoResponder
+from bytestreamd.xmpp.stanzas import Connection, Handler
+from bytestreamd.xmpp.session import (CONFLICTED, LOGIN, SETUP_TIMEOUT, STOPPING, Ended,
                                      SessionLog)
 from bytestreamd.text import SafeLogger
 
@@ -146,7 +146,7 @@ class ServerState(Handler):
     Watches the stream: sends our initial presence once bound, and tells
     ``listener(connected: bool, reason: str)`` when a session starts and
     ``ended(Ended)`` when an attempt ends, with the true reason kept by
-    ``session`` (a :class:`~bytestreamd.xmppsession.SessionLog`).
+    ``session`` (a :class:`~bytestreamd.xmpp.session.SessionLog`).
 
     Presence carries priority -1: the daemon is not a chat client, and a
     negative priority keeps messages to the bare JID away from it (RFC 6121
@@ -256,7 +256,7 @@ class XMPPClientService(service.MultiService):
     :class:`Connection` every handler hangs off; ``addHandler`` adds one.
 
     Every attempt ends with one log line giving its true reason (see
-    :mod:`bytestreamd.xmppsession`), which is also STATUS's ``reason``; a
+    :mod:`bytestreamd.xmpp.session`), which is also STATUS's ``reason``; a
     stream that is not bound ``setupTimeout`` seconds after TCP connected is
     dropped; a ``conflict`` waits minutes instead of fighting.
     """

@@ -1,7 +1,7 @@
 """
 The local side of a link: its UNIX socket (one client at a time) and the
 connection to a ``[services]`` endpoint.  What joins that connection to the
-bytestream is :mod:`bytestreamd.splice` (re-exported here).
+bytestream is :mod:`bytestreamd.local.splice` (re-exported here).
 
 Contract (INTERFACE.md "Files and sockets"):
 
@@ -25,7 +25,7 @@ from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from bytestreamd.splice import LinkClosed, RemoteProtocol, Splice  # noqa: F401 (re-exported)
+from bytestreamd.local.splice import LinkClosed, RemoteProtocol, Splice  # noqa: F401 (re-exported)
 
 log = Logger()
 

@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from bytestreamd import ns
 from bytestreamd.errors import NotConnected, stanzaError
-from bytestreamd.stanzas import Handler, errorFor, failureText, makeIQ, parseJID, resultFor
+from bytestreamd.xmpp.stanzas import Handler, errorFor, failureText, makeIQ, parseJID, resultFor
 from bytestreamd.text import SafeLogger
 from bytestreamd.wire import end as wire
 

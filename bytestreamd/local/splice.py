@@ -1,6 +1,6 @@
 """
 The splice: one link's local connection joined to its bytestream, doing
-what the link's lifecycle (:mod:`bytestreamd.lifecycle`) decides.
+what the link's lifecycle (:mod:`bytestreamd.links.lifecycle`) decides.
 
 It follows ``twisted.protocols.portforward``: two ordinary protocols, each
 writing into the other's transport, with each transport registered as a
@@ -10,7 +10,7 @@ remote sender), and a bytestream that cannot send fast enough pauses the
 local socket.  Before the link is GOOD, local bytes are held up to
 ``holdLimit``; beyond that the local socket is paused, so nothing is dropped.
 The socket side (the listening link socket, one client at a time) is
-:mod:`bytestreamd.local`.
+:mod:`bytestreamd.local.sockets`.
 
 Why one long module: the splice and the effects it performs are one adapter; splitting the effect dispatch from the data path would put a call on every chunk.
 """
@@ -28,13 +28,13 @@ from twisted.internet import error, interfaces, protocol
 from twisted.python import failure
 from zope.interface import implementer
 
-from bytestreamd import lifecycle as lc
+from bytestreamd.links import lifecycle as lc
 from bytestreamd.errors import BytestreamBroken
 from bytestreamd.events import CLOS
-from bytestreamd.lifecycle import LinkLifecycle
+from bytestreamd.links.lifecycle import LinkLifecycle
 
 if TYPE_CHECKING:
-    from bytestreamd.local import LocalProtocol
+    from bytestreamd.local.sockets import LocalProtocol
 
 
 @implementer(interfaces.IHalfCloseableProtocol)
@@ -94,7 +94,7 @@ class LinkClosed(error.ConnectionDone):
     """
     A link ended ``CLOS``: how ``Splice`` reports a clean end, as the
     ``ConnectionDone`` Twisted would.  ``confirmed`` says whether the peer
-    confirmed the byte counts (:mod:`bytestreamd.lifecycle`); ``reason``
+    confirmed the byte counts (:mod:`bytestreamd.links.lifecycle`); ``reason``
     names who closed it when that is worth saying.
     """
 
