@@ -30,7 +30,7 @@ def jingleLink(world, alice, bob, method, extra=""):
         world.localClient(bob, socketB), goodA, goodB
 
 
-@pytest.mark.parametrize("method", ["ibb"])
+@pytest.mark.parametrize("method", ["ibb", "s5b"])
 def test_link_both_ways_over_jingle(world, method):
     alice, bob = daemons(world, method)
     ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, method)
