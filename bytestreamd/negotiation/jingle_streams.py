@@ -295,6 +295,21 @@ class _StreamSession:
             log.info("jingle session {sid} with {peer} ended: {why}", sid=self.sid,
                      peer=self.peer.full(), why=event.reason)
 
+    #: Called with each session-info / description-info Event (e.g. XEP-0234's
+    #: checksum and received); set by the application that needs them.
+    infoListener: Optional[Callable[[Event], None]] = None
+
+    def _on_session_info(self, event: Event) -> None:
+        if self.infoListener is not None:
+            self.infoListener(event)
+
+    _on_description_info = _on_session_info
+
+    def sendSessionInfo(self, payloads) -> None:
+        """Send a session-info with ``payloads`` (XEP-0234 checksum, received)."""
+        if self.live:
+            self.perform(self.session.sendSessionInfo(payloads))
+
     def _on_transport_info(self, event: Event) -> None:
         content = self._contentOf(event)
         if content is not None and self.driver is not None:
@@ -451,7 +466,8 @@ class OutgoingSession(_StreamSession):
                            % self.peer.full())
             return
         if self.answered is not None:
-            self.answered(None)
+            self.answered(jingle_apps.rangeFromAnswer(content.description)
+                          if content.description is not None else None)
         self.inited = True
         self.progress("INIT", self.driver.name, None)
         self.driver.start(transport)
@@ -565,8 +581,9 @@ class IncomingSession(_StreamSession):
             if driver is not self.driver or not self.live:
                 return
             c = self.offered
+            description = jingle_apps.answerDescription(c.description, rangeAnswer)
             self.perform(self.session.accept([Content(
-                c.creator, c.name, c.senders, c.disposition, c.description, answer,
+                c.creator, c.name, c.senders, c.disposition, description, answer,
                 c.security)]))
             self.inited = True
             self.progress("INIT", driver.name, None)

@@ -173,3 +173,31 @@ def test_check_open_for_the_negotiated_values():
     assert "block-size 16384, negotiated 4096" in openMismatch(
         answer, wire_ibb.Open("i1", 16384, "iq"))
     assert "stanza=message" in openMismatch(answer, wire_ibb.Open("i1", 4096, "message"))
+
+
+def test_application_seams_for_file_transfer():
+    # Without hooks the offered description is the answer, and no range.
+    d = LinkDescription("ssh")
+    assert jingle_apps.answerDescription(d, None) is d
+    assert jingle_apps.rangeFromAnswer(d) is None
+    assert jingle_apps.translatorFor(d).namespace == ns.NS_JINGLE_LINK
+    # A registered application answers for its own descriptions only.
+    from bytestreamd.application import RangeAnswer
+    seen = []
+
+    class Desc:
+        namespace = "urn:example:app"
+
+    t = jingle_apps.Translator(
+        "urn:example:app", "thing", lambda a: None, lambda p: None,
+        answerDescription=lambda offered, asked: seen.append(asked) or "narrowed",
+        rangeFromAnswer=lambda p: RangeAnswer(5))
+    jingle_apps.register(t)
+    try:
+        assert jingle_apps.answerDescription(Desc(), RangeAnswer(3)) == "narrowed"
+        assert seen == [RangeAnswer(3)]
+        assert jingle_apps.rangeFromAnswer(Desc()) == RangeAnswer(5)
+        assert "urn:example:app" in jingle_apps.NAMESPACES
+    finally:
+        jingle_apps.TRANSLATORS.remove(t)
+        jingle_apps.NAMESPACES.remove("urn:example:app")
