@@ -152,6 +152,8 @@ class _StreamSession:
         self.result: defer.Deferred = defer.Deferred(self._cancel)
         #: Names of the methods both sides have, in our order.
         self.usable: List[str] = []
+        #: Streams beyond the first (XEP-0261 section 2.4), ended with the session.
+        self.extras: List[Any] = []
 
     # -- identity -------------------------------------------------------------------
 
@@ -286,6 +288,10 @@ class _StreamSession:
     def _on_ended(self, event: Event) -> None:
         if self.driver is not None:
             self.driver.stop()
+        extras, self.extras = self.extras, []
+        for stream in extras:
+            if stream.connected:
+                stream.loseConnection()
         if not self.finished:
             if self.failures:
                 self.fail("%s; %s" % (summary(self.failures), event.reason))
@@ -312,8 +318,62 @@ class _StreamSession:
 
     def _on_transport_info(self, event: Event) -> None:
         content = self._contentOf(event)
-        if content is not None and self.driver is not None:
-            self.driver.info(content.transport)
+        if content is None:
+            return
+        transport = content.transport
+        if (isinstance(transport, IBBTransport) and self.stream is not None
+                and not self.weAreInitiator and transport.sid != self.stream.sid):
+            self._extraOffered(transport)
+            return
+        if self.driver is not None:
+            self.driver.info(transport)
+
+    # -- several IBB sessions in one Jingle session (XEP-0261 section 2.4) ------------
+
+    #: The responder's listener for extra streams: ``onExtraStream(stream)``.
+    #: Without one, a transport-info offering another IBB session is
+    #: acknowledged and ignored, so its ``<open/>`` is refused not-acceptable.
+    onExtraStream: Optional[Callable[[Any], None]] = None
+
+    def _extraOffered(self, transport: IBBTransport) -> None:
+        if self.onExtraStream is None or self.negotiator.method("ibb") is None:
+            log.info("jingle session {sid}: ignored another IBB session {ibb} from {peer}",
+                     sid=self.sid, ibb=transport.sid, peer=self.peer.full())
+            return
+        extra = _ExtraStream(self)
+        extra.driver.answer(transport)
+        extra.result.addCallbacks(self._extraUp, lambda f: None)
+
+    def _extraUp(self, stream: Any) -> None:
+        if self.onExtraStream is not None and self.live:
+            self.onExtraStream(stream)
+        else:
+            stream.abortConnection()
+
+    def addStream(self, options: Optional[Dict[str, Any]] = None) -> "defer.Deferred[Any]":
+        """
+        The initiator: one more IBB session in this Jingle session
+        (XEP-0261 section 2.4): a transport-info authorizes its sid, then
+        the ``<open/>`` follows (XMPP keeps the order).  Fires with the
+        stream, or fails with MethodFailed.  Each such stream is opened,
+        used and closed on its own; ending the session ends them all.
+        """
+        if not self.weAreInitiator or not self.live or self.stream is None:
+            return defer.fail(MethodFailed("session %s carries no stream to add to"
+                                           % self.sid))
+        if "ibb" not in self.usable or self.negotiator.method("ibb") is None:
+            return defer.fail(MethodFailed("%s has no IBB transport for more streams"
+                                           % self.peer.full()))
+        extra = _ExtraStream(self, options)
+
+        def offered(transport):
+            if not self.live:
+                raise MethodFailed("session %s ended" % self.sid)
+            self.perform(self.session.sendTransportInfo(self.key, transport))
+            extra.driver.start(transport)
+            return extra.result
+
+        return extra.driver.prepare().addCallback(offered)
 
     def _on_transport_rejected(self, event: Event) -> None:
         if event.jingle is not None and self.weAreInitiator:
@@ -357,6 +417,38 @@ class _StreamSession:
 
         driver.answer(content.transport).addCallbacks(
             answered, lambda f: self.transportFailed(driver, f.getErrorMessage()))
+
+
+class _ExtraStream:
+    """
+    What an IBB driver reports to, for a stream beyond the session's first
+    (XEP-0261 section 2.4): the session's identity, its own result.
+    """
+
+    weAreInitiator = property(lambda self: self.parent.weAreInitiator)
+
+    def __init__(self, parent: _StreamSession, options: Optional[Dict[str, Any]] = None):
+        self.parent = parent
+        self.options = dict(parent.options, **(options or {}))
+        self.negotiator = parent.negotiator
+        self.clock = parent.clock
+        self.result: defer.Deferred = defer.Deferred(lambda d: self.driver.stop())
+        self.driver = IBBDriver(self, parent.negotiator.method("ibb"))
+
+    def context(self, transportSid: str, options=None, offeredBy=None) -> StreamContext:
+        return self.parent.context(transportSid, options, offeredBy)
+
+    def transportUp(self, driver: Any, stream: Any) -> None:
+        if self.result.called:
+            stream.abortConnection()
+        else:
+            self.parent.extras.append(stream)
+            self.result.callback(stream)
+
+    def transportFailed(self, driver: Any, reason: str,
+                        condition: Optional[str] = None) -> None:
+        if not self.result.called:
+            self.result.errback(MethodFailed(reason, condition))
 
 
 class OutgoingSession(_StreamSession):
