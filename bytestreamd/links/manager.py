@@ -23,6 +23,7 @@ from bytestreamd.links import machine as m
 from bytestreamd.links.effects import Effects
 from bytestreamd.links.incoming import IncomingOffers
 from bytestreamd.links.link import Link
+from bytestreamd.links.many import ManyConnections, ManySocketFactory
 from bytestreamd.local.sockets import LinkSocketFactory, Splice, listenLinkSocket
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.text import SafeLogger
@@ -145,6 +146,8 @@ class LinkManager(IncomingOffers, Effects):
         """
         path = os.path.join(self._linksDir, link.id)
         factory = LinkSocketFactory(link.id, self._newSplice(link))
+        if link.many is not None:
+            factory = ManySocketFactory(link.many)  # the anchor's splice stays bare
         try:
             os.makedirs(self._linksDir, mode=0o700, exist_ok=True)  # made at start
             link.port = listenLinkSocket(self.reactor, path, factory,
@@ -255,7 +258,7 @@ class LinkManager(IncomingOffers, Effects):
 
     def open(self, peer: JID, owner, service=None, methods=None,
              blockSize=None, stanza=None, profile=None, headers=None,
-             negotiation=None) -> LinkInfo:
+             negotiation=None, connections=None) -> LinkInfo:
         """
         ``profile`` names the application (bytestreamd.application; default
         a link to ``service``); for a file, ``headers`` are its ``name``,
@@ -263,6 +266,17 @@ class LinkManager(IncomingOffers, Effects):
         the sender can start at an offset).
         """
         application = app.fromControl(profile, service, headers)
+        many = connections == "many"
+        if many:
+            # Each local connection is one more stream in one Jingle
+            # session, joined to the peer's [services] entry (links.many).
+            if not isinstance(application, app.LinkApplication) or not service:
+                raise SyntaxErrorInArgument("connections=many needs service=NAME "
+                                            "(a link to a service)")
+            if negotiation not in (None, "jingle"):
+                raise SyntaxErrorInArgument("connections=many needs negotiation=jingle")
+            negotiation = "jingle"
+            application = app.LinkApplication(service, True)
         if not self.xmpp.connected:
             raise NotConnected()
         if methods:
@@ -285,6 +299,8 @@ class LinkManager(IncomingOffers, Effects):
         link = Link(self._newId(), peer, "out", owner, application,
                     (negotiator or self.negotiators[0]).name, service=service)
         self._links[link.id] = link
+        if many:
+            link.many = ManyConnections(self, link)
         self._openSocket(link)
         options = {}
         if blockSize:
