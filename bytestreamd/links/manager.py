@@ -177,27 +177,30 @@ class LinkManager(IncomingOffers, Effects):
         if timer is not None and timer.active():
             timer.cancel()
 
-    def negotiatorFor(self, peer: JID, methods=None) -> INegotiator:
+    def negotiatorFor(self, peer: JID, methods=None, application=None) -> INegotiator:
         """
         The first negotiator (in preference order) that ``peer``'s cached
         disco features support.  Nothing cached, or nothing supported: the
         first, which asks disco itself and says why it cannot go on.
         """
         info = self.discovery.cached(peer) if self.discovery is not None else None
-        return self._supporting(info.features if info is not None else None, methods)
+        return self._supporting(info.features if info is not None else None, methods,
+                                application)
 
-    def _supporting(self, features, methods=None) -> INegotiator:
+    def _supporting(self, features, methods=None, application=None) -> INegotiator:
         """
-        The first negotiator that supports ``features`` and, when the OPEN
-        named ``methods``, can carry one of them to this peer (a negotiator
-        may say so with ``canCarry(features, methods)``; Jingle does).
+        The first negotiator that supports ``features`` and can carry this
+        ``application`` by one of ``methods`` (when the OPEN named them) to
+        this peer -- a negotiator may say so with ``canCarry(features,
+        methods, application)``; Jingle does (a file goes by SI until a
+        Jingle file application is registered).
         """
         if features is not None:
             for negotiator in self.negotiators:
                 if not negotiator.supports(features):
                     continue
                 canCarry = getattr(negotiator, "canCarry", None)
-                if methods and canCarry is not None and not canCarry(features, methods):
+                if canCarry is not None and not canCarry(features, methods, application):
                     continue
                 return negotiator
         return self.negotiators[0]
@@ -228,7 +231,7 @@ class LinkManager(IncomingOffers, Effects):
                 raise
             except Exception:
                 features = None  # the first negotiator says why
-            chosen = self._supporting(features, args[1])
+            chosen = self._supporting(features, args[1], args[0])
             link.negotiation = chosen.name
             return await chosen.offer(peer, *args)
 
@@ -295,7 +298,7 @@ class LinkManager(IncomingOffers, Effects):
             negotiator = self._namedNegotiator(negotiation)
         elif len(self.negotiators) == 1 or self.discovery is None \
                 or self.discovery.cached(peer) is not None:
-            negotiator = self.negotiatorFor(peer, methods)
+            negotiator = self.negotiatorFor(peer, methods, application)
         link = Link(self._newId(), peer, "out", owner, application,
                     (negotiator or self.negotiators[0]).name, service=service)
         self._links[link.id] = link

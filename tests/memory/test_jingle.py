@@ -447,3 +447,22 @@ def test_connections_many_needs_a_service_there(world):
     end = settled(ctl, link)
     assert end.words[2] == "BAD" and "connections=many needs a [services]" in \
         end.options["reason"], end
+
+
+def test_a_file_goes_by_si_while_jingle_has_no_file_application(world):
+    # Both daemons speak Jingle, but no Jingle translator knows a file
+    # (XEP-0234 plugs in later): the file offer goes by SI, not BAD.
+    alice, bob = daemons(world, "ibb")
+    ctl, watch = world.control(alice), world.control(bob, watch=True)
+    opened = ctl.expect("OPEN %s methods=ibb profile=file name=a.txt size=5"
+                        % bob.jid.full())
+    offer = watch.waitEvent(r"^650 OFFER ")
+    assert offer.options["negotiation"] == "si" and offer.options["name"] == "a.txt"
+    watch.expect("ACCEPT %s" % offer.words[1])
+    good = settled(ctl, opened.get("link"))
+    assert good.words[2] == "GOOD" and good.options["negotiation"] == "si"
+    # and once the features are cached, the same holds
+    opened = ctl.expect("OPEN %s methods=ibb profile=file name=b.txt size=5"
+                        % bob.jid.full())
+    offer = watch.waitEvent(r"^650 OFFER ")
+    assert offer.options["negotiation"] == "si"
