@@ -154,6 +154,7 @@ class _StreamSession:
         self.usable: List[str] = []
         #: Streams beyond the first (XEP-0261 section 2.4), ended with the session.
         self.extras: List[Any] = []
+        self.cancelling = False
 
     # -- identity -------------------------------------------------------------------
 
@@ -206,8 +207,8 @@ class _StreamSession:
         return self.result.called
 
     def fail(self, reason: str, condition: Optional[str] = None) -> None:
-        if self.finished:
-            return
+        if self.finished or self.cancelling:
+            return  # a cancel fires the result itself (CancelledError)
         if self.driver is not None:
             self.driver.stop()
         if self.inited:
@@ -221,6 +222,7 @@ class _StreamSession:
             self.perform(self.session.terminate(condition, text))
 
     def _cancel(self, d: defer.Deferred) -> None:
+        self.cancelling = True
         if self.driver is not None:
             self.driver.stop()
         self.terminate("cancel", "the link was closed before its stream was up")

@@ -466,3 +466,41 @@ def test_a_file_goes_by_si_while_jingle_has_no_file_application(world):
                         % bob.jid.full())
     offer = watch.waitEvent(r"^650 OFFER ")
     assert offer.options["negotiation"] == "si"
+
+
+def test_close_while_negotiating_is_clos(world):
+    alice, bob = daemons(world, "ibb")
+    ctl, watch = world.control(alice), world.control(bob, watch=True)
+    link = ctl.expect("OPEN %s methods=ibb" % bob.jid.full()).get("link")
+    offer = watch.waitEvent(r"^650 OFFER ")  # never accepted
+    ctl.expect("CLOSE %s" % link)
+    end = ctl.waitLinkState(link)
+    assert end.words[2] == "CLOS", ctl.linkEvents(link)
+    world.advance(1)
+    # the offer was withdrawn on bob's side (session-terminate cancel)
+    assert not alice.jingle._live and not bob.jingle._live
+    assert not [r for r in watch.expect("LINKS").rows() if r["link"] == offer.words[1]]
+
+
+def test_offer_from_a_stranger_is_refused_before_any_ack(world):
+    # XEP-0166 section 6.3.2: bob does not communicate with mallory, so
+    # mallory's session-initiate gets service-unavailable, no ack, no OFFER.
+    bob = world.daemon("bob", allow="alice@%s" % world.domain, methods="ibb")
+    mallory = world.daemon("mallory", methods="ibb")
+    watch = world.control(bob, watch=True)
+    ctl = world.control(mallory)
+    link = ctl.expect("OPEN %s methods=ibb" % bob.jid.full()).get("link")
+    end = settled(ctl, link)
+    assert end.words[2] == "BAD" and end.options["negotiation"] == "jingle", end
+    assert "service-unavailable" in end.options["reason"], end
+    assert "not allowed" in end.options["reason"], end
+    world.advance(1)
+    assert not [e for e in watch.pending if e.words[0] == "OFFER"]
+    answers = [r for r in world.router.routed("iq") if r.sender == bob.jid.full()
+               and r.to == mallory.jid.full() and r.element.getAttribute("type") == "result"
+               and not list(r.element.elements())]
+    initiate = _jingleSets(world, "session-initiate")
+    assert len(initiate) == 1 and not any(
+        a.element.getAttribute("id") == initiate[0][0].element.getAttribute("id")
+        for a in answers)
+    assert not bob.jingle._live
