@@ -504,3 +504,27 @@ def test_offer_from_a_stranger_is_refused_before_any_ack(world):
         a.element.getAttribute("id") == initiate[0][0].element.getAttribute("id")
         for a in answers)
     assert not bob.jingle._live
+
+
+@pytest.mark.parametrize("broken", ["alice", "bob"])
+def test_s5b_one_side_unreachable_uses_the_other_sides_candidate(world, broken):
+    # XEP-0260 section 2.5 rule 2: one candidate-error, one candidate-used:
+    # the used one is nominated, whoever offered it.
+    def make(name, peer):
+        s5b = {"proxy": "none"}
+        if name == broken:
+            s5b["advertise"] = "127.0.0.1:9"
+        return world.daemon(name, allow="%s@%s" % (peer, world.domain), methods="s5b,ibb",
+                            config={"s5b": s5b})
+    alice, bob = make("alice", "bob"), make("bob", "alice")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, "s5b,ibb")
+    assert goodA.options["method"] == goodB.options["method"] == "s5b"
+    assert [e.words[2] for e in ctl.linkEvents(linkA)] == ["INIT", "GOOD"]
+    infos = [j for _, j in _jingleSets(world, "transport-info")]
+    kinds = sorted(c.name for j in infos for content in j.elements()
+                   for t in content.elements() for c in t.elements())
+    assert kinds == ["candidate-error", "candidate-used"], kinds
+    data = payload(70, 200000)
+    a.write(data)
+    b.write(data)
+    assert b.waitReceived(len(data)) == data and a.waitReceived(len(data)) == data
