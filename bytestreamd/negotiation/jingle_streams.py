@@ -302,6 +302,20 @@ class _StreamSession:
         else:
             log.info("jingle session {sid} with {peer} ended: {why}", sid=self.sid,
                      peer=self.peer.full(), why=event.reason)
+            if event.jingle is not None and self.stream is not None \
+                    and self.stream.connected:
+                # The peer ended the session; its transport's end should
+                # follow.  A peer that leaves it open (it failed the
+                # application, it forgot) does not keep the link forever.
+                self.clock.callLater(self.negotiator.requestTimeout, self._endStream,
+                                     event.reason)
+
+    def _endStream(self, why: str) -> None:
+        stream = self.stream
+        if stream is not None and stream.connected and not stream.disconnecting:
+            log.info("jingle session {sid}: the stream outlived the session ({why}); "
+                     "closing it", sid=self.sid, why=why)
+            stream.loseConnection()
 
     #: Called with each session-info / description-info Event (e.g. XEP-0234's
     #: checksum and received); set by the application that needs them.

@@ -528,3 +528,15 @@ def test_s5b_one_side_unreachable_uses_the_other_sides_candidate(world, broken):
     a.write(data)
     b.write(data)
     assert b.waitReceived(len(data)) == data and a.waitReceived(len(data)) == data
+
+
+def test_peer_terminate_without_closing_the_transport_ends_the_link(world):
+    # A peer that ends the session but leaves its IBB session open (it
+    # failed the application, or forgot): the link does not stay GOOD.
+    alice, bob = daemons(world, "ibb")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, "ibb")
+    [theirs] = bob.jingle._controls.values()
+    # bob's session ends (as if its application failed) while the stream stays
+    bob.jingle.perform(theirs.session.terminate("failed-application", "test"))
+    end = ctl.waitLinkState(linkA, timeout=3 * 6 + 10)
+    assert end.words[2] in ("CLOS", "ERR"), ctl.linkEvents(linkA)
