@@ -540,3 +540,19 @@ def test_peer_terminate_without_closing_the_transport_ends_the_link(world):
     bob.jingle.perform(theirs.session.terminate("failed-application", "test"))
     end = ctl.waitLinkState(linkA, timeout=3 * 6 + 10)
     assert end.words[2] in ("CLOS", "ERR"), ctl.linkEvents(linkA)
+
+
+def test_ibb_with_message_stanzas(world):
+    alice, bob = daemons(world, "ibb")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(
+        world, alice, bob, "ibb", " stanza=message block-size=2048")
+    [(_, initiate)] = _jingleSets(world, "session-initiate")
+    transport = next(next(initiate.elements("urn:xmpp:jingle:1", "content")).elements(
+        "urn:xmpp:jingle:transports:ibb:1", "transport"))
+    assert transport.getAttribute("stanza") == "message"
+    data = payload(80, 30000)
+    a.write(data)
+    assert b.waitReceived(len(data)) == data
+    carried = world.router.routed("message", child="{http://jabber.org/protocol/ibb}data")
+    assert carried and not world.router.routed(
+        "iq", child="{http://jabber.org/protocol/ibb}data")
