@@ -115,9 +115,13 @@ class S5BDriver:
             proxies = []
         candidates: List[Candidate] = []
         limit = self.method.maxCandidates
+        # The responder's local preference is one lower: when both sides
+        # reach each other directly, the initiator's own streamhost is
+        # nominated, as in XEP-0065 (the responder connects to it).
+        first = 65535 if self.control.weAreInitiator else 65534
         for i, host in enumerate(direct[:limit]):
             candidates.append(Candidate(secrets.token_hex(4), host.host, host.jid,
-                                        priority(DIRECT, max(0, 65535 - i)), host.port,
+                                        priority(DIRECT, max(0, first - i)), host.port,
                                         DIRECT))
         for i, host in enumerate(proxies[:max(0, limit - len(candidates))]):
             candidates.append(Candidate(secrets.token_hex(4), host.host, host.jid,
