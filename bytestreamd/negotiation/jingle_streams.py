@@ -18,9 +18,8 @@ it with session-accept is tolerated by the machine).  The final failure is
 the caller's ``BAD``.
 
 Once the stream is up, its end ends the session with ``success``
-(session-terminate): whichever side sees its stream end first says so, and
-a terminate that crosses the peer's is harmless (the machine ends at once
-and ignores the answer).
+(session-terminate): the initiator sends it, the responder acknowledges it
+(and sends its own only if none came within :data:`TERMINATE_GRACE`).
 """
 
 from __future__ import annotations
@@ -53,6 +52,10 @@ if TYPE_CHECKING:
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 DRIVERS = {"ibb": IBBDriver, "s5b": S5BDriver}
+
+#: How long the responder waits for the initiator's session-terminate
+#: after its stream ended before it sends its own.
+TERMINATE_GRACE = 5.0
 
 #: A peer that ends our session-initiate with ``busy``: offer again after
 #: these delays, doubling, within ``attempt_timeout`` (as SI does).
@@ -242,7 +245,14 @@ class _StreamSession:
         self.result.callback(stream)
 
     def _streamEnded(self) -> None:
-        self.terminate("success")
+        # XEP-0261 section 2.5: one party sends session-terminate and the
+        # other acknowledges it.  The initiator does, at once; the responder
+        # only if none came within a few seconds (an initiator that
+        # vanished), so the two do not cross.
+        if self.weAreInitiator:
+            self.terminate("success")
+        else:
+            self.clock.callLater(TERMINATE_GRACE, self.terminate, "success")
 
     def transportFailed(self, driver: Any, reason: str,
                         condition: Optional[str] = None) -> None:
