@@ -61,6 +61,11 @@ TRANSPORT_NAMESPACES = {"ibb": ns.NS_JINGLE_IBB, "s5b": ns.NS_JINGLE_S5B}
 
 Key = Tuple[str, str]
 
+#: Our requests after whose acknowledgement the peer usually sends the
+#: next one at once (see :meth:`JingleNegotiator._nudge`).
+NUDGE_AFTER = frozenset([J.SESSION_INITIATE, J.SESSION_ACCEPT, J.TRANSPORT_REPLACE,
+                         J.TRANSPORT_ACCEPT])
+
 #: Transports wired so far.
 READY = ("ibb", "s5b")
 
@@ -277,6 +282,8 @@ class JingleNegotiator(Handler):
             return
 
         def done(_):
+            if jingle.action in NUDGE_AFTER:
+                self._nudge()
             if session is not None:
                 self.perform(session.acknowledged(jingle))
 
@@ -290,6 +297,21 @@ class JingleNegotiator(Handler):
             self.perform(session.requestFailed(jingle, condition, text))
 
         d.addCallbacks(done, failed)
+
+    def _nudge(self) -> None:
+        """
+        Send a whitespace keepalive (RFC 6120 section 4.6.1) now.  The
+        acknowledgement we just received is a small segment the server
+        wrote to us; the peer's next request (session-accept, an <open/>,
+        a candidate report) is usually right behind it, and a server with
+        Nagle on (stock Prosody) holds that one until our TCP acknowledges
+        the first -- which the kernel delays by up to 40 ms when we have
+        nothing to send.  Sending something makes the ACK go at once.
+        """
+        try:
+            self.send(" ")
+        except Exception:
+            pass
 
     def _timerFired(self, key: Tuple[str, str, str]) -> None:
         self._timers.pop(key, None)
