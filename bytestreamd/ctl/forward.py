@@ -17,7 +17,7 @@ import os
 import selectors
 import signal
 import socket
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from bytestreamd.ctl.client import EXIT_OK, ControlConnection, CtlError, linkFailure
 from bytestreamd.ctl.link import linkSocket, pollSelector, recvSome, shutWrite

@@ -10,7 +10,6 @@ tests/memory/test_jingle.py and tests/integration/test_jingle.py.
 from __future__ import annotations
 
 import pytest
-from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
