@@ -556,3 +556,31 @@ def test_ibb_with_message_stanzas(world):
     carried = world.router.routed("message", child="{http://jabber.org/protocol/ibb}data")
     assert carried and not world.router.routed(
         "iq", child="{http://jabber.org/protocol/ibb}data")
+
+
+def test_connections_many_with_a_socks5_anchor(world):
+    # The anchor goes by SOCKS5 (the default order), the connections in-band.
+    from twisted.internet import protocol
+
+    class Echo(protocol.Protocol):
+        def dataReceived(self, data):
+            self.transport.write(data)
+
+        def readConnectionLost(self):
+            self.transport.loseConnection()
+
+    port = world.listenTCP(protocol.Factory.forProtocol(Echo))
+    alice = world.daemon("alice", allow="bob@%s" % world.domain)
+    bob = world.daemon("bob", allow="alice@%s" % world.domain,
+                       config={"services": {"echo": "tcp:host=127.0.0.1:port=%d" % port}})
+    ctl = world.control(alice)
+    opened = ctl.expect("OPEN %s service=echo connections=many" % bob.jid.full())
+    link, path = opened.get("link"), opened.get("socket")
+    good = settled(ctl, link)
+    assert good.words[2] == "GOOD" and good.options["method"] == "s5b", good
+    clients = [world.localClient(alice, path) for _ in range(5)]
+    for i, c in enumerate(clients):
+        c.write(payload(90 + i, 5000 + i))
+    for i, c in enumerate(clients):
+        assert c.waitReceived(5000 + i) == payload(90 + i, 5000 + i)
+    assert len(_jingleSets(world, "transport-info")) >= 5
