@@ -37,18 +37,60 @@ PROFILE_NAMES = {
 Pairs = Tuple[Tuple[str, str], ...]
 
 
+#: The two kinds of end-to-end link (docs/e2e.rst): the link's bytes inside
+#: TLS, or an XEP-0246 stream of stanzas.
+E2E_MODES = ("bytes", "xmpp")
+
+
+@dataclass(frozen=True)
+class E2ERequest:
+    """
+    What one side of a link negotiation says about an end-to-end stream:
+    the ``mode`` (``bytes`` or ``xmpp``) and the SHA-256 ``fingerprint`` of
+    its own certificate (canonical colon-separated upper-case hex), sent
+    over its authenticated XMPP session so that the TLS handshake can be
+    bound to it.  In an offer it asks for the stream; in an answer it
+    accepts it.
+    """
+
+    mode: str
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        if self.mode not in E2E_MODES:
+            raise SyntaxErrorInArgument("e2e=%s is not one of %s"
+                                        % (self.mode, "|".join(E2E_MODES)))
+
+
 @dataclass(frozen=True)
 class LinkApplication:
-    """A bytestream to the peer's ``[services]`` entry ``service`` (or none)."""
+    """
+    A bytestream to the peer's ``[services]`` entry ``service`` (or none);
+    ``e2e``: the link is (asked to be) end-to-end secured.
+    """
 
     service: Optional[str] = None
+    e2e: Optional[E2ERequest] = None
     profile: ClassVar[str] = LINK_PROFILE
 
     def details(self) -> Pairs:
-        return ()
+        return (("e2e", self.e2e.mode),) if self.e2e is not None else ()
 
     def offerDetails(self) -> Pairs:
-        return ()  # the service is a field of its own in OFFER
+        # the service is a field of its own in OFFER
+        if self.e2e is None:
+            return ()
+        return (("e2e", self.e2e.mode), ("fingerprint", self.e2e.fingerprint))
+
+
+@dataclass(frozen=True)
+class LinkAnswer:
+    """What a link's acceptor answered: the e2e stream it accepted, if any."""
+
+    e2e: Optional[E2ERequest] = None
+
+    def details(self) -> Pairs:
+        return ()
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,12 @@ class Link:
         #: Running while a GOOD link has no local client yet.
         self.attachTimer = None
         self.watched = False
+        #: The e2e stream this link asks for or accepted (``bytes``/``xmpp``;
+        #: None: plain), whether plain is refused, and what the peer
+        #: signalled (an application.E2ERequest; see bytestreamd.links.e2e).
+        self.e2eMode: Optional[str] = None
+        self.e2eRequired = False
+        self.peerE2E = None
 
     @property
     def done(self) -> bool:

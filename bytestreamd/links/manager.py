@@ -18,9 +18,10 @@ from bytestreamd import application as app
 from bytestreamd.errors import (
     NoSuchLink, NotConnected, PeerError, ResourceLimit, SyntaxErrorInArgument)
 from bytestreamd.events import BAD, CLOS, ERR, Event, LinkInfo
-from bytestreamd.interfaces import IControlBackend, INegotiator
+from bytestreamd.interfaces import IControlBackend, IE2EControl, INegotiator
 from bytestreamd.links import machine as m
 from bytestreamd.links.effects import Effects
+from bytestreamd.links.e2e import E2ELinks
 from bytestreamd.links.incoming import IncomingOffers
 from bytestreamd.links.link import Link
 from bytestreamd.local.sockets import LinkSocketFactory, Splice, listenLinkSocket
@@ -30,8 +31,8 @@ from bytestreamd.text import SafeLogger
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
-@implementer(IControlBackend)
-class LinkManager(IncomingOffers, Effects):
+@implementer(IControlBackend, IE2EControl)
+class LinkManager(IncomingOffers, Effects, E2ELinks):
     """
     Owns every link.  ``negotiators`` are the INegotiator providers in
     preference order (one is picked per peer, see :meth:`negotiatorFor`),
@@ -41,8 +42,11 @@ class LinkManager(IncomingOffers, Effects):
 
     def __init__(self, reactor, config, xmpp, negotiators: Sequence[INegotiator],
                  discovery, methodNames: List[str], endChannel=None, monitor=None,
-                 presence=None):
+                 presence=None, e2e=None):
         self.reactor = reactor
+        #: The E2EService (bytestreamd.e2e.service); made from the config
+        #: on first use when not given.
+        self._e2eService = e2e
         self.config = config
         self.xmpp = xmpp
         self.negotiators = list(negotiators)
@@ -162,6 +166,9 @@ class LinkManager(IncomingOffers, Effects):
         link.socketPath = path
 
     def _newSplice(self, link: Link) -> Splice:
+        if link.e2eMode == "xmpp":
+            link.splice = self._newStanzaRelay(link)
+            return link.splice
         link.splice = Splice(self.config.link_buffer,
                              lambda reason: self._feed(link, m.REMOTE_ENDED, failure=reason),
                              clock=self.reactor,
@@ -205,12 +212,14 @@ class LinkManager(IncomingOffers, Effects):
             self._feed(link, m.CANCELLED if f.check(defer.CancelledError) else m.FAILED,
                        failure=f)
 
+        d.addCallback(self._secureIfAsked, link)
         d.addCallbacks(established, failed)
 
     # --- outgoing -----------------------------------------------------------
 
     def open(self, peer: JID, owner, service=None, methods=None,
-             blockSize=None, stanza=None, profile=None, headers=None) -> LinkInfo:
+             blockSize=None, stanza=None, profile=None, headers=None,
+             e2e=None) -> LinkInfo:
         """
         ``profile`` names the application (bytestreamd.application; default
         a link to ``service``); for a file, ``headers`` are its ``name``,
@@ -218,6 +227,7 @@ class LinkManager(IncomingOffers, Effects):
         the sender can start at an offset).
         """
         application = app.fromControl(profile, service, headers)
+        e2eMode, e2eRequired = self._e2eWanted(application, e2e)
         if not self.xmpp.connected:
             raise NotConnected()
         if methods:
@@ -231,9 +241,12 @@ class LinkManager(IncomingOffers, Effects):
                 "%s is a bare JID: a link needs the peer's full JID "
                 "(user@domain/resource)" % (peer.full(),))
         self._checkLimit()
+        if e2eMode is not None:
+            application = self._e2eApplication(application, e2eMode)
         negotiator = self.negotiatorFor(peer)
         link = Link(self._newId(), peer, "out", owner, application, negotiator.name,
                     service=service)
+        link.e2eMode, link.e2eRequired = e2eMode, e2eRequired
         self._links[link.id] = link
         self._openSocket(link)
         options = {}
@@ -247,13 +260,17 @@ class LinkManager(IncomingOffers, Effects):
                  svc=" for service %s" % service if service else
                  (" for file %r (%s bytes)" % (application.name, application.size)
                   if isFile else ""))
-        # Only a file's answer can ask for something (a range).
-        answered = (lambda asked: self._answered(link, asked)) if isFile else None
+        # A file's answer can ask for a range; a link's accepts e2e.
+        answered = ((lambda asked: self._answered(link, asked))
+                    if isFile or e2eMode is not None else None)
         self._negotiate(link, negotiator.offer(peer, application, methods, options,
                                                self._progress(link), answered))
         return link.info()
 
     def _answered(self, link: Link, asked: Optional[app.RangeAnswer]) -> None:
+        if isinstance(asked, app.LinkAnswer):
+            link.peerE2E = asked.e2e
+            return
         if asked is not None and not getattr(link.application, "range", False):
             # XEP-0096: without <range/> in the offer the whole file is sent.
             log.warn("link {id}: {peer} asked for a range we did not offer; "
@@ -293,7 +310,7 @@ class LinkManager(IncomingOffers, Effects):
 
     def status(self) -> List[tuple]:
         return daemonStatus(self.xmpp, self.methodNames,
-                            [link.state for link in self._links.values()])
+                            [link.state for link in self._links.values()]) + self._e2eStatus()
 
     @defer.inlineCallbacks
     def probe(self, peer: JID):

@@ -31,6 +31,7 @@ from zope.interface import implementer
 from bytestreamd.links import lifecycle as lc
 from bytestreamd.errors import BytestreamBroken
 from bytestreamd.events import CLOS
+from bytestreamd.interfaces import ILinkEnd
 from bytestreamd.links.lifecycle import LinkLifecycle
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class LinkClosed(error.ConnectionDone):
         self.confirmed = confirmed
 
 
+@implementer(ILinkEnd)
 class Splice:
     """
     Joins one local connection and one bytestream, and performs what the

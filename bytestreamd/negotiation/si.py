@@ -160,7 +160,7 @@ class StreamInitiation(Handler):
         """
         profile, headers = si_profiles.toHeaders(application)
         onAnswer = None if answered is None else (
-            lambda asked: answered(si_profiles.rangeFromAnswer(asked)))
+            lambda asked: answered(si_profiles.answerFromHeaders(asked)))
         return defer.Deferred.fromCoroutine(self._offer(
             peer, profile, headers, methods, dict(options or {}),
             progress or noProgress, onAnswer))

@@ -11,14 +11,15 @@ The wire form itself lives in :mod:`bytestreamd.wire.si`.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 from twisted.words.xish import domish
 
 from bytestreamd import ns
-from bytestreamd.application import (Application, FileApplication, LinkApplication,
-                                     RangeAnswer)
-from bytestreamd.wire.si import MalformedSI, fileRangeAnswer
+from bytestreamd.application import (Application, E2ERequest, FileApplication,
+                                     LinkAnswer, LinkApplication, RangeAnswer)
+from bytestreamd.errors import SyntaxErrorInArgument
+from bytestreamd.wire.si import LinkProfile, MalformedSI, fileRangeAnswer
 
 
 def profileOf(application: Application) -> str:
@@ -39,8 +40,11 @@ def toHeaders(application: Application) -> Tuple[str, Dict[str, str]]:
         if application.range:
             headers["range"] = "true"
         return ns.NS_SI_FILE_TRANSFER, headers
-    return ns.NS_LINK_PROFILE, ({"service": application.service}
-                                if application.service else {})
+    headers = {"service": application.service} if application.service else {}
+    if application.e2e is not None:
+        headers["e2e"] = application.e2e.mode
+        headers["fingerprint"] = application.e2e.fingerprint
+    return ns.NS_LINK_PROFILE, headers
 
 
 def fromHeaders(profile: str, headers: Mapping[str, str]) -> Application:
@@ -54,15 +58,45 @@ def fromHeaders(profile: str, headers: Mapping[str, str]) -> Application:
             date=headers.get("date"), desc=headers.get("desc"),
             range=headers.get("range") == "true")
     if profile == ns.NS_LINK_PROFILE:
-        return LinkApplication(headers.get("service") or None)
+        return LinkApplication(headers.get("service") or None, _e2e(headers))
     raise MalformedSI("no application for profile %s" % (profile,))
 
 
-def answerPayload(answer: Optional[RangeAnswer]) -> Optional[domish.Element]:
-    """The profile element of an accepting answer: a file range, or nothing."""
+def _e2e(headers: Mapping[str, str]) -> Optional[E2ERequest]:
+    mode, fingerprint = headers.get("e2e"), headers.get("fingerprint")
+    if mode is None or fingerprint is None:
+        return None
+    try:
+        return E2ERequest(mode, fingerprint)
+    except SyntaxErrorInArgument as e:
+        raise MalformedSI(str(e))
+
+
+def answerPayload(answer: Union[RangeAnswer, LinkAnswer, None]
+                  ) -> Optional[domish.Element]:
+    """
+    The profile element of an accepting answer: a file range, the e2e
+    stream a link's acceptor agrees to (``<link/>`` with its fingerprint,
+    ``setup='passive'``), or nothing.
+    """
     if answer is None:
         return None
+    if isinstance(answer, LinkAnswer):
+        if answer.e2e is None:
+            return None
+        return LinkProfile(e2e=answer.e2e.mode, fingerprint=answer.e2e.fingerprint,
+                           setup="passive").toElement()
     return fileRangeAnswer(answer.offset, answer.length)
+
+
+def answerFromHeaders(asked: Mapping[str, str]) -> Union[RangeAnswer, LinkAnswer, None]:
+    """
+    What an accepting answer said (``answerHeaders``): a file range asked
+    of us, or the e2e stream a link's acceptor agreed to.
+    """
+    if "e2e" in asked:
+        return LinkAnswer(_e2e(asked))
+    return rangeFromAnswer(asked)
 
 
 def rangeFromAnswer(asked: Mapping[str, str]) -> Optional[RangeAnswer]:

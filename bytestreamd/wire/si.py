@@ -28,6 +28,7 @@ from twisted.words.xish import domish
 from wokkel import data_form
 
 from bytestreamd import ns
+from bytestreamd.e2e import wire as e2ewire
 from bytestreamd.text import describeCharacter, firstNonXML
 
 #: The feature-neg field that carries the bytestream methods.
@@ -332,38 +333,78 @@ def checkServiceName(name: str) -> str:
 class LinkProfile(Profile):
     """
     bytestreamd's link profile: ``<link xmlns=NS_LINK_PROFILE service='NAME'/>``.
-    The only header is ``service``, the name the target maps to a local
-    endpoint (``[services]``); without it the link is a plain byte pipe.
+    ``service`` is the name the target maps to a local endpoint
+    (``[services]``); without it the link is a plain byte pipe.
+
+    The e2e field (docs/e2e.rst): a ``<fingerprint/>`` (XEP-0320's element,
+    the sender's certificate) child asks for an end-to-end stream, an empty
+    ``<bytes xmlns='urn:x-bytestreamd:e2e:bytes:0'/>`` beside it for
+    ``e2e=bytes`` (else ``e2e=xmpp``).  The same element in the SI result
+    accepts it (``setup='passive'`` there, ``active`` in the offer).  As
+    headers: ``e2e`` (the mode) and ``fingerprint``.
     """
 
     namespace = ns.NS_LINK_PROFILE
     service: Optional[str] = None
+    e2e: Optional[str] = None
+    fingerprint: Optional[str] = None
+    setup: str = "active"
 
     def toElement(self) -> domish.Element:
         link = domish.Element((ns.NS_LINK_PROFILE, "link"))
         if self.service is not None:
             link["service"] = checkServiceName(self.service)
+        if self.e2e is not None:
+            _e2eParams(self.e2e, self.fingerprint, self.setup).addTo(link)
         return link
 
     def headers(self) -> Headers:
-        return {} if self.service is None else {"service": self.service}
+        headers = {} if self.service is None else {"service": self.service}
+        if self.e2e is not None and self.fingerprint is not None:
+            headers["e2e"] = self.e2e
+            headers["fingerprint"] = self.fingerprint
+        return headers
 
     @classmethod
-    def fromElement(cls, element: Optional[domish.Element]) -> "LinkProfile":
+    def fromElement(cls, element: Optional[domish.Element],
+                    setup: str = "active") -> "LinkProfile":
         if element is None:
             return cls()
         if (element.uri, element.name) != (ns.NS_LINK_PROFILE, "link"):
             raise MalformedSI("link profile element must be <link/>")
         service = element.getAttribute("service")
-        if service is None:
-            return cls()
-        return cls(checkServiceName(service))
+        try:
+            params = e2ewire.E2EParams.fromParent(element)
+            if params is not None:
+                if setup == "active":
+                    e2ewire.checkSetup(params.fingerprint.setup, "passive")
+                else:
+                    e2ewire.checkSetup("active", params.fingerprint.setup)
+        except e2ewire.Malformed as e:
+            raise MalformedSI("e2e: %s" % (e,))
+        return cls(None if service is None else checkServiceName(service),
+                   params.mode if params is not None else None,
+                   params.fingerprint.value if params is not None else None, setup)
 
     @classmethod
     def fromHeaders(cls, headers: Mapping[str, object]) -> "LinkProfile":
-        clean = _cleanHeaders(headers, ("service",))
+        clean = _cleanHeaders(headers, ("service", "e2e", "fingerprint", "setup"))
         service = clean.get("service")
-        return cls(None if service is None else checkServiceName(service))
+        e2e, fingerprint = clean.get("e2e"), clean.get("fingerprint")
+        if (e2e is None) != (fingerprint is None):
+            raise MalformedSI("e2e and fingerprint go together")
+        profile = cls(None if service is None else checkServiceName(service),
+                      e2e, fingerprint, clean.get("setup", "active"))
+        if e2e is not None:
+            _e2eParams(e2e, fingerprint, profile.setup)  # checks them
+        return profile
+
+
+def _e2eParams(mode: str, fingerprint: Optional[str], setup: str):
+    try:
+        return e2ewire.E2EParams(e2ewire.Fingerprint(fingerprint or "", setup), mode)
+    except e2ewire.Malformed as e:
+        raise MalformedSI("e2e: %s" % (e,))
 
 
 def _nonNegative(name: str, value: Optional[str]) -> Optional[str]:
@@ -495,6 +536,10 @@ def answerHeaders(profile: str, payload: Optional[domish.Element]) -> Headers:
     given) of a ``<range/>``.  No range, or one without attributes, means the
     whole file (XEP-0096 section 2), and gives ``{}``.
     """
+    if (profile == ns.NS_LINK_PROFILE and payload is not None
+            and (payload.uri, payload.name) == (ns.NS_LINK_PROFILE, "link")):
+        # the e2e stream the acceptor agreed to (docs/e2e.rst)
+        return LinkProfile.fromElement(payload, setup="passive").headers()
     if profile != ns.NS_SI_FILE_TRANSFER or payload is None:
         return {}
     if (payload.uri, payload.name) != (ns.NS_SI_FILE_TRANSFER, "file"):
