@@ -87,9 +87,11 @@ class E2EService:
         return decision
 
     def trust(self, jid: str, fingerprint: str) -> bool:
+        self.load()  # the state directory, checked and made
         return self.store.trust(jid, fingerprint)
 
     def forget(self, jid: str, fingerprint: Optional[str] = None) -> int:
+        self.load()
         return self.store.forget(jid, fingerprint)
 
     def pins(self, jid: Optional[str] = None) -> List[Tuple[str, str]]:

@@ -33,7 +33,8 @@ from bytestreamd import application as app
 from bytestreamd.e2e import MODE_BYTES, MODE_XMPP
 from bytestreamd.e2e.secure import E2EFailed, secure
 from bytestreamd.e2e.stream import INITIATOR, RESPONDER
-from bytestreamd.errors import ControlError, OfferRejected, SyntaxErrorInArgument
+from bytestreamd.errors import (ConfigError, ControlError, OfferRejected,
+                                SyntaxErrorInArgument)
 from bytestreamd.links import machine as m
 from bytestreamd.links.link import Link
 from bytestreamd.text import SafeLogger
@@ -200,7 +201,10 @@ class E2ELinks:
             bare, fp = bareJID(jid), parseFingerprint(fingerprint)
         except (ValueError, MalformedFingerprint) as e:
             raise SyntaxErrorInArgument(str(e))
-        added = self.e2eService().trust(bare, fp)
+        try:
+            added = self.e2eService().trust(bare, fp)
+        except ConfigError as e:
+            raise E2EUnavailable("e2e unavailable: %s" % (e,))
         log.info("e2e: {jid} sha-256 {fp} {what}", jid=bare, fp=fp,
                  what="pinned" if added else "was already pinned")
         return [("jid", bare), ("fingerprint", fp), ("added", "yes" if added else "no")]
@@ -213,6 +217,8 @@ class E2ELinks:
             removed = self.e2eService().forget(bare, fingerprint)
         except (ValueError, MalformedFingerprint) as e:
             raise SyntaxErrorInArgument(str(e))
+        except ConfigError as e:
+            raise E2EUnavailable("e2e unavailable: %s" % (e,))
         log.info("e2e: forgot {n} pin(s) of {jid}", n=removed, jid=bare)
         return [("jid", bare), ("removed", str(removed))]
 

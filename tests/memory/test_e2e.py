@@ -76,3 +76,117 @@ def test_e2e_bytes_link_both_ways(world, pair, method):
     # tofu pinned each other
     pins = ctl.expect("TRUST bob@example.test")
     assert pins.get("pin") == "bob@example.test sha-256 %s" % fpBob
+
+
+# --- refusals: every one is BAD with a reason, and no byte crossed in clear ---
+
+NS_DTLS = "urn:xmpp:jingle:apps:dtls:0"
+NS_LINK = "urn:x-bytestreamd:si:link:0"
+OTHER_FP = ":".join(["AB"] * 32)
+
+
+def _fingerprints(stanza):
+    for si in stanza.elements("http://jabber.org/protocol/si", "si"):
+        for link in si.elements(NS_LINK, "link"):
+            for fp in link.elements(NS_DTLS, "fingerprint"):
+                yield link, fp
+
+
+def stripAnswer(stanza, sender, to):
+    """The SI result loses its <link/> (its e2e field), as from an old peer."""
+    if stanza.name == "iq" and stanza.getAttribute("type") == "result":
+        for si in list(stanza.elements("http://jabber.org/protocol/si", "si")):
+            for link in list(si.elements(NS_LINK, "link")):
+                si.children.remove(link)
+    return None
+
+
+def openAndWait(ctl, watch, options, accept=True):
+    opened = ctl.expect("OPEN bob@example.test/daemon methods=ibb %s" % options)
+    linkA = opened.get("link")
+    linkB = None
+    if accept:
+        offer = watch.waitEvent(r"^650 OFFER ")
+        linkB = offer.words[1]
+        watch.expect("ACCEPT %s" % linkB)
+    endA = ctl.waitLinkState(linkA, ("GOOD", "BAD", "ERR"))
+    return linkA, linkB, endA
+
+
+def test_signalled_fingerprint_rewritten_by_the_server_is_refused(world, pair):
+    """A server (or anything on the XMPP path) that swaps the fingerprint in
+    the offer: the certificate Alice presents is not the signalled one."""
+    alice, bob, ctl, watch = pair
+
+    def rewrite(stanza, sender, to):
+        for link, fp in _fingerprints(stanza):
+            fp.children = [OTHER_FP]
+        return None
+
+    world.router.addFilter(rewrite)
+    linkA, linkB, endA = openAndWait(ctl, watch, "e2e=bytes")
+    endB = watch.waitLinkState(linkB, ("GOOD", "BAD", "ERR"))
+    assert endB.words[2] == "BAD", endB
+    reason = endB.options["reason"]
+    assert "is not the one alice@example.test signalled" in reason, reason
+    assert OTHER_FP in reason and ctl.expect("FINGERPRINT").get("fingerprint") in reason
+    assert endA.words[2] == "BAD" and "e2e" in endA.options["reason"], endA
+    assert not watch.command("TRUST alice@example.test").lines[:-1]  # nothing pinned
+
+
+def test_pinned_fingerprint_mismatch_is_refused_naming_both(world, pair):
+    alice, bob, ctl, watch = pair
+    assert ctl.expect("TRUST bob@example.test %s" % OTHER_FP).get("added") == "yes"
+    fpBob = watch.expect("FINGERPRINT").get("fingerprint")
+    linkA, linkB, endA = openAndWait(ctl, watch, "e2e=bytes")
+    assert endA.words[2] == "BAD", endA
+    reason = endA.options["reason"]
+    assert "NOT the pinned one" in reason and OTHER_FP in reason and fpBob in reason
+    assert "TRUST bob@example.test %s" % fpBob in reason
+    # the operator checks out of band, forgets the old pin, and it works
+    assert ctl.expect("FORGET bob@example.test").get("removed") == "1"
+    linkA, linkB, endA = openAndWait(ctl, watch, "e2e=bytes")
+    assert endA.words[2] == "GOOD" and endA.options["fingerprint"] == fpBob
+
+
+def test_answer_stripped_of_e2e_fails_a_required_link(world, pair):
+    """A peer (or a server) that answers without the e2e field: e2e=bytes
+    (required for this link) ends BAD; Bob's side sees its stream go."""
+    alice, bob, ctl, watch = pair
+
+    world.router.addFilter(stripAnswer)
+    linkA, linkB, endA = openAndWait(ctl, watch, "e2e=bytes")
+    assert endA.words[2] == "BAD", endA
+    assert "accepted without an end-to-end stream" in endA.options["reason"], endA
+    assert "nothing was sent in clear" in endA.options["reason"]
+
+
+def test_preferred_goes_plain_with_a_peer_that_answers_without(world):
+    alice = world.daemon("alice", config={"links": {"e2e": "preferred"}})
+    bob = world.daemon("bob", allow="alice@example.test")
+    ctl, watch = world.control(alice), world.control(bob, watch=True)
+
+    world.router.addFilter(stripAnswer)
+    linkA, linkB, endA = openAndWait(ctl, watch, "")
+    assert endA.words[2] == "GOOD" and "e2e" not in endA.options, endA
+
+
+def test_required_refuses_plain_offers_and_plain_opens(world):
+    alice = world.daemon("alice", allow="bob@example.test")
+    bob = world.daemon("bob", allow="alice@example.test",
+                       config={"links": {"e2e": "required"}})
+    ctl, watch = world.control(alice), world.control(bob, watch=True)
+    linkA, _, endA = openAndWait(ctl, watch, "", accept=False)
+    assert endA.words[2] == "BAD", endA
+    assert "requires end-to-end encrypted links" in endA.options["reason"], endA
+    assert not [e for e in watch.events if e.words[0] == "OFFER"]
+    refused = watch.command("OPEN alice@example.test/daemon e2e=off")
+    assert refused.code == 512 and "required" in refused.text
+    # and bob's own OPEN is e2e=bytes without being asked
+    aliceWatch = world.control(alice, watch=True)
+    opened = watch.expect("OPEN alice@example.test/daemon methods=ibb")
+    offer = aliceWatch.waitEvent(r"^650 OFFER ")
+    assert offer.options["e2e"] == "bytes", offer
+    aliceWatch.expect("ACCEPT %s" % offer.words[1])
+    good = watch.waitLinkState(opened.get("link"), ("GOOD", "BAD", "ERR"))
+    assert good.words[2] == "GOOD" and good.options["e2e"] == "tls", good
