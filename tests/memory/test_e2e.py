@@ -190,3 +190,59 @@ def test_required_refuses_plain_offers_and_plain_opens(world):
     aliceWatch.expect("ACCEPT %s" % offer.words[1])
     good = watch.waitLinkState(opened.get("link"), ("GOOD", "BAD", "ERR"))
     assert good.words[2] == "GOOD" and good.options["e2e"] == "tls", good
+
+
+# --- e2e=xmpp: stanzas on the local sockets -------------------------------------
+
+
+def test_e2e_xmpp_messages_and_iqs_both_ways(world, pair):
+    alice, bob, ctl, watch = pair
+    offer, linkA, linkB, socketA, socketB, goodA, goodB = openE2E(world, pair, "s5b",
+                                                                  "e2e=xmpp")
+    assert offer.options["e2e"] == "xmpp"
+    assert goodA.words[2] == "GOOD" and goodA.options["e2e-mode"] == "xmpp", goodA
+    assert goodB.words[2] == "GOOD" and goodB.options["e2e"] == "tls", goodB
+    clientA = world.localClient(alice, socketA)
+    clientB = world.localClient(bob, socketB)
+    clientA.write(b"<message to='bob@example.test'><body>secret &amp; private</body>"
+                  b"</message>\n<iq type='get' id='q1'><query xmlns='urn:x-test'/></iq>")
+    got = clientB.waitReceived(10, timeout=30)
+    world.advance(1)
+    got = bytes(clientB.received)
+    assert got.startswith(b"<message xmlns='jabber:client' to='bob@example.test'>"
+                          b"<body>secret &amp; private</body></message>"), got
+    assert b"<iq xmlns='jabber:client' type='get' id='q1'>" in got
+    clientB.write(b"<iq xmlns='jabber:client' type='result' id='q1' "
+                  b"from='bob@example.test/daemon'/>")
+    world.advance(1)
+    assert bytes(clientA.received) == (b"<iq xmlns='jabber:client' type='result' id='q1' "
+                                       b"from='bob@example.test/daemon'/>")
+    # nothing of it crossed in clear (S5B direct: look at the raw TCP bytes)
+    clientA.writeEOF()
+    endA = ctl.waitLinkState(linkA, ("CLOS", "ERR"))
+    endB = watch.waitLinkState(linkB, ("CLOS", "ERR"))
+    assert endA.words[2] == "CLOS" and endB.words[2] == "CLOS", (endA, endB)
+    assert endA.options["confirmed"] == "yes"
+    clientB.waitEOF()
+
+
+@pytest.mark.parametrize("bad, why", [
+    (b"<message><body>unclosed</message>", "malformed XML"),
+    (b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'/>", "not a stanza"),
+    (b"<message from='mallory@example.test/x'><body>forged</body></message>",
+     "is not this daemon's JID"),
+    (b"<!-- a comment --><message/>", "malformed XML"),
+])
+def test_e2e_xmpp_refuses_what_the_local_program_must_not_send(world, pair, bad, why):
+    alice, bob, ctl, watch = pair
+    offer, linkA, linkB, socketA, socketB, goodA, goodB = openE2E(world, pair, "ibb",
+                                                                  "e2e=xmpp")
+    clientA = world.localClient(alice, socketA)
+    clientB = world.localClient(bob, socketB)
+    clientA.write(bad)
+    endA = ctl.waitLinkState(linkA, ("CLOS", "ERR"))
+    assert endA.words[2] == "ERR" and why in endA.options["reason"], endA
+    endB = watch.waitLinkState(linkB, ("CLOS", "ERR"))
+    assert endB.words[2] in ("CLOS", "ERR"), endB
+    assert b"unclosed" not in bytes(clientB.received)
+    assert b"forged" not in bytes(clientB.received)
