@@ -38,6 +38,7 @@ def openE2E(world, pair, method, options="e2e=bytes", accept=True):
 @pytest.mark.parametrize("method", ["ibb", "s5b"])
 def test_e2e_bytes_link_both_ways(world, pair, method):
     alice, bob, ctl, watch = pair
+    assert ctl.expect("PROBE bob@example.test/daemon").get("e2e") == "yes"
     fpAlice = ctl.expect("FINGERPRINT").get("fingerprint")
     fpBob = watch.expect("FINGERPRINT").get("fingerprint")
     offer, linkA, linkB, socketA, socketB, goodA, goodB = openE2E(world, pair, method)
@@ -246,3 +247,13 @@ def test_e2e_xmpp_refuses_what_the_local_program_must_not_send(world, pair, bad,
     assert endB.words[2] in ("CLOS", "ERR"), endB
     assert b"unclosed" not in bytes(clientB.received)
     assert b"forged" not in bytes(clientB.received)
+
+
+def test_required_with_an_unusable_state_directory_stops_the_daemon(world, tmp_path):
+    bad = tmp_path / "shared"
+    bad.mkdir()
+    bad.chmod(0o777)  # others may write: they could swap the key or the pins
+    with pytest.raises(SystemExit) as e:
+        world.daemon("carol", config={"links": {"e2e": "required"},
+                                      "e2e": {"state_dir": str(bad)}})
+    assert str(bad) in str(e.value)
