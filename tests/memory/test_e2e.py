@@ -257,3 +257,28 @@ def test_required_with_an_unusable_state_directory_stops_the_daemon(world, tmp_p
         world.daemon("carol", config={"links": {"e2e": "required"},
                                       "e2e": {"state_dir": str(bad)}})
     assert str(bad) in str(e.value)
+
+
+def test_tls_close_notify_goes_through_the_end_confirmation(world, pair):
+    """
+    Bob's daemon ends TLS cleanly (close_notify, then the bytestream's end)
+    in the middle of a link: alice's lifecycle does not take that for the
+    end; the link ends when the two daemons' byte counts, exchanged over
+    XMPP, agree (here: all 100000 bytes reached bob's reader).
+    """
+    alice, bob, ctl, watch = pair
+    offer, linkA, linkB, socketA, socketB, goodA, goodB = openE2E(world, pair, "s5b")
+    clientA = world.localClient(alice, socketA)
+    clientB = world.localClient(bob, socketB)
+    clientA.write(payload(3, 100_000))
+    clientB.waitReceived(100_000, timeout=30)
+    stream = bob.manager._links[linkB].stream
+    assert stream.e2eMode == "bytes"
+    # Twisted's TLS shuts down once the producer is gone
+    stream.unregisterProducer()
+    stream.loseConnection()
+    endA = ctl.waitLinkState(linkA, ("CLOS", "ERR"), timeout=200)
+    assert endA.words[2] == "CLOS" and endA.options["confirmed"] == "yes", endA
+    assert (endA.options["sent"], endA.options["received"]) == ("100000", "0")
+    endB = watch.waitLinkState(linkB, ("CLOS", "ERR"), timeout=200)
+    assert endB.options["received"] == "100000", endB
