@@ -107,6 +107,8 @@ class FileApplication:
     date: Optional[str] = None
     desc: Optional[str] = None
     range: bool = False
+    #: The file is (asked to be) sent end-to-end, as a link's bytes are.
+    e2e: Optional[E2ERequest] = None
     profile: ClassVar[str] = FILE_PROFILE
 
     def details(self) -> Pairs:
@@ -116,6 +118,8 @@ class FileApplication:
             pairs.append(("hash", self.hash))
         if self.range:
             pairs.append(("range", "yes"))
+        if self.e2e is not None:
+            pairs.append(("e2e", self.e2e.mode))
         return tuple(pairs)
 
     def offerDetails(self) -> Pairs:
@@ -127,6 +131,8 @@ class FileApplication:
                 pairs.append((key, value))
         if self.range:
             pairs.append(("range", "yes"))
+        if self.e2e is not None:
+            pairs.extend((("e2e", self.e2e.mode), ("fingerprint", self.e2e.fingerprint)))
         return tuple(pairs)
 
 
@@ -140,6 +146,8 @@ class RangeAnswer:
 
     offset: int = 0
     length: Optional[int] = None
+    #: The e2e stream the receiver accepts along with the range, if any.
+    e2e: Optional[E2ERequest] = None
 
     def details(self) -> Pairs:
         """``offset``/``length`` on GOOD and in LINKS."""

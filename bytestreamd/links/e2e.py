@@ -19,12 +19,13 @@ The policy, ``[links] e2e`` and ``OPEN ... e2e=``:
 ``off`` (default)   plain unless OPEN asks; offers that ask are honoured
 ==================  ===========================================================
 
-Files (``profile=file``) are not e2e in this version: under ``required``
-they are refused.
+Files (``profile=file``, XEP-0096) carry the same field in ``<file/>``;
+``e2e=xmpp`` is for links only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, List, Optional, Tuple
 
 from twisted.internet import defer
@@ -76,27 +77,26 @@ class E2ELinks:
     def _e2eWanted(self, application: Any, asked: Optional[str]) -> Tuple[Optional[str], bool]:
         """(mode, required) for ``OPEN ... e2e=asked``; 512 on a bad value."""
         policy = self._e2ePolicy()
-        isLink = isinstance(application, app.LinkApplication)
+        isFile = isinstance(application, app.FileApplication)
         if asked is not None and asked not in app.E2E_MODES + (OFF,):
             raise SyntaxErrorInArgument("e2e=%s is not one of bytes|xmpp|off" % (asked,))
-        if asked == OFF or (asked is None and not isLink):
+        if asked == OFF:
             if policy == REQUIRED:
                 raise SyntaxErrorInArgument(
                     "[links] e2e = required: this daemon sends no link in clear "
-                    "(%s)" % ("e2e=off asked" if asked == OFF
-                              else "a file cannot be sent end-to-end yet"))
+                    "(e2e=off asked)")
             return None, False
+        if asked == MODE_XMPP and isFile:
+            raise SyntaxErrorInArgument("a file is bytes: e2e=xmpp is for links")
         if asked is not None:
-            if not isLink:
-                raise SyntaxErrorInArgument("e2e= is for links, not files (profile=file)")
             return asked, True
         if policy == OFF:
             return None, False
         return MODE_BYTES, policy == REQUIRED
 
     def _e2eApplication(self, application: Any, mode: str) -> Any:
-        return app.LinkApplication(application.service,
-                                   app.E2ERequest(mode, self._ourFingerprint()))
+        return dataclasses.replace(application,
+                                   e2e=app.E2ERequest(mode, self._ourFingerprint()))
 
     # --- incoming ---------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class E2ELinks:
         if asked is None:
             if self._e2ePolicy() == REQUIRED:
                 raise OfferRejected("%s requires end-to-end encrypted links "
-                                    "([links] e2e = required); offer e2e=bytes"
+                                    "([links] e2e = required); offer it with e2e=bytes"
                                     % (self.config.jid.userhost(),))
             return
         try:
@@ -122,10 +122,15 @@ class E2ELinks:
         link.e2eMode = asked.mode
         link.e2eRequired = True
 
-    def _e2eAnswer(self, link: Link) -> Optional[app.LinkAnswer]:
+    def _e2eAnswer(self, link: Link, rangeAnswer: Optional[app.RangeAnswer] = None) -> Any:
+        """What ACCEPT answers: the range asked for (files) and, for an
+        e2e offer, our fingerprint."""
         if link.e2eMode is None:
-            return None
-        return app.LinkAnswer(app.E2ERequest(link.e2eMode, self._ourFingerprint()))
+            return rangeAnswer
+        e2e = app.E2ERequest(link.e2eMode, self._ourFingerprint())
+        if rangeAnswer is not None:
+            return dataclasses.replace(rangeAnswer, e2e=e2e)
+        return app.LinkAnswer(e2e)
 
     # --- securing ---------------------------------------------------------------
 

@@ -108,7 +108,7 @@ class IncomingOffers:
     def _startAccept(self, link: Link, rangeAnswer: Optional[app.RangeAnswer] = None) -> None:
         if self.endChannel is not None:
             self.endChannel.expect(link.peer, link.offer.sid)
-        answer = rangeAnswer if rangeAnswer is not None else self._e2eAnswer(link)
+        answer = self._e2eAnswer(link, rangeAnswer)
         self._negotiate(link, link.offer.accept(self._progress(link), answer))
 
     def _acceptForService(self, link: Link, endpointString: str) -> None:

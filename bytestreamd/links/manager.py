@@ -268,8 +268,9 @@ class LinkManager(IncomingOffers, Effects, E2ELinks):
         return link.info()
 
     def _answered(self, link: Link, asked: Optional[app.RangeAnswer]) -> None:
+        if asked is not None:
+            link.peerE2E = asked.e2e  # the e2e stream the acceptor agreed to
         if isinstance(asked, app.LinkAnswer):
-            link.peerE2E = asked.e2e
             return
         if asked is not None and not getattr(link.application, "range", False):
             # XEP-0096: without <range/> in the offer the whole file is sent.

@@ -19,7 +19,7 @@ from bytestreamd import ns
 from bytestreamd.application import (Application, E2ERequest, FileApplication,
                                      LinkAnswer, LinkApplication, RangeAnswer)
 from bytestreamd.errors import SyntaxErrorInArgument
-from bytestreamd.wire.si import LinkProfile, MalformedSI, fileRangeAnswer
+from bytestreamd.wire.si import LinkProfile, MalformedSI, fileAnswer, fileRangeAnswer
 
 
 def profileOf(application: Application) -> str:
@@ -39,6 +39,9 @@ def toHeaders(application: Application) -> Tuple[str, Dict[str, str]]:
                 headers[key] = value
         if application.range:
             headers["range"] = "true"
+        if application.e2e is not None:
+            headers["e2e"] = application.e2e.mode
+            headers["fingerprint"] = application.e2e.fingerprint
         return ns.NS_SI_FILE_TRANSFER, headers
     headers = {"service": application.service} if application.service else {}
     if application.e2e is not None:
@@ -56,7 +59,7 @@ def fromHeaders(profile: str, headers: Mapping[str, str]) -> Application:
         return FileApplication(
             name=str(headers.get("name", "")), size=int(size), hash=headers.get("hash"),
             date=headers.get("date"), desc=headers.get("desc"),
-            range=headers.get("range") == "true")
+            range=headers.get("range") == "true", e2e=_e2e(headers))
     if profile == ns.NS_LINK_PROFILE:
         return LinkApplication(headers.get("service") or None, _e2e(headers))
     raise MalformedSI("no application for profile %s" % (profile,))
@@ -72,20 +75,26 @@ def _e2e(headers: Mapping[str, str]) -> Optional[E2ERequest]:
         raise MalformedSI(str(e))
 
 
-def answerPayload(answer: Union[RangeAnswer, LinkAnswer, None]
-                  ) -> Optional[domish.Element]:
+def answerPayload(answer: Union[RangeAnswer, LinkAnswer, None],
+                  profile: Optional[str] = None) -> Optional[domish.Element]:
     """
-    The profile element of an accepting answer: a file range, the e2e
-    stream a link's acceptor agrees to (``<link/>`` with its fingerprint,
-    ``setup='passive'``), or nothing.
+    The profile element of an accepting answer (``profile``: the offer's;
+    a link's by default): a file range, the e2e stream the acceptor agrees
+    to (its fingerprint, ``setup='passive'``, in ``<link/>`` or ``<file/>``),
+    both, or nothing.
     """
     if answer is None:
         return None
+    e2e = answer.e2e
     if isinstance(answer, LinkAnswer):
-        if answer.e2e is None:
+        if e2e is None:
             return None
-        return LinkProfile(e2e=answer.e2e.mode, fingerprint=answer.e2e.fingerprint,
+        if profile == ns.NS_SI_FILE_TRANSFER:
+            return fileAnswer(e2e.mode, e2e.fingerprint)
+        return LinkProfile(e2e=e2e.mode, fingerprint=e2e.fingerprint,
                            setup="passive").toElement()
+    if e2e is not None:
+        return fileAnswer(e2e.mode, e2e.fingerprint, True, answer.offset, answer.length)
     return fileRangeAnswer(answer.offset, answer.length)
 
 
@@ -94,6 +103,9 @@ def answerFromHeaders(asked: Mapping[str, str]) -> Union[RangeAnswer, LinkAnswer
     What an accepting answer said (``answerHeaders``): a file range asked
     of us, or the e2e stream a link's acceptor agreed to.
     """
+    if "offset" in asked:
+        found = rangeFromAnswer(asked)
+        return RangeAnswer(found.offset, found.length, _e2e(asked)) if found else None
     if "e2e" in asked:
         return LinkAnswer(_e2e(asked))
     return rangeFromAnswer(asked)

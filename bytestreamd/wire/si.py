@@ -373,15 +373,7 @@ class LinkProfile(Profile):
         if (element.uri, element.name) != (ns.NS_LINK_PROFILE, "link"):
             raise MalformedSI("link profile element must be <link/>")
         service = element.getAttribute("service")
-        try:
-            params = e2ewire.E2EParams.fromParent(element)
-            if params is not None:
-                if setup == "active":
-                    e2ewire.checkSetup(params.fingerprint.setup, "passive")
-                else:
-                    e2ewire.checkSetup("active", params.fingerprint.setup)
-        except e2ewire.Malformed as e:
-            raise MalformedSI("e2e: %s" % (e,))
+        params = _readE2E(element, offer=(setup == "active"))
         return cls(None if service is None else checkServiceName(service),
                    params.mode if params is not None else None,
                    params.fingerprint.value if params is not None else None, setup)
@@ -398,6 +390,20 @@ class LinkProfile(Profile):
         if e2e is not None:
             _e2eParams(e2e, fingerprint, profile.setup)  # checks them
         return profile
+
+
+def _readE2E(element: domish.Element, offer: bool):
+    """The e2e field of a profile element (an offer's, or an answer's)."""
+    try:
+        params = e2ewire.E2EParams.fromParent(element)
+        if params is not None:
+            if offer:
+                e2ewire.checkSetup(params.fingerprint.setup, "passive")
+            else:
+                e2ewire.checkSetup("active", params.fingerprint.setup)
+    except e2ewire.Malformed as e:
+        raise MalformedSI("e2e: %s" % (e,))
+    return params
 
 
 def _e2eParams(mode: str, fingerprint: Optional[str], setup: str):
@@ -434,6 +440,10 @@ class FileProfile(Profile):
     range: bool = False
     offset: Optional[str] = None
     length: Optional[str] = None
+    #: The e2e field, as in the link profile (docs/e2e.rst): a
+    #: ``<fingerprint/>`` (and ``<bytes/>``) child of ``<file/>``.
+    e2e: Optional[str] = None
+    fingerprint: Optional[str] = None
 
     def _check(self) -> None:
         if not self.name:
@@ -460,11 +470,13 @@ class FileProfile(Profile):
                 r["offset"] = self.offset
             if self.length is not None:
                 r["length"] = self.length
+        if self.e2e is not None:
+            _e2eParams(self.e2e, self.fingerprint, "active").addTo(f)
         return f
 
     def headers(self) -> Headers:
         h: Headers = {"name": self.name, "size": self.size}
-        for key in ("date", "hash", "desc", "offset", "length"):
+        for key in ("date", "hash", "desc", "offset", "length", "e2e", "fingerprint"):
             value = getattr(self, key)
             if value is not None:
                 h[key] = value
@@ -473,7 +485,8 @@ class FileProfile(Profile):
         return h
 
     @classmethod
-    def _build(cls, name, size, date, hash, desc, range, offset, length) -> "FileProfile":
+    def _build(cls, name, size, date, hash, desc, range, offset, length,
+               e2e=None, fingerprint=None) -> "FileProfile":
         if not name:
             raise MalformedSI("file-transfer offer has no file name")
         if size is None:
@@ -481,8 +494,13 @@ class FileProfile(Profile):
         built = cls(name=name, size=_nonNegative("size", size), date=date, hash=hash,
                     desc=desc, range=bool(range) or offset is not None or length is not None,
                     offset=_nonNegative("offset", offset),
-                    length=_nonNegative("length", length))
+                    length=_nonNegative("length", length), e2e=e2e,
+                    fingerprint=fingerprint)
         built._check()
+        if (e2e is None) != (fingerprint is None):
+            raise MalformedSI("e2e and fingerprint go together")
+        if e2e is not None:
+            _e2eParams(e2e, fingerprint, "active")  # checks them
         return built
 
     @classmethod
@@ -493,24 +511,28 @@ class FileProfile(Profile):
             raise MalformedSI("file-transfer profile element must be <file/>")
         descEl = _child(element, ns.NS_SI_FILE_TRANSFER, "desc")
         rangeEl = _child(element, ns.NS_SI_FILE_TRANSFER, "range")
+        params = _readE2E(element, offer=True)
         return cls._build(
             element.getAttribute("name"), element.getAttribute("size"),
             element.getAttribute("date"), element.getAttribute("hash"),
             None if descEl is None else str(descEl),
             rangeEl is not None,
             None if rangeEl is None else rangeEl.getAttribute("offset"),
-            None if rangeEl is None else rangeEl.getAttribute("length"))
+            None if rangeEl is None else rangeEl.getAttribute("length"),
+            params.mode if params is not None else None,
+            params.fingerprint.value if params is not None else None)
 
     @classmethod
     def fromHeaders(cls, headers: Mapping[str, object]) -> "FileProfile":
         h = _cleanHeaders(headers, ("name", "size", "date", "hash", "desc",
-                                    "range", "offset", "length"))
+                                    "range", "offset", "length", "e2e", "fingerprint"))
         rangeFlag = h.get("range", "false").lower()
         if rangeFlag not in ("true", "false", "1", "0", "yes", "no"):
             raise MalformedSI("file range %r is not a boolean" % (h["range"],))
         return cls._build(h.get("name"), h.get("size"), h.get("date"), h.get("hash"),
                           h.get("desc"), rangeFlag in ("true", "1", "yes"),
-                          h.get("offset"), h.get("length"))
+                          h.get("offset"), h.get("length"), h.get("e2e"),
+                          h.get("fingerprint"))
 
 
 def fileRangeAnswer(offset: Optional[int] = None,
@@ -529,6 +551,18 @@ def fileRangeAnswer(offset: Optional[int] = None,
     return f
 
 
+def fileAnswer(e2e: str, fingerprint: str, rangeAsked: bool = False,
+               offset: Optional[int] = None, length: Optional[int] = None
+               ) -> domish.Element:
+    """
+    A file-transfer SI result's ``<file/>`` that accepts an e2e stream
+    (``setup='passive'``), with a ``<range/>`` when one is asked for.
+    """
+    f = (fileRangeAnswer(offset, length) if rangeAsked
+         else domish.Element((ns.NS_SI_FILE_TRANSFER, "file")))
+    return _e2eParams(e2e, fingerprint, "passive").addTo(f)
+
+
 def answerHeaders(profile: str, payload: Optional[domish.Element]) -> Headers:
     """
     What the accepting peer's profile element asks of the sender.  Only the
@@ -544,16 +578,20 @@ def answerHeaders(profile: str, payload: Optional[domish.Element]) -> Headers:
         return {}
     if (payload.uri, payload.name) != (ns.NS_SI_FILE_TRANSFER, "file"):
         return {}
+    params = _readE2E(payload, offer=False)
+    e2eHeaders: Headers = ({} if params is None else
+                           {"e2e": params.mode, "fingerprint": params.fingerprint.value})
     rangeEl = _child(payload, ns.NS_SI_FILE_TRANSFER, "range")
     if rangeEl is None:
-        return {}
+        return e2eHeaders
     offset = _nonNegative("offset", rangeEl.getAttribute("offset"))
     length = _nonNegative("length", rangeEl.getAttribute("length"))
     if offset is None and length is None:
-        return {}
+        return e2eHeaders
     headers: Headers = {"offset": offset or "0"}
     if length is not None:
         headers["length"] = length
+    headers.update(e2eHeaders)
     return headers
 
 

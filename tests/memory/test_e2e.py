@@ -282,3 +282,42 @@ def test_tls_close_notify_goes_through_the_end_confirmation(world, pair):
     assert (endA.options["sent"], endA.options["received"]) == ("100000", "0")
     endB = watch.waitLinkState(linkB, ("CLOS", "ERR"), timeout=200)
     assert endB.options["received"] == "100000", endB
+
+
+# --- files (XEP-0096) end-to-end ---------------------------------------------------
+
+
+@pytest.mark.parametrize("ranged", [False, True])
+def test_e2e_file_offer_with_and_without_a_range(world, pair, ranged):
+    alice, bob, ctl, watch = pair
+    data = payload(7, 300_000)
+    opened = ctl.expect("OPEN bob@example.test/daemon profile=file name=f.bin size=%d "
+                        "range=%s methods=ibb e2e=bytes" % (len(data),
+                                                            "yes" if ranged else "no"))
+    linkA, socketA = opened.get("link"), opened.get("socket")
+    offer = watch.waitEvent(r"^650 OFFER ")
+    assert offer.options["e2e"] == "bytes" and offer.options["name"] == "f.bin"
+    linkB = offer.words[1]
+    accepted = watch.expect("ACCEPT %s%s" % (linkB, " offset=100000" if ranged else ""))
+    goodA = ctl.waitLinkState(linkA, ("GOOD", "BAD", "ERR"))
+    goodB = watch.waitLinkState(linkB, ("GOOD", "BAD", "ERR"))
+    assert goodA.words[2] == "GOOD" and goodA.options["e2e"] == "tls", goodA
+    assert goodB.words[2] == "GOOD" and goodB.options["e2e"] == "tls", goodB
+    start = 100_000 if ranged else 0
+    if ranged:
+        assert goodA.options["offset"] == "100000", goodA
+    else:
+        assert "offset" not in goodA.options, goodA
+    clientA = world.localClient(alice, socketA)
+    clientB = world.localClient(bob, accepted.get("socket"))
+    clientA.write(data[start:])
+    clientA.writeEOF()
+    assert clientB.waitReceived(len(data) - start, timeout=60) == data[start:]
+    end = ctl.waitLinkState(linkA, ("CLOS", "ERR"))
+    assert end.words[2] == "CLOS" and end.options["confirmed"] == "yes", end
+
+
+def test_e2e_xmpp_is_not_for_files(world, pair):
+    alice, bob, ctl, watch = pair
+    reply = ctl.command("OPEN bob@example.test/daemon profile=file name=f size=1 e2e=xmpp")
+    assert reply.code == 512 and "e2e=xmpp is for links" in reply.text

@@ -100,3 +100,21 @@ def test_config_e2e_errors(key, value, words):
     with pytest.raises(ConfigError) as e:
         loadConfig(None, dict(BASE, **{key: value}))
     assert words in str(e.value)
+
+
+def test_file_offer_and_answer_carry_e2e():
+    from bytestreamd.application import FileApplication
+    app = FileApplication("a.bin", 10, range=True, e2e=E2ERequest("bytes", FP))
+    profile, headers = si_profiles.toHeaders(app)
+    element = wire.payloadFromHeaders(profile, headers)
+    assert "setup='active'" in element.toXml()
+    back = si_profiles.fromHeaders(profile, wire.headersFromPayload(
+        profile, parseXml(element.toXml())))
+    assert back == app
+    # the receiver's answer: e2e alone, and e2e with a range
+    for answer in (LinkAnswer(E2ERequest("bytes", FP)),
+                   RangeAnswer(4, None, E2ERequest("bytes", FP))):
+        payload = si_profiles.answerPayload(answer, ns.NS_SI_FILE_TRANSFER)
+        assert payload.name == "file" and "setup='passive'" in payload.toXml()
+        asked = wire.answerHeaders(ns.NS_SI_FILE_TRANSFER, parseXml(payload.toXml()))
+        assert si_profiles.answerFromHeaders(asked) == answer
