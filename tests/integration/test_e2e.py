@@ -9,6 +9,9 @@ End-to-end links on the real tier: two twistd daemons on Prosody.
   TLS handshake with its own certificate (Python's ssl, not our code):
   refused, and the event says why, naming both fingerprints.
 * A passive relay in the same place records what crossed it: ciphertext.
+* One end driven by an independent stack: Python's ssl module (MemoryBIO)
+  and literal XEP-0246 strings answer a real daemon's e2e=bytes link with
+  the peer's key; the daemon's link is GOOD and bytes cross both ways.
 
 Known, not of e2e's making: a link through Prosody's proxy65 sometimes
 stalls a few KiB before its end -- plain S5B too (4 KiB short of 32 MiB
@@ -285,5 +288,151 @@ def test_bytes_that_cross_a_relay_are_ciphertext(daemons, tmp_path):
         assert b"plain text marker" not in crossed and b"answer marker" not in crossed
         # what is in clear: SOCKS5, the stream headers and STARTTLS, no more
         assert b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>" in crossed
+    finally:
+        relay.close()
+
+
+# --- one end driven by an independent stack -----------------------------------------
+
+
+class PythonSSLResponder(Relay):
+    """
+    Stands in for bob's daemon on the bytestream: the SOCKS5 handshake goes
+    through to alice's streamhost, then everything alice sends is answered
+    here, by Python's ssl module (a MemoryBIO) and literal XEP-0246 strings,
+    with bob's key and certificate (read from his state directory): not a
+    line of bytestreamd's e2e code.  It collects the plaintext it receives.
+    """
+
+    def __init__(self, port, target, bobPEM, alicePEM):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(bobPEM)
+        self.context.load_verify_locations(alicePEM)  # her self-signed cert
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.plain = b""
+        self.peerCert = None
+        self.log: List[str] = []
+        Relay.__init__(self, port, target)
+
+    def _pump(self, src, dst, fromBob, switch):
+        if fromBob:
+            return Relay._pump(self, src, dst, fromBob, switch)
+        buf = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    return
+                if not switch.is_set():
+                    if b"<?xml" not in data:
+                        dst.sendall(data)  # the SOCKS5 replies, to bob
+                        continue
+                    switch.set()
+                    data = data[data.index(b"<?xml"):]
+                    self.state, self._in, self._out = "header", None, None
+                self._speak(src, data)
+        except OSError:
+            return
+
+    HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+              "xmlns:stream='http://etherx.jabber.org/streams' from='bob@localhost' "
+              "to='alice@localhost' id='py%d' version='1.0'>")
+
+    def _speak(self, alice, data):
+        if self.state in ("header", "starttls"):
+            self.buf = getattr(self, "buf", b"") + data
+            if self.state == "header" and self.buf.rstrip().endswith(b">"):
+                self.log.append("header")
+                alice.sendall((self.HEADER % 1).encode() + b"<stream:features><starttls "
+                              b"xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>"
+                              b"</starttls></stream:features>")
+                self.state, self.buf = "starttls", b""
+            elif self.state == "starttls" and b"<starttls" in self.buf:
+                self.log.append("starttls")
+                alice.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+                self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+                self._tls = self.context.wrap_bio(self._in, self._out, server_side=True)
+                self.state, self.buf = "handshake", b""
+            return
+        self._in.write(data)
+        if self.state == "handshake":
+            try:
+                self._tls.do_handshake()
+                self.peerCert = self._tls.getpeercert(binary_form=True)
+                self.state = "restart"
+                self.log.append("tls")
+            except ssl.SSLWantReadError:
+                pass
+            self._flush(alice)
+            if self.state != "restart":
+                return
+        while True:
+            try:
+                chunk = self._tls.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.log.append("close_notify")
+                break
+            if not chunk:
+                break
+            if self.state == "restart":
+                self.buf += chunk
+                if self.buf.rstrip().endswith(b">") and b"<stream:stream" in self.buf:
+                    self.log.append("restart")
+                    self._tls.write((self.HEADER % 2).encode() + b"<stream:features><bytes "
+                                    b"xmlns='urn:x-bytestreamd:e2e:bytes:0'><required/>"
+                                    b"</bytes></stream:features>")
+                    self.state, self.buf = "bytes-request", b""
+            elif self.state == "bytes-request":
+                self.buf += chunk
+                marker = b"<bytes xmlns='urn:x-bytestreamd:e2e:bytes:0'/>"
+                if marker in self.buf:
+                    self.log.append("bytes")
+                    self.plain += self.buf[self.buf.index(marker) + len(marker):]
+                    self.state = "bytes"
+                    self._tls.write(b"hello from Python's ssl")
+            else:
+                self.plain += chunk
+        self._flush(alice)
+
+    def _flush(self, alice):
+        pending = self._out.read()
+        if pending:
+            alice.sendall(pending)
+
+
+@pytest.mark.timeout(SLOW)
+def test_python_ssl_responder_against_a_real_daemon(daemons, tmp_path):
+    relayPort = freePort()
+    alice, bob, real = _relayed(daemons, tmp_path, relayPort)
+    aliceFP, bobFP = _fingerprint(alice), _fingerprint(bob)  # makes both identities
+    bobPEM = str(tmp_path / "bob-state" / "identity.pem")
+    alicePEM = str(tmp_path / "alice-cert.pem")
+    from bytestreamd.e2e.identity import Identity
+    with open(str(tmp_path / "alice-state" / "identity.pem"), "rb") as f:
+        aliceId = Identity.fromPEM(f.read())
+    from cryptography.hazmat.primitives import serialization
+    with open(alicePEM, "wb") as f:
+        f.write(aliceId.certificate.public_bytes(serialization.Encoding.PEM))
+    relay = PythonSSLResponder(relayPort, real, bobPEM, alicePEM)
+    try:
+        ex = Exchange(alice, bob, "methods=s5b e2e=bytes")
+        good = _waitOutcome(ex.aliceCtl, ex.aliceLink, 120)
+        assert good.words[2] == "GOOD", (relay.log, ex.aliceEvents)
+        assert good.options.get("fingerprint") == bobFP, good
+        assert relay.log[:5] == ["header", "starttls", "tls", "restart", "bytes"], relay.log
+        # Python's ssl saw alice's daemon's certificate: mutual TLS
+        import hashlib as h
+        assert ":".join("%02X" % b for b in h.sha256(relay.peerCert).digest()) == aliceFP
+        ex.alicePump.send(b"plaintext only Python's ssl can read")
+        assert ex.alicePump.waitReceived(len(b"hello from Python's ssl"), 30)
+        assert bytes(ex.alicePump.received) == b"hello from Python's ssl"
+        import time
+        for _ in range(100):
+            if relay.plain:
+                break
+            time.sleep(0.1)
+        assert relay.plain == b"plaintext only Python's ssl can read", relay.plain
     finally:
         relay.close()
