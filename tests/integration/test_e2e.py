@@ -21,7 +21,6 @@ TLS records it happens most runs, hence the xfail on the proxy65 test.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import ssl
@@ -317,7 +316,6 @@ class PythonSSLResponder(Relay):
     def _pump(self, src, dst, fromBob, switch):
         if fromBob:
             return Relay._pump(self, src, dst, fromBob, switch)
-        buf = b""
         try:
             while True:
                 data = src.recv(65536)
@@ -421,6 +419,11 @@ def test_python_ssl_responder_against_a_real_daemon(daemons, tmp_path):
         good = _waitOutcome(ex.aliceCtl, ex.aliceLink, 120)
         assert good.words[2] == "GOOD", (relay.log, ex.aliceEvents)
         assert good.options.get("fingerprint") == bobFP, good
+        import time
+        for _ in range(100):  # alice is GOOD once she sent <bytes/>; the relay reads it
+            if "bytes" in relay.log:
+                break
+            time.sleep(0.1)
         assert relay.log[:5] == ["header", "starttls", "tls", "restart", "bytes"], relay.log
         # Python's ssl saw alice's daemon's certificate: mutual TLS
         import hashlib as h
@@ -428,7 +431,6 @@ def test_python_ssl_responder_against_a_real_daemon(daemons, tmp_path):
         ex.alicePump.send(b"plaintext only Python's ssl can read")
         assert ex.alicePump.waitReceived(len(b"hello from Python's ssl"), 30)
         assert bytes(ex.alicePump.received) == b"hello from Python's ssl"
-        import time
         for _ in range(100):
             if relay.plain:
                 break

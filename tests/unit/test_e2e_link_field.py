@@ -6,7 +6,6 @@ negotiation.si_profiles) and the [links] e2e / [e2e] configuration.
 from __future__ import annotations
 
 import pytest
-from twisted.words.xish import domish
 
 from bytestreamd import ns
 from bytestreamd.application import E2ERequest, LinkAnswer, LinkApplication, RangeAnswer
