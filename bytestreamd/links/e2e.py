@@ -36,7 +36,6 @@ from bytestreamd.e2e.secure import E2EFailed, secure
 from bytestreamd.e2e.stream import INITIATOR, RESPONDER
 from bytestreamd.errors import (ConfigError, ControlError, OfferRejected,
                                 SyntaxErrorInArgument)
-from bytestreamd.links import machine as m
 from bytestreamd.links.link import Link
 from bytestreamd.text import SafeLogger
 
@@ -172,12 +171,6 @@ class E2ELinks:
             return ()
         return (("e2e", "tls"), ("e2e-mode", stream.e2eMode),
                 ("fingerprint", fingerprint), ("trust", stream.e2eHow))
-
-    def _newStanzaRelay(self, link: Link):
-        from bytestreamd.local.stanzas import StanzaRelay
-        return StanzaRelay(lambda reason: self._feed(link, m.REMOTE_ENDED, failure=reason),
-                           clock=self.reactor,
-                           onLocalConnected=lambda: self._localConnected(link))
 
     # --- control ----------------------------------------------------------------
 

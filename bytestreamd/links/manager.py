@@ -24,6 +24,7 @@ from bytestreamd.links.effects import Effects
 from bytestreamd.links.e2e import E2ELinks
 from bytestreamd.links.incoming import IncomingOffers
 from bytestreamd.links.link import Link
+from bytestreamd.local.ends import makeEnd
 from bytestreamd.local.sockets import LinkSocketFactory, Splice, listenLinkSocket
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.text import SafeLogger
@@ -166,14 +167,13 @@ class LinkManager(IncomingOffers, Effects, E2ELinks):
         link.socketPath = path
 
     def _newSplice(self, link: Link) -> Splice:
-        if link.e2eMode == "xmpp":
-            link.splice = self._newStanzaRelay(link)
-            return link.splice
-        link.splice = Splice(self.config.link_buffer,
-                             lambda reason: self._feed(link, m.REMOTE_ENDED, failure=reason),
-                             clock=self.reactor,
-                             settleTimeout=self.config.peer_timeout,
-                             onLocalConnected=lambda: self._localConnected(link))
+        """The link's ILinkEnd (bytestreamd.local.ends): a Splice, or a
+        StanzaRelay for an e2e=xmpp link."""
+        link.splice = makeEnd(link.e2eMode,
+                              lambda reason: self._feed(link, m.REMOTE_ENDED, failure=reason),
+                              clock=self.reactor, holdLimit=self.config.link_buffer,
+                              settleTimeout=self.config.peer_timeout,
+                              onLocalConnected=lambda: self._localConnected(link))
         return link.splice
 
     def _localConnected(self, link: Link) -> None:
