@@ -11,6 +11,8 @@ e2e code.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import List
 
 from twisted.internet import defer
@@ -58,8 +60,8 @@ class Scripted(Protocol):
 
 class SecureTests(SynchronousTestCase):
     def setUp(self):
-        base = self.mktemp()
-        os.makedirs(base)
+        base = tempfile.mkdtemp(prefix="e2e-secure-")
+        self.addCleanup(shutil.rmtree, base, True)
         self.alice = E2EService(ALICE, os.path.join(base, "alice"), TOFU)
         self.bob = E2EService(BOB, os.path.join(base, "bob"), TOFU)
         self.mallory = E2EService(BOB, os.path.join(base, "mallory"), SIGNALLING)
@@ -220,8 +222,8 @@ class TwistedXmlStreamInitiatorTests(SynchronousTestCase):
                 self.xmlstream.thisEntity = JID("romeo@montague.lit")
                 Initiating.connectionMade(self)
 
-        base = self.mktemp()
-        os.makedirs(base)
+        base = tempfile.mkdtemp(prefix="e2e-secure-")
+        self.addCleanup(shutil.rmtree, base, True)
         romeo = E2EService("romeo@montague.lit/o", os.path.join(base, "r"), SIGNALLING)
         juliet = E2EService("juliet@capulet.lit/b", os.path.join(base, "j"), SIGNALLING)
         pair = IBBPair(self)
