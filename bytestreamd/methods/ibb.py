@@ -64,19 +64,18 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import error as jerror
-from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from wokkel import disco, iwokkel
 from zope.interface import implementer
 
 from bytestreamd import ns
-from bytestreamd.errors import MethodFailed, NotConnected, stanzaError
+from bytestreamd.errors import MethodFailed, stanzaError
 from bytestreamd.interfaces import IStreamMethod, StreamContext
 from bytestreamd.methods.ibb_session import (MIN_BLOCK_SIZE, OPENING, IBBSession,
                                              IIBBSessionOwner)
 from bytestreamd.methods.ibb_stream import IBBAddress, IBBStream, sameJID
-from bytestreamd.xmpp.stanzas import (Handler, RequestTimeout, failureText, makeIQ,
-                                      printable)
+from bytestreamd.xmpp.stanzas import (LATER, Handler, RequestTimeout, failureText,
+                                      makeIQ, printable)
 from bytestreamd.wire import ibb as wire
 
 _NS = ns.NS_IBB
@@ -124,6 +123,8 @@ class IBBMethod(Handler):
 
     name = "ibb"
     namespace = ns.NS_IBB
+    #: An error answer never reflects a data block back (the payload).
+    echoRequest = False
 
     def __init__(self, clock, blockSize: int = wire.DEFAULT_BLOCK_SIZE,
                  stanza: str = wire.STANZA_IQ, window: int = 32,
@@ -269,20 +270,9 @@ class IBBMethod(Handler):
 
     def answer(self, stanza: domish.Element, condition: Optional[str] = None,
                text: Optional[str] = None) -> None:
-        if condition is None:
-            response = toResponse(stanza, "result")
-        else:
-            if stanza.getAttribute("type") == "error":
-                return
-            # Not errorFor(): that echoes the stanza's children, which for a
-            # refused data block is the whole payload reflected back.
-            # XEP-0047 gives every data and session error the type cancel.
-            response = toResponse(stanza, "error")
-            response.addChild(stanzaError(condition, text=text, type="cancel").getElement())
-        try:
-            self.send(response)
-        except NotConnected:
-            pass
+        # XEP-0047 gives every data and session error the type cancel.
+        self.replyTo(stanza, None if condition is None
+                     else stanzaError(condition, text=text, type="cancel"))
 
     def requestOpen(self, session: IBBSession, request: wire.Open) -> None:
         iq = makeIQ("set", session.peer)
@@ -342,13 +332,13 @@ class IBBMethod(Handler):
             if payload is None:
                 return
             name = payload.name
-            if name == "data":
+            if name == "data":   # the fast path: answered by the session
                 iq.handled = True
                 self._onData(iq, payload, iq.getAttribute("id", ""))
             elif name == "open":
-                self._onOpen(iq, payload)
+                self.handleIQ(iq, self._onOpen)
             elif name == "close":
-                self._onClose(iq, payload)
+                self.handleIQ(iq, self._onClose)
         elif kind == "result" or kind == "error":
             self._onResponse(iq)
 
@@ -360,47 +350,43 @@ class IBBMethod(Handler):
         if payload is not None and payload.name == "data":
             self._onData(message, payload, None)
 
-    def _parseRequest(self, iq: domish.Element, payload: domish.Element,
-                      codec: Type[_Request]) -> Optional[_Request]:
+    @staticmethod
+    def _parseRequest(iq: domish.Element, codec: Type[_Request]) -> _Request:
         """
-        Take an ``<open/>`` or ``<close/>`` iq and decode its payload with
-        ``codec``; a malformed one is refused (``bad-request``) and gives
-        ``None``.
+        Decode the ``<open/>`` or ``<close/>`` of ``iq`` with ``codec``; a
+        malformed one is refused with ``bad-request``.
         """
-        iq.handled = True
         try:
-            return codec.fromElement(payload)
+            return codec.fromElement(_ibbChild(iq))
         except wire.MalformedIBB as e:
-            self.answer(iq, "bad-request", str(e))
-            return None
+            raise stanzaError("bad-request", str(e), type="cancel")
 
-    def _onOpen(self, iq: domish.Element, payload: domish.Element) -> None:
-        request = self._parseRequest(iq, payload, wire.Open)
-        if request is None:
-            return
+    def _onOpen(self, iq: domish.Element) -> object:
+        """An ``<open/>`` (through the IQ boundary)."""
+        request = self._parseRequest(iq, wire.Open)
         sid = request.sid
         stream = self._sessions.get(sid)
         session = stream.session if stream is not None else None
         if session is not None and session.state is not OPENING:
-            self.answer(iq, "not-acceptable", "IBB session %s is already open" % sid)
-            return
+            raise stanzaError("not-acceptable", "IBB session %s is already open" % sid,
+                              type="cancel")
         # An open from anyone but the negotiated initiator is answered like
         # one for an unknown sid, which does not tell them the sid exists.
         if session is None or session.initiator \
                 or not sameJID(iq.getAttribute("from"), session.peerStr, session.peer):
-            self.answer(iq, "not-acceptable", "no IBB session %s was negotiated" % sid)
-            return
+            raise stanzaError("not-acceptable", "no IBB session %s was negotiated" % sid,
+                              type="cancel")
         refusal = session.openReceived(request)
         if refusal is not None:
             condition, text, kind = refusal
-            response = toResponse(iq, "error")
-            response.addChild(stanzaError(condition, text=text, type=kind).getElement())
-            self.send(response)
-            return
-        self.send(toResponse(iq, "result"))
+            raise stanzaError(condition, text, type=kind)
+        # The result goes out before the stream is handed over: whatever
+        # its new owner writes must not reach the peer before the result.
+        self.replyTo(iq, None)
         d = self._waiting.pop(session, None)
         if d is not None:
             d.callback(stream)
+        return LATER
 
     def _onData(self, stanza: domish.Element, data: domish.Element,
                 ackId: Optional[str]) -> None:
@@ -420,20 +406,19 @@ class IBBMethod(Handler):
             return
         session.dataReceived(stanza, data.getAttribute("seq"), text, ackId)
 
-    def _onClose(self, iq: domish.Element, payload: domish.Element) -> None:
-        request = self._parseRequest(iq, payload, wire.Close)
-        if request is None:
-            return
+    def _onClose(self, iq: domish.Element) -> object:
+        """A ``<close/>`` (through the IQ boundary); the session answers it."""
+        request = self._parseRequest(iq, wire.Close)
         stream = self._sessions.get(request.sid)
         if stream is None or stream.session.state is OPENING:
-            self.answer(iq, "item-not-found", "no such IBB session")
-            return
+            raise stanzaError("item-not-found", "no such IBB session", type="cancel")
         session = stream.session
         if not sameJID(iq.getAttribute("from"), session.peerStr, session.peer):
-            self.answer(iq, "not-acceptable",
-                        "IBB session %s belongs to another entity" % request.sid)
-            return
+            raise stanzaError("not-acceptable",
+                              "IBB session %s belongs to another entity" % request.sid,
+                              type="cancel")
         session.closeReceived(iq)
+        return LATER
 
     def _streamFor(self, stanzaId: Optional[str]) -> Optional[IBBStream]:
         if not stanzaId or not stanzaId.startswith(self._idPrefix):
