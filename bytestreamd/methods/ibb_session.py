@@ -67,8 +67,7 @@ close handshake share per-block state on the data path.
 
 from __future__ import annotations
 
-import collections
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
