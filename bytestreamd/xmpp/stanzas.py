@@ -18,6 +18,15 @@ packet or an SI offer means nothing on a new session, and the links it
 belonged to have already been torn down -- so :class:`Connection` raises
 :class:`bytestreamd.errors.NotConnected` instead and fails every pending
 request when the stream goes away.
+
+Incoming IQ requests are answered at one boundary, :class:`IQBoundary`
+(every :class:`Handler` is one), as wokkel's ``IQHandlerMixin`` does: a
+handler returns its result (``None``, an element, :data:`LATER` when it
+answers later, or a Deferred of one) or raises ``StanzaError``;
+:meth:`IQBoundary.replyTo` turns that into the reply, and turns anything
+else a handler raises into ``internal-server-error`` (logged once, with its
+traceback), so no request is left without an answer.  Only IBB data blocks
+bypass it, for speed (:mod:`bytestreamd.methods.ibb`).
 """
 
 from __future__ import annotations
