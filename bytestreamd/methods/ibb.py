@@ -399,12 +399,7 @@ class IBBMethod(Handler):
             self.answer(stanza, "not-acceptable",
                         "IBB session %s belongs to another entity" % session.sid)
             return
-        try:
-            text = wire.elementText(data)
-        except wire.MalformedIBB as e:
-            session.malformedData(stanza, e)
-            return
-        session.dataReceived(stanza, data.getAttribute("seq"), text, ackId)
+        session.dataReceived(stanza, data, ackId)
 
     def _onClose(self, iq: domish.Element) -> object:
         """A ``<close/>`` (through the IQ boundary); the session answers it."""

@@ -10,7 +10,8 @@ public methods only:
 * its **owner**, the XMPP handler (:class:`~bytestreamd.methods.ibb.IBBMethod`,
   providing :class:`IIBBSessionOwner`), which routes stanzas addressed to the
   session to its inputs (:meth:`~IBBSession.openReceived`,
-  :meth:`~IBBSession.openAcked`, :meth:`~IBBSession.dataReceived`,
+  :meth:`~IBBSession.openAcked`, :meth:`~IBBSession.dataReceived` (the
+  ``<data/>`` element, read with the wire codec),
   :meth:`~IBBSession.acked`, :meth:`~IBBSession.closeReceived`, ...) and sends
   what the session asks it to (``send``, ``answer``, ``requestOpen``,
   ``requestClose``);
@@ -442,40 +443,40 @@ class IBBSession:
 
     # -- receiving ------------------------------------------------------------
 
-    def dataReceived(self, stanza: Any, seq: Optional[str], text: str,
-                     ackId: Optional[str]) -> None:
+    def dataReceived(self, stanza: Any, data: Any, ackId: Optional[str]) -> None:
         """
-        One ``<data/>`` for this session from the peer (the owner checked
-        the sender): ``seq`` and ``text`` as on the wire, ``ackId`` the id of
-        a data iq (``None`` for a message), ``stanza`` what the owner
-        answers an error to.
+        One ``<data/>`` element for this session from the peer (the owner
+        checked the sender), read here with the wire codec's checks in the
+        XEP's order (seq, then the base64 text, then its size); ``ackId`` is
+        the id of a data iq (``None`` for a message), ``stanza`` what the
+        owner answers an error to.
         """
         if self.state is OPENING or self.state in FINAL:
             self.owner.answer(stanza, "item-not-found", "no such IBB session")
             return
         try:
-            number = wire.parseSeq(seq)
+            seq = wire.parseSeq(data.getAttribute("seq"))
         except wire.MalformedIBB as e:
             self._refuseData(stanza, "bad-request", str(e), "peer sent malformed data: %s" % e)
             return
-        if number != self.seqIn:
+        if seq != self.seqIn:
             self._refuseData(stanza, "unexpected-request", "expected seq %d" % self.seqIn,
                              "data out of sequence: got seq %d, expected %d"
-                             % (number, self.seqIn))
+                             % (seq, self.seqIn))
             return
         try:
-            payload = wire.decodeBase64(text)
+            payload = wire.decodeBase64(wire.elementText(data))
         except wire.MalformedIBB as e:
             self._refuseData(stanza, "bad-request", str(e),
-                             "peer sent bad data seq %d: %s" % (number, e))
+                             "peer sent bad data seq %d: %s" % (seq, e))
             return
         if len(payload) > self.blockSize:
             self._refuseData(stanza, "bad-request",
                              "block larger than block-size %d" % self.blockSize,
                              "peer sent %d bytes in seq %d, block-size is %d"
-                             % (len(payload), number, self.blockSize))
+                             % (len(payload), seq, self.blockSize))
             return
-        self.seqIn = (number + 1) & 0xFFFF
+        self.seqIn = (seq + 1) & 0xFFFF
         self.bytesReceived += len(payload)
         ack = None if ackId is None else self._ackHead + escapeAttribute(ackId) + "'/>"
         held = self.local.received(payload, ack)
@@ -485,11 +486,6 @@ class IBBSession:
         elif held > self.maxHeld:
             self._fail("peer overran receive buffer (%d bytes held, limit %d)"
                        % (held, self.maxHeld), condition="resource-constraint")
-
-    def malformedData(self, stanza: Any, error: wire.MalformedIBB) -> None:
-        """A ``<data/>`` for this session that could not be read at all."""
-        self._refuseData(stanza, error.condition, str(error),
-                         "peer sent malformed data: %s" % error)
 
     def _refuseData(self, stanza: Any, condition: str, text: str, reason: str) -> None:
         """Answer a bad block with ``condition`` and break the session with it."""

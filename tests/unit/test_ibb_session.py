@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.error import StanzaError
 from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -22,6 +23,19 @@ from tests.helpers import parseXml
 
 PEER = JID("bob@example.net/daemon")
 TAG = "ibbx.tag."
+
+
+@implementer(IIBBSessionOwner)
+def dataElement(seq, text, child=None):
+    """A ``<data/>`` element as the wire gives it (possibly malformed)."""
+    element = domish.Element((wire.NS_IBB, "data"))
+    element["sid"] = "s1"
+    if seq is not None:
+        element["seq"] = seq
+    element.addContent(text)
+    if child is not None:
+        element.addElement(child)
+    return element
 
 
 @implementer(IIBBSessionOwner)
@@ -127,7 +141,7 @@ class Base(SynchronousTestCase):
         return s
 
     def dataIn(self, seq, payload=b"x", ackId="d", stanza="st"):
-        self.s.dataReceived(stanza, str(seq), wire.encodeBase64(payload),
+        self.s.dataReceived(stanza, dataElement(str(seq), wire.encodeBase64(payload)),
                             None if ackId is None else "%s%s" % (ackId, seq))
 
 
@@ -312,13 +326,18 @@ class ReceivingTests(Base):
         self.assertEqual(self.s.state, m.OPEN)
 
     def test_checks(self):
-        cases = [("x", "QQ==", "bad-request", "malformed"),
-                 ("1", "QQ==", "unexpected-request", "expected 0"),
-                 ("0", "QU=B", "bad-request", "bad data seq 0"),
-                 ("0", wire.encodeBase64(b"12345"), "bad-request", "block-size is 4")]
-        for seq, text, condition, words in cases:
+        cases = [(dataElement("x", "QQ=="), "bad-request", "malformed"),
+                 (dataElement(None, "QQ=="), "bad-request", "malformed"),
+                 (dataElement("1", "QQ=="), "unexpected-request", "expected 0"),
+                 # the seq is checked before the text, as the XEP orders them
+                 (dataElement("1", "QQ==", "x"), "unexpected-request", "expected 0"),
+                 (dataElement("0", "QQ==", "x"), "bad-request", "must not contain elements"),
+                 (dataElement("0", "QU=B"), "bad-request", "bad data seq 0"),
+                 (dataElement("0", wire.encodeBase64(b"12345")), "bad-request",
+                  "block-size is 4")]
+        for data, condition, words in cases:
             self.openSession()
-            self.s.dataReceived("st", seq, text, "i")
+            self.s.dataReceived("st", data, "i")
             self.assertEqual(self.owner.answers[0][:2], ("st", condition))
             self.assertEqual(self.s.state, m.FAILED)
             self.assertIn(words, self.local.reason.value.reason)
