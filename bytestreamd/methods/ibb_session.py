@@ -126,7 +126,12 @@ class IIBBSessionOwner(Interface):
         """Send our ``<close/>``; any answer, or none, is ``closeAnswered()``."""
 
     def opened(session: "IBBSession") -> None:
-        """The session is open (OPENING -> OPEN)."""
+        """
+        An initiator's session is open: the peer accepted our ``<open/>``.
+        (A target's opens when ``openReceived`` returns ``None``; its owner
+        answers the open first, then hands the stream over, so that nothing
+        the stream's new owner writes reaches the peer before that answer.)
+        """
 
     def openFailed(session: "IBBSession", reason: MethodFailed) -> None:
         """The session never opened."""
@@ -324,7 +329,8 @@ class IBBSession:
         self.state = OPEN
         self._isIQ = self.stanza == wire.STANZA_IQ
         self._writer = wire.DataWriter(self.peerStr, None, self.sid)
-        self.owner.opened(self)
+        if self.initiator:
+            self.owner.opened(self)
 
     def _openFailed(self, reason: MethodFailed) -> None:
         self.state = FAILED

@@ -210,6 +210,7 @@ class OpeningTests(Base):
         self.assertEqual(s.state, m.OPENING)
         self.assertIsNone(s.openReceived(wire.Open("s1", 8192, "message")))
         self.assertEqual((s.state, s.blockSize, s.stanza), (m.OPEN, 8192, "message"))
+        self.assertEqual(self.owner.events, [])   # the owner learns it from the None
         self.assertEqual(s.openReceived(wire.Open("s1", 8192, "iq"))[0], "not-acceptable")
 
     def test_targetNegotiatedSize(self):
@@ -446,3 +447,22 @@ class ClosingTests(Base):
         self.assertEqual(self.owner.sent, sent)
         self.assertEqual(self.owner.answers[-1][1], "item-not-found")
         self.assertEqual(self.owner.events.count("finished"), 1)
+
+
+class HandlerOrderTests(SynchronousTestCase):
+    """The handler around the machine keeps the wire order."""
+
+    def test_targetAnswersOpenBeforeHandingTheStreamOver(self):
+        from bytestreamd.interfaces import StreamContext
+        from bytestreamd.methods.ibb import IBBMethod
+        from tests.helpers import ConnectionHarness
+        h = ConnectionHarness("bob@example.net/daemon")
+        method = IBBMethod(h.clock)
+        h.addHandler(method)
+        d = method.expect(StreamContext("s1", JID("alice@example.org/d"), h.jid, False))
+        d.addCallback(lambda stream: stream.write(b"hello at once"))
+        h.receive("<iq type='set' id='o1' from='alice@example.org/d'><open xmlns='%s' "
+                  "sid='s1' block-size='4096'/></iq>" % wire.NS_IBB)
+        self.assertEqual([(e.name, e.getAttribute("type")) for e in h.sent],
+                         [("iq", "result"), ("iq", "set")])
+        self.assertEqual(h.sent[0]["id"], "o1")
