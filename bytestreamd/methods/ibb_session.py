@@ -231,8 +231,6 @@ class IBBSession:
         self._ackHead = "<iq type='result' to='%s' id='" % escapeAttribute(self.peerStr)
         # closing
         self._peerClose: Any = None   # the peer's <close/> we answer once drained
-        self._peerClosed = False      # the peer sent <close/>: never send ours
-        self._closeSent = False
 
     def __repr__(self) -> str:
         return "<IBBSession sid=%s peer=%s %s %s/%s>" % (
@@ -520,7 +518,6 @@ class IBBSession:
             self._answerPeerClose()
         elif state is DRAINING:
             self.state = CLOSING
-            self._closeSent = True
             self.owner.requestClose(self)
 
     def closeAnswered(self) -> None:
@@ -537,7 +534,6 @@ class IBBSession:
         if self._peerClose is not None:   # a repeated close: answer the older one
             older, self._peerClose = self._peerClose, None
             self.owner.answer(older)
-        self._peerClosed = True
         # Every data iq gets its answer, in order, before the close result.
         for ack in self.local.takeHeldAcks():
             if not self._send(ack):
@@ -580,19 +576,24 @@ class IBBSession:
         if self.state is OPENING:
             self.giveUp(MethodFailed("ibb: %s aborted before it opened" % self.sid))
             return
-        self._stop(FAILED, sendClose=not self._peerClosed)
+        self._stop(FAILED, sendClose=True)
 
     def _fail(self, reason: str, condition: Optional[str] = None,
               sendClose: bool = True) -> None:
         """The session failed: tell the peer (XEP: MUST close) and end ERR."""
         if self.state in FINAL:
             return
-        self._stop(FAILED, sendClose=sendClose and not self._peerClosed)
+        self._stop(FAILED, sendClose=sendClose)
         self.local.ended(Failure(BytestreamBroken(reason, condition)))
 
     def _stop(self, state: str, sendClose: bool) -> None:
-        """Enter a final state: stop all XMPP traffic for this session."""
-        self.state = state
+        """
+        Enter a final state: stop all XMPP traffic for this session.  With
+        ``sendClose`` our ``<close/>`` goes out -- unless one already did
+        (CLOSING) or the peer closed (PEER_CLOSING): its close is answered
+        instead.
+        """
+        prior, self.state = self.state, state
         if self._peerClose is not None:
             stanza, self._peerClose = self._peerClose, None
             self.owner.answer(stanza)
@@ -603,8 +604,7 @@ class IBBSession:
             if call is not None and call.active():
                 call.cancel()
             setattr(self, name, None)
-        if sendClose and not self._closeSent:
-            self._closeSent = True
+        if sendClose and prior is not CLOSING and prior is not PEER_CLOSING:
             self.owner.requestClose(self)
         self.owner.finished(self)
 

@@ -419,6 +419,21 @@ class ClosingTests(Base):
         self.assertEqual(self.owner.answers, [("c", None, None)])
         self.assertEqual(self.owner.closes, 0)
 
+    def test_failWhileClosingSendsNoSecondClose(self):
+        s = self.openSession()
+        s.close()
+        self.assertEqual((s.state, self.owner.closes), (m.CLOSING, 1))
+        self.s.dataReceived("st", dataElement("5", "QQ=="), "i")
+        self.assertEqual((s.state, self.owner.closes), (m.FAILED, 1))
+
+    def test_abortWhilePeerClosing(self):
+        s = self.openSession()
+        s.write(b"x" * 6)
+        s.closeReceived("c")
+        s.abort()
+        self.assertEqual((s.state, self.owner.closes), (m.FAILED, 0))
+        self.assertEqual(self.owner.answers, [("c", None, None)])
+
     def test_abort(self):
         s = self.openSession()
         s.write(b"x" * 20)
