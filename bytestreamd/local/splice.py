@@ -22,6 +22,7 @@ import fcntl
 import socket
 import struct
 import termios
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from twisted.internet import error, interfaces, protocol
@@ -34,6 +35,7 @@ from bytestreamd.events import CLOS
 from bytestreamd.links.lifecycle import LinkLifecycle
 
 if TYPE_CHECKING:
+    from bytestreamd.links.budget import ByteBudget
     from bytestreamd.local.sockets import LocalProtocol
 
 
@@ -90,6 +92,44 @@ class _StreamProducer:
         pass
 
 
+@implementer(interfaces.IPushProducer)
+class _LocalGate:
+    """
+    The local transport as the stream's producer when several parties may
+    pause it: the stream (its own backpressure), the hold before GOOD, and
+    the daemon-wide byte budget (:mod:`bytestreamd.links.budget`).  Twisted's
+    pause and resume do not count, so the transport reads again only when
+    nobody holds it back.  ``stopProducing`` goes straight through, as it
+    did when the transport itself was the producer.
+    """
+
+    __slots__ = ("transport", "reasons")
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.reasons: set = set()
+
+    def pause(self, reason: str) -> None:
+        if not self.reasons:
+            self.transport.pauseProducing()
+        self.reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self.reasons:
+            self.reasons.discard(reason)
+            if not self.reasons:
+                self.transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.pause("stream")
+
+    def resumeProducing(self) -> None:
+        self.resume("stream")
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+
 class LinkClosed(error.ConnectionDone):
     """
     A link ended ``CLOS``: how ``Splice`` reports a clean end, as the
@@ -120,12 +160,26 @@ class Splice:
     ``Failure(LinkClosed)`` for ``CLOS``, ``Failure(BytestreamBroken)`` for
     ``ERR``.  ``channel`` (``sendEOF(sent)``, ``sendEnd(end)``) carries the
     end confirmation to a bytestreamd peer; ``clock`` runs the settle timer.
+    ``budget`` (a :class:`~bytestreamd.links.budget.ByteBudget`) is charged
+    for every byte taken from the local client until the stream is rid of
+    it (``stream.bytesSent``: acknowledged, for IBB); while it is exhausted
+    the local client is not read.
     """
 
     def __init__(self, holdLimit: int, onRemoteClosed: Callable[[failure.Failure], None],
                  clock=None, settleTimeout: float = 30.0,
-                 onLocalConnected: Optional[Callable[[], None]] = None):
+                 onLocalConnected: Optional[Callable[[], None]] = None,
+                 budget: Optional[ByteBudget] = None):
         self.holdLimit = holdLimit
+        self.budget = budget
+        #: Bytes this link has charged to the budget and not released.
+        self._charged = 0
+        #: ``stream.bytesSent`` when the budget last looked.
+        self._budgetSent = 0
+        self._budgetPaused = False
+        self._gate: Optional[_LocalGate] = None
+        if budget is not None:
+            budget.add(self, holding=True)
         self.onLocalConnected = onLocalConnected
         self.onRemoteClosed = onRemoteClosed
         self.clock = clock
@@ -149,6 +203,11 @@ class Splice:
 
     def localConnected(self, proto: LocalProtocol) -> None:
         self.local = proto
+        self._watchLocalEnd(proto.transport)
+        if self.budget is not None:
+            self._gate = _LocalGate(proto.transport)
+            if self._budgetPaused:
+                self._gate.pause("budget")
         if self.onLocalConnected is not None:
             self.onLocalConnected()
         if self._ended:
@@ -162,13 +221,20 @@ class Splice:
         lifecycle = self.lifecycle
         if lifecycle is not None and self._joined and not self._held:
             if lifecycle.localData(len(data)):
-                self.stream.write(data)
+                if self.budget is not None:
+                    self._charge(len(data))
+                    self.stream.write(data)
+                    self._budgetSync()
+                else:
+                    self.stream.write(data)
             return
         self._held.append(data)
         self._heldBytes += len(data)
+        if self.budget is not None:
+            self._charge(len(data))
         if self._heldBytes >= self.holdLimit and not self._localPaused:
             self._localPaused = True
-            self.local.transport.pauseProducing()
+            self._pauseLocal("hold")
 
     def localEOF(self) -> None:
         self._localEOF = True
@@ -182,8 +248,19 @@ class Splice:
         self._localEOF = self._localLost = True
         # Clean only if nothing we handed it was still waiting: the reactor
         # may see the client's close before it tries the next write.
-        self._localReset = ((reason is not None and not reason.check(error.ConnectionDone))
-                            or unreadByLocal(transport) > 0)
+        byError = reason is not None and not reason.check(error.ConnectionDone)
+        look = self._localLook
+        if look is not None:
+            # What the socket said just before it was closed (soak finding
+            # E): Twisted reports a hang-up it sees while not reading -- a
+            # paused reader, or a read side that already had its EOF -- as
+            # ConnectionLost, whether or not anything was lost; only a
+            # reader's error (ECONNRESET from recv, which also clears
+            # SO_ERROR) is evidence by itself.
+            self._localReset = look.reset or look.unread > 0 or self._readFailed
+        else:
+            self._localReset = byError or unreadByLocal(transport) > 0
+        self._localReset = self._localReset or self._resetSeen
         if self.stream is not None:
             self.stream.unregisterProducer()
         if self._joined and not self._held:
@@ -203,6 +280,10 @@ class Splice:
         self.stream = stream
         self.lifecycle = lifecycle or LinkLifecycle(False, self.settleTimeout)
         self.channel = channel
+        if self.budget is not None:
+            self._budgetSent = stream.bytesSent
+            stream.onSent = self._budgetSync  # IBB: called on every acknowledgement
+            self.budget.moving(self)
         remote = RemoteProtocol()
         remote.splice = self
         if self.local is None:
@@ -221,15 +302,19 @@ class Splice:
         held, self._held, self._heldBytes = self._held, [], 0
         if self.local is not None:
             localTransport = self.local.transport
-            self.stream.registerProducer(localTransport, True)
+            self.stream.registerProducer(self._gate or localTransport, True)
             self._producer = _StreamProducer(self.stream)
             localTransport.registerProducer(self._producer, True)
             if self._localPaused:
                 self._localPaused = False
-                localTransport.resumeProducing()
+                self._resumeLocal("hold")
         accepted = [data for data in held if lifecycle.localData(len(data))]
+        if self.budget is not None:
+            self._release(sum(map(len, held)) - sum(map(len, accepted)))
         if accepted:
             self.stream.writeSequence(accepted)
+            if self.budget is not None:
+                self._budgetSync()
         if self._localLost:
             self._perform(lifecycle.localLost(self._localReset))
         elif self._localEOF:
@@ -242,6 +327,12 @@ class Splice:
 
     _pendingLocalEOF = False
     _localActive = False
+    #: What the local socket said just before Twisted closed it (LocalLook).
+    _localLook: Optional["LocalLook"] = None
+    #: We saw the local client's reset ourselves (SO_ERROR) and aborted.
+    _resetSeen = False
+    #: A read of the local socket failed (recv: ECONNRESET...).
+    _readFailed = False
     _localReset = False
     _producer = None
     _stallTimer = None
@@ -290,6 +381,8 @@ class Splice:
         if localWasReset(local.transport):
             # It closed with bytes unread; the kernel dropped them (so the
             # queue looks empty) and left ECONNRESET: a loss, not a drain.
+            # (Reading SO_ERROR cleared it: remember it for localLost.)
+            self._resetSeen = True
             local.transport.abortConnection()
             return
         if unreadByLocal(local.transport) == 0:
@@ -327,6 +420,8 @@ class Splice:
         self._perform(self.lifecycle.transportEOF())
 
     def remoteLost(self, reason) -> None:
+        if self.budget is not None:
+            self._leaveBudget()  # nothing queued in the stream will go now
         if reason is None or reason.check(error.ConnectionDone):
             self._perform(self.lifecycle.transportEnded())
         else:
@@ -368,6 +463,8 @@ class Splice:
 
     def abort(self) -> None:
         """The link ended BAD or was torn down before GOOD: close the local side now."""
+        if self.budget is not None:
+            self._leaveBudget()
         if self.local is not None:
             self.local.transport.abortConnection()
         self.local = None
@@ -375,6 +472,92 @@ class Splice:
     @property
     def hasLocal(self) -> bool:
         return self.local is not None
+
+    def _watchLocalEnd(self, transport) -> None:
+        """
+        Look at the local socket just before Twisted closes it: once its
+        ``connectionLost`` has run, the socket (and its SO_ERROR) is gone,
+        and the reason alone cannot tell a reset from a clean close (see
+        localLost).  A transport without a socket (tests, TLS) is left alone.
+        """
+        original = getattr(transport, "connectionLost", None)
+        doRead = getattr(transport, "doRead", None)
+        if original is None or doRead is None or getattr(transport, "getHandle", None) is None:
+            return
+
+        def connectionLost(reason):
+            if self._localLook is None:
+                self._localLook = lookAtLocal(transport)
+            original(reason)
+
+        def watchedRead():
+            why = doRead()
+            if isinstance(why, error.ConnectionLost):
+                self._readFailed = True
+            return why
+
+        # Instance attributes: the reactor looks both up on every call.
+        transport.connectionLost = connectionLost
+        transport.doRead = watchedRead
+
+    # --- the local reader, and the byte budget ------------------------------
+
+    #: Still charging the budget (until the link is over).
+    _budgetMember = True
+
+    def _pauseLocal(self, reason: str) -> None:
+        if self._gate is not None:
+            self._gate.pause(reason)
+        else:
+            self.local.transport.pauseProducing()
+
+    def _resumeLocal(self, reason: str) -> None:
+        if self._gate is not None:
+            self._gate.resume(reason)
+        else:
+            self.local.transport.resumeProducing()
+
+    def _charge(self, n: int) -> None:
+        if self._budgetMember:
+            self._charged += n
+            self.budget.charge(n)
+
+    def _release(self, n: int) -> None:
+        n = min(n, self._charged)
+        if n > 0:
+            self._charged -= n
+            self.budget.release(n)
+
+    def _budgetSync(self) -> None:
+        """Release what the stream has got rid of since we last looked."""
+        stream = self.stream
+        if stream is None:
+            return
+        sent = stream.bytesSent
+        if sent > self._budgetSent:
+            delta, self._budgetSent = sent - self._budgetSent, sent
+            self._release(delta)
+
+    def budgetPause(self) -> None:
+        """The budget is exhausted: take nothing more from the local client."""
+        self._budgetPaused = True
+        if self._gate is not None:
+            self._gate.pause("budget")
+
+    def budgetResume(self) -> None:
+        self._budgetPaused = False
+        if self._gate is not None:
+            self._gate.resume("budget")
+
+    def _leaveBudget(self) -> None:
+        """Nothing more of ours will be sent: give it all back, read freely."""
+        if not self._budgetMember:
+            return
+        self._budgetMember = False
+        self._release(self._charged)
+        self.budget.remove(self)
+        if self._budgetPaused:
+            self.budgetResume()
 
     # --- effects ------------------------------------------------------------
 
@@ -453,6 +636,8 @@ class Splice:
         if self._ended:
             return
         self._ended = True
+        if self.budget is not None:
+            self._leaveBudget()
         for name in ("_timer", "_stallTimer", "_graceTimer", "_drainTimer"):
             timer = getattr(self, name)
             if timer is not None and timer.active():
@@ -489,6 +674,21 @@ def unreadByLocal(transport) -> int:
     return max(0, unread)
 
 
+@dataclass(frozen=True)
+class LocalLook:
+    """
+    The local socket just before it is closed: did the client reset it
+    (SO_ERROR), and how much we handed it is still unread (Twisted's buffer
+    and, on Linux, SIOCOUTQ).
+    """
+    reset: bool
+    unread: int
+
+
+def lookAtLocal(transport) -> LocalLook:
+    return LocalLook(localWasReset(transport), unreadByLocal(transport))
+
+
 def localWasReset(transport) -> bool:
     """
     Did the local client close with bytes unread?  Linux then drops them
@@ -503,3 +703,4 @@ def localWasReset(transport) -> bool:
     except (OSError, AttributeError, ValueError):
         return False
     return err in (errno.ECONNRESET, errno.EPIPE)
+
