@@ -55,7 +55,7 @@ Why one long module: one session's send window, receive hold and close handshake
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IAddress
@@ -109,6 +109,10 @@ class IBBStream(BytestreamTransport):
 
     method = "ibb"
     inBand = True
+    #: Budget hook (bytestreamd.links.budget): called after ``bytesSent``
+    #: grows -- an acknowledgement (iq), a block sent (message) -- so the
+    #: link can give those bytes back to the daemon-wide budget.
+    onSent: Optional[Callable[[], None]] = None
 
     def __init__(self, handler: "IBBMethod", ctx: StreamContext, blockSize: int,
                  stanza: str, tag: str):
@@ -280,6 +284,8 @@ class IBBStream(BytestreamTransport):
             if not self._send(writer.message(msgId, seq, block)):
                 return
             self.bytesSent += len(block)
+        if self.onSent is not None:
+            self.onSent()  # budget hook
         if self._xmppDone:
             return
         if out:
@@ -298,6 +304,8 @@ class IBBStream(BytestreamTransport):
             self._peerRefused("data seq %d" % seq, errorStanza)
             return
         self.bytesSent += length
+        if self.onSent is not None:
+            self.onSent()  # budget hook
         if self._inflight:
             if self._timer is not None:
                 self._timer.reset(self._ackTimeout)
