@@ -396,11 +396,13 @@ class Splice:
     def _graceExpired(self) -> None:
         """
         The grace is for a local client that has stopped: one still writing,
-        or held back because the peer's reader is slow (backpressure), gets
-        more time (soak finding D).
+        or held back because the peer's reader is slow (backpressure) or the
+        daemon-wide budget is exhausted (we are not reading it), gets more
+        time (soak finding D).
         """
         self._graceTimer = None
-        if self._localActive or getattr(self.stream, "sendBlocked", False):
+        if (self._localActive or getattr(self.stream, "sendBlocked", False)
+                or self._budgetPaused):
             self._localActive = False
             if self.clock is not None and self.lifecycle.finished is None:
                 self._graceTimer = self.clock.callLater(self.lifecycle.eofGrace,

@@ -247,3 +247,40 @@ class ConfigTests(SynchronousTestCase):
         config = self.load(max_buffered="1m")
         manager = LinkManager(None, config, None, [object()], None, [])
         self.assertEqual(manager.budget.limit, 1024 * 1024)
+
+
+class GraceTests(SynchronousTestCase):
+    """
+    Over IBB a peer's EOF gives our local client ``eofGrace`` seconds to
+    finish; a client we are not reading because the budget is exhausted has
+    not stopped, it is held back (like soak finding D's backpressure).
+    """
+
+    def test_budgetPausedClientKeepsItsGrace(self):
+        from twisted.internet.task import Clock
+        from bytestreamd.links.lifecycle import LinkLifecycle
+
+        class Channel:
+            def __init__(self):
+                self.eofs = []
+
+            def sendEOF(self, sent):
+                self.eofs.append(sent)
+
+            def sendEnd(self, end):
+                pass
+
+        clock, budget, channel = Clock(), ByteBudget(100), Channel()
+        splice = Splice(1000, lambda reason: None, clock=clock, budget=budget)
+        local = LinkSocketFactory("x", splice).buildProtocol(None)
+        local.makeConnection(StringTransport())
+        stream = AckingStream()
+        splice.streamReady(stream, LinkLifecycle(True, 30.0, halfClose=False), channel)
+        budget.charge(100)  # other links took it all
+        splice.peerEOF(0)
+        clock.advance(splice.lifecycle.eofGrace + 0.1)
+        self.assertEqual(channel.eofs, [])
+        budget.release(100)
+        clock.advance(splice.lifecycle.eofGrace + 0.1)
+        clock.advance(splice.lifecycle.eofGrace + 0.1)
+        self.assertEqual(channel.eofs, [0])
