@@ -83,7 +83,7 @@ class Config:
     #: Bytes taken from local clients that every link together may hold
     #: (held before GOOD, queued, in flight unacknowledged); when reached,
     #: local clients are not read until peers acknowledge (bytestreamd.links.budget).
-    max_buffered: int = 16 * 1024 * 1024
+    max_buffered: int = 8 * 1024 * 1024
     offer_timeout: float = 60.0
     attempt_timeout: float = 30.0
     #: How long a peer may stay silent (no data, no acks, no answer to a
@@ -356,7 +356,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
     ibbWindow = r.integer("links", "ibb_window", 32, 1, 256)
     maxLinks = r.integer("links", "max_links", 64, 1)
     linkBuffer = r.size("links", "link_buffer", 262144, 1024)
-    maxBuffered = r.size("links", "max_buffered", 16 * 1024 * 1024, 65536)
+    maxBuffered = r.size("links", "max_buffered", 8 * 1024 * 1024, 65536)
     offerTimeout = r.seconds("links", "offer_timeout", 60.0)
     attemptTimeout = r.seconds("links", "attempt_timeout", 30.0)
     peerTimeout = r.seconds("links", "peer_timeout", 60.0)

@@ -61,7 +61,7 @@ class LinkManager(IncomingOffers, Effects):
         self._sinks: List[Callable[[Event], None]] = []
         self._linksDir = os.path.join(config.runtime_dir, "links")
         #: What all links together may hold of their local clients' bytes.
-        self.budget = ByteBudget(getattr(config, "max_buffered", 16 * 1024 * 1024))
+        self.budget = ByteBudget(getattr(config, "max_buffered", 8 * 1024 * 1024))
 
     # --- events -----------------------------------------------------------
 

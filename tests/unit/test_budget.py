@@ -223,7 +223,7 @@ class IBBHookTests(SynchronousTestCase):
 
 
 class ConfigTests(SynchronousTestCase):
-    """``[links] max_buffered``: a size, 16 MiB by default, at least 64 KiB."""
+    """``[links] max_buffered``: a size, 8 MiB by default, at least 64 KiB."""
 
     def load(self, **links):
         from bytestreamd.config import loadConfig
@@ -233,7 +233,7 @@ class ConfigTests(SynchronousTestCase):
                           geteuid=lambda: 1000)
 
     def test_defaultAndSuffixes(self):
-        self.assertEqual(self.load().max_buffered, 16 * 1024 * 1024)
+        self.assertEqual(self.load().max_buffered, 8 * 1024 * 1024)
         self.assertEqual(self.load(max_buffered="4m").max_buffered, 4 * 1024 * 1024)
 
     def test_tooSmallNamesTheKey(self):
