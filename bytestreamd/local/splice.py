@@ -221,6 +221,8 @@ class Splice:
         lifecycle = self.lifecycle
         if lifecycle is not None and self._joined and not self._held:
             if lifecycle.localData(len(data)):
+                if self._kept is not None:
+                    self._keep(data)
                 if self.budget is not None:
                     self._charge(len(data))
                     self.stream.write(data)
@@ -280,6 +282,12 @@ class Splice:
         self.stream = stream
         self.lifecycle = lifecycle or LinkLifecycle(False, self.settleTimeout)
         self.channel = channel
+        if getattr(stream, "relayed", False) and self.lifecycle.confirmed \
+                and channel is not None:
+            # A relay may strand our last bytes (docs/protocol.rst): keep
+            # them, to re-send in-band if the peer asks.
+            self._kept = bytearray()
+            channel.onTail = self.peerTail
         if self.budget is not None:
             self._budgetSent = stream.bytesSent
             stream.onSent = self._budgetSync  # IBB: called on every acknowledgement
@@ -312,6 +320,9 @@ class Splice:
         if self.budget is not None:
             self._release(sum(map(len, held)) - sum(map(len, accepted)))
         if accepted:
+            if self._kept is not None:
+                for data in accepted:
+                    self._keep(data)
             self.stream.writeSequence(accepted)
             if self.budget is not None:
                 self._budgetSync()
@@ -327,6 +338,13 @@ class Splice:
 
     _pendingLocalEOF = False
     _localActive = False
+    #: A relayed link's last bytes sent (at most ``tailKeep``); None: not kept.
+    _kept: Optional[bytearray] = None
+    tailKeep = 65536
+    #: Part of the peer's stream came in-band; ``_remotePos`` counts what
+    #: the transport brought since, to drop its duplicates.
+    _tailed = False
+    _remotePos = 0
     #: What the local socket said just before Twisted closed it (LocalLook).
     _localLook: Optional["LocalLook"] = None
     #: We saw the local client's reset ourselves (SO_ERROR) and aborted.
@@ -342,6 +360,35 @@ class Splice:
     stallTimeout = 2.0
 
     def fromRemote(self, data: bytes) -> None:
+        if self._tailed:
+            # Some of the stream came in-band (peerTail): what the transport
+            # brings of the same bytes now is a duplicate.
+            start, arrived = self._remotePos, self.lifecycle.delivered + self.lifecycle.discarded
+            self._remotePos = start + len(data)
+            if start < arrived:
+                data = data[arrived - start:]
+                if not data:
+                    return
+        self._fromPeer(data)
+
+    def peerTail(self, offset: int, data: bytes) -> None:
+        """
+        The peer re-sent bytes of its stream in-band (it kept them: a relay
+        stranded them, see docs/protocol.rst).  Only what has not arrived is
+        new; a gap (bytes before ``offset`` still missing) cannot be used.
+        """
+        lifecycle = self.lifecycle
+        if lifecycle is None or lifecycle.finished is not None:
+            return
+        arrived = lifecycle.delivered + lifecycle.discarded
+        if offset > arrived or offset + len(data) <= arrived:
+            return
+        if not self._tailed:
+            self._tailed = True
+            self._remotePos = arrived
+        self._fromPeer(data[arrived - offset:])
+
+    def _fromPeer(self, data: bytes) -> None:
         lifecycle = self.lifecycle
         local = self.local
         if local is not None and not lifecycle.localGone and not lifecycle.closeRequested \
@@ -437,9 +484,12 @@ class Splice:
         self._perform(self.lifecycle.peerEOF(sent))
         self._watchTail()
 
-    def peerAskedFlush(self) -> None:
+    def peerAskedFlush(self, received: Optional[int] = None) -> None:
         if self.lifecycle is not None:
-            self._perform(self.lifecycle.peerAskedFlush())
+            keptFrom = None
+            if self._kept is not None:
+                keptFrom = self.lifecycle.sent - len(self._kept)
+            self._perform(self.lifecycle.peerAskedFlush(received, keptFrom))
 
     def peerEnded(self, end) -> None:
         self._perform(self.lifecycle.peerEnded(end))
@@ -474,6 +524,12 @@ class Splice:
     @property
     def hasLocal(self) -> bool:
         return self.local is not None
+
+    def _keep(self, data: bytes) -> None:
+        kept = self._kept
+        kept += data
+        if len(kept) > 2 * self.tailKeep:
+            del kept[:len(kept) - self.tailKeep]
 
     def _watchLocalEnd(self, transport) -> None:
         """
@@ -577,7 +633,13 @@ class Splice:
                     self._graceTimer = self.clock.callLater(effect.seconds, self._graceExpired)
             elif kind is lc.SendFlush:
                 if self.channel is not None:
-                    self.channel.sendFlush()
+                    lifecycle = self.lifecycle
+                    self.channel.sendFlush(lifecycle.delivered + lifecycle.discarded)
+            elif kind is lc.SendTail:
+                if self.channel is not None and self._kept is not None:
+                    keptFrom = self.lifecycle.sent - len(self._kept)
+                    self.channel.sendTail(effect.offset,
+                                          bytes(self._kept[effect.offset - keptFrom:]))
             elif kind is lc.SendEnd:
                 if self.channel is not None:
                     self.channel.sendEnd(effect)
