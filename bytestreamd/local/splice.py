@@ -178,8 +178,6 @@ class Splice:
         self._budgetSent = 0
         self._budgetPaused = False
         self._gate: Optional[_LocalGate] = None
-        if budget is not None:
-            budget.add(self, holding=True)
         self.onLocalConnected = onLocalConnected
         self.onRemoteClosed = onRemoteClosed
         self.clock = clock
@@ -204,10 +202,11 @@ class Splice:
     def localConnected(self, proto: LocalProtocol) -> None:
         self.local = proto
         self._watchLocalEnd(proto.transport)
-        if self.budget is not None:
+        if self.budget is not None and self._budgetMember:
+            # A member from its first local client on (a link that never
+            # gets one takes nothing, and is never paused).
             self._gate = _LocalGate(proto.transport)
-            if self._budgetPaused:
-                self._gate.pause("budget")
+            self.budget.add(self, holding=self.stream is None)
         if self.onLocalConnected is not None:
             self.onLocalConnected()
         if self._ended:

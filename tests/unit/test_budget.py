@@ -196,6 +196,24 @@ class SpliceBudgetTests(SynchronousTestCase):
         self.assertEqual(self.budget.used, 0)
         self.assertEqual(transport.producerState, "producing")
 
+    def test_memberFromItsFirstLocalClientOn(self):
+        splice = Splice(1000, lambda reason: None, budget=self.budget)
+        self.assertNotIn(splice, self.budget._members)  # no client: nothing to pause
+        splice.abort()
+        self.assertNotIn(splice, self.budget._members)
+        self.budget.charge(100)  # exhausted: a new client starts paused
+        splice, local, transport, stream = self.makeLink()
+        self.assertEqual(transport.producerState, "paused")
+        self.budget.release(100)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_finishedLinkLeavesTheBudget(self):
+        splice, local, transport, stream = self.links[0]
+        splice.streamReady(stream)
+        self.assertIn(splice, self.budget._members)
+        stream.protocol.connectionLost(None)
+        self.assertNotIn(splice, self.budget._members)
+
     def test_withoutBudgetNothingChanges(self):
         splice = Splice(1000, lambda reason: None)
         local = LinkSocketFactory("x", splice).buildProtocol(None)
