@@ -53,15 +53,28 @@ class EndSession:
         self.onEOF = onEOF
         self.onEnd = onEnd
         self.onRefused = onRefused
-        #: Called when the peer asks us to flush (half-close) the transport.
-        self.onFlush: Optional[Callable[[], None]] = None
+        #: Called when the peer asks us to flush: with no argument (half-close
+        #: the transport), or with how many of our bytes arrived (send the
+        #: rest in-band, see ``sendTail``).
+        self.onFlush: Optional[Callable[..., None]] = None
+        #: Called with (offset, bytes) for each ``<tail/>`` the peer sends.
+        self.onTail: Optional[Callable[[int, bytes], None]] = None
         self._pending: list = []
 
     def sendEOF(self, sent: int) -> None:
         self._send(wire.EOF(self.sid, sent).toElement())
 
-    def sendFlush(self) -> None:
-        self._send(wire.Flush(self.sid).toElement())
+    def sendFlush(self, received: Optional[int] = None) -> None:
+        self._send(wire.Flush(self.sid, received).toElement())
+
+    def sendTail(self, offset: int, data: bytes) -> None:
+        """Our stream's bytes from ``offset`` on, in-band, in order."""
+        log.info("re-sending {n} bytes of session {sid} from offset {offset} to {peer} "
+                 "in-band (a relay stranded them)", n=len(data), sid=self.sid,
+                 offset=offset, peer=self.peer.full())
+        for start in range(0, len(data), wire.TAIL_CHUNK):
+            chunk = data[start:start + wire.TAIL_CHUNK]
+            self._send(wire.Tail(self.sid, offset + start, chunk).toElement())
 
     def sendEnd(self, end) -> None:
         self._send(wire.End(self.sid, end.sent, end.received, end.status,
@@ -149,7 +162,13 @@ class EndChannel(Handler):
             session.onEOF(value.sent)
         elif isinstance(value, wire.Flush):
             if session.onFlush is not None:
-                session.onFlush()
+                if value.received is None:
+                    session.onFlush()
+                else:
+                    session.onFlush(value.received)
+        elif isinstance(value, wire.Tail):
+            if session.onTail is not None:
+                session.onTail(value.offset, value.data)
         else:
             session.onEnd(value)
 

@@ -18,6 +18,7 @@ from bytestreamd import application as app
 from bytestreamd.errors import (
     NoSuchLink, NotConnected, PeerError, ResourceLimit, SyntaxErrorInArgument)
 from bytestreamd.events import BAD, CLOS, ERR, Event, LinkInfo
+from bytestreamd.links.budget import ByteBudget
 from bytestreamd.interfaces import IControlBackend, INegotiator
 from bytestreamd.links import machine as m
 from bytestreamd.links.effects import Effects
@@ -59,6 +60,8 @@ class LinkManager(IncomingOffers, Effects):
         self._links: Dict[str, Link] = {}
         self._sinks: List[Callable[[Event], None]] = []
         self._linksDir = os.path.join(config.runtime_dir, "links")
+        #: What all links together may hold of their local clients' bytes.
+        self.budget = ByteBudget(getattr(config, "max_buffered", 8 * 1024 * 1024))
 
     # --- events -----------------------------------------------------------
 
@@ -166,7 +169,8 @@ class LinkManager(IncomingOffers, Effects):
                              lambda reason: self._feed(link, m.REMOTE_ENDED, failure=reason),
                              clock=self.reactor,
                              settleTimeout=self.config.peer_timeout,
-                             onLocalConnected=lambda: self._localConnected(link))
+                             onLocalConnected=lambda: self._localConnected(link),
+                             budget=self.budget)
         return link.splice
 
     def _localConnected(self, link: Link) -> None:

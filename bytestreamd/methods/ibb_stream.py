@@ -57,7 +57,7 @@ has no ``loseWriteConnection``.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IAddress
@@ -111,6 +111,10 @@ class IBBStream(BytestreamTransport):
 
     method = "ibb"
     inBand = True
+    #: Budget hook (bytestreamd.links.budget): called after ``bytesSent``
+    #: grows -- an acknowledgement (iq), a block sent (message) -- so the
+    #: link can give those bytes back to the daemon-wide budget.
+    onSent: Optional[Callable[[], None]] = None
 
     def __init__(self, ctx: StreamContext, clock: Any, owner: Any, tag: str,
                  blockSize: Optional[int], stanza: Optional[str], **sessionArgs: Any):
@@ -239,6 +243,10 @@ class IBBStream(BytestreamTransport):
         return acks
 
     def sendProgress(self) -> None:
+        # The session calls this after bytesSent grew (a block sent as a
+        # message, an acknowledged iq): give those bytes back to the budget.
+        if self.onSent is not None:
+            self.onSent()
         producer = self.producer
         if producer is None or self.session.queued > self._highWater // 2:
             return
