@@ -80,6 +80,10 @@ class Config:
     ibb_window: int = 32
     max_links: int = 64
     link_buffer: int = 262144
+    #: Bytes taken from local clients that every link together may hold
+    #: (held before GOOD, queued, in flight unacknowledged); when reached,
+    #: local clients are not read until peers acknowledge (bytestreamd.links.budget).
+    max_buffered: int = 8 * 1024 * 1024
     offer_timeout: float = 60.0
     attempt_timeout: float = 30.0
     #: How long a peer may stay silent (no data, no acks, no answer to a
@@ -125,7 +129,7 @@ KEYS: Dict[str, Tuple[str, ...]] = {
              "tls"),
     "daemon": ("runtime_dir", "socket_mode", "socket_group", "log_traffic"),
     "links": ("methods", "ibb_block_size", "ibb_stanza", "ibb_window",
-              "max_links", "link_buffer", "offer_timeout", "attempt_timeout",
+              "max_links", "link_buffer", "max_buffered", "offer_timeout", "attempt_timeout",
               "peer_timeout", "attach_timeout", "e2e"),
     "s5b": ("listen", "advertise", "proxy", "connect", "max_handshakes"),
     "accept": ("allow",),
@@ -366,6 +370,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
     ibbWindow = r.integer("links", "ibb_window", 32, 1, 256)
     maxLinks = r.integer("links", "max_links", 64, 1)
     linkBuffer = r.size("links", "link_buffer", 262144, 1024)
+    maxBuffered = r.size("links", "max_buffered", 8 * 1024 * 1024, 65536)
     offerTimeout = r.seconds("links", "offer_timeout", 60.0)
     attemptTimeout = r.seconds("links", "attempt_timeout", 30.0)
     peerTimeout = r.seconds("links", "peer_timeout", 60.0)
@@ -387,6 +392,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
         socket_group=socketGroup, methods=methods,
         ibb_block_size=ibbBlockSize, ibb_stanza=ibbStanza,
         ibb_window=ibbWindow, max_links=maxLinks, link_buffer=linkBuffer,
+        max_buffered=maxBuffered,
         offer_timeout=offerTimeout, attempt_timeout=attemptTimeout,
         peer_timeout=peerTimeout, attach_timeout=attachTimeout,
         log_traffic=logTraffic, s5b_listen=listen, s5b_advertise=advertise,

@@ -18,6 +18,7 @@ from bytestreamd import application as app
 from bytestreamd.errors import (
     NoSuchLink, NotConnected, PeerError, ResourceLimit, SyntaxErrorInArgument)
 from bytestreamd.events import BAD, CLOS, ERR, Event, LinkInfo
+from bytestreamd.links.budget import ByteBudget
 from bytestreamd.interfaces import IControlBackend, IE2EControl, INegotiator
 from bytestreamd.links import machine as m
 from bytestreamd.links.effects import Effects
@@ -64,6 +65,8 @@ class LinkManager(IncomingOffers, Effects, E2ELinks):
         self._links: Dict[str, Link] = {}
         self._sinks: List[Callable[[Event], None]] = []
         self._linksDir = os.path.join(config.runtime_dir, "links")
+        #: What all links together may hold of their local clients' bytes.
+        self.budget = ByteBudget(getattr(config, "max_buffered", 8 * 1024 * 1024))
 
     # --- events -----------------------------------------------------------
 
@@ -173,7 +176,8 @@ class LinkManager(IncomingOffers, Effects, E2ELinks):
                               lambda reason: self._feed(link, m.REMOTE_ENDED, failure=reason),
                               clock=self.reactor, holdLimit=self.config.link_buffer,
                               settleTimeout=self.config.peer_timeout,
-                              onLocalConnected=lambda: self._localConnected(link))
+                              onLocalConnected=lambda: self._localConnected(link),
+                              budget=self.budget)
         return link.splice
 
     def _localConnected(self, link: Link) -> None:

@@ -21,9 +21,13 @@ from bytestreamd.local.stanzas import StanzaRelay
 
 def makeEnd(e2eMode: Optional[str], onEnded: Callable[[Failure], None], clock: Any,
             holdLimit: int, settleTimeout: float,
-            onLocalConnected: Optional[Callable[[], None]] = None) -> ILinkEnd:
-    """The end for a link whose e2e mode is ``e2eMode`` (None: plain)."""
+            onLocalConnected: Optional[Callable[[], None]] = None,
+            budget: Any = None) -> ILinkEnd:
+    """
+    The end for a link whose e2e mode is ``e2eMode`` (None: plain);
+    ``budget`` is the daemon-wide byte budget a Splice joins.
+    """
     if e2eMode == "xmpp":
         return StanzaRelay(onEnded, clock=clock, onLocalConnected=onLocalConnected)
     return Splice(holdLimit, onEnded, clock=clock, settleTimeout=settleTimeout,
-                  onLocalConnected=onLocalConnected)
+                  onLocalConnected=onLocalConnected, budget=budget)
