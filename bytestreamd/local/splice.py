@@ -284,9 +284,11 @@ class Splice:
         self.lifecycle = lifecycle or LinkLifecycle(False, self.settleTimeout)
         self.channel = channel
         if getattr(stream, "relayed", False) and self.lifecycle.confirmed \
-                and channel is not None:
+                and channel is not None and getattr(stream, "e2eFingerprint", None) is None:
             # A relay may strand our last bytes (docs/protocol.rst): keep
-            # them, to re-send in-band if the peer asks.
+            # them, to re-send in-band if the peer asks.  Never on an e2e
+            # link: they would cross the servers in clear, and a tail the
+            # servers could forge would reach the local client (docs/e2e.rst).
             self._kept = bytearray()
             channel.onTail = self.peerTail
         if self.budget is not None:

@@ -13,10 +13,12 @@ End-to-end links on the real tier: two twistd daemons on Prosody.
   and literal XEP-0246 strings answer a real daemon's e2e=bytes link with
   the peer's key; the daemon's link is GOOD and bytes cross both ways.
 
-Known, not of e2e's making: a link through Prosody's proxy65 sometimes
-stalls a few KiB before its end -- plain S5B too (4 KiB short of 32 MiB
-sent target -> initiator on one link, in 1 of 3 runs); with e2e's 16 KiB
-TLS records it happens most runs, hence the xfail on the proxy65 test.
+Known: Prosody's proxy65 may strand the last few KiB of a link (plain S5B
+too).  Plain links get them re-sent in-band over XMPP (docs/protocol.rst,
+"tail"); an e2e link must not, since that would carry its plaintext
+through the servers, so an e2e link through proxy65 can still stall at
+its end: the proxy65 test is an xfail until the tail is re-sent as
+ciphertext (docs/e2e.rst, "Not done yet").
 """
 
 from __future__ import annotations
@@ -109,9 +111,9 @@ def test_e2e_bytes_s5b_direct_nc_each_way(daemons, tmp_path):
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "pre-existing: links through Prosody's proxy65 sometimes stall a few KiB "
-    "before the end (seen without e2e too: tests/integration/test_e2e.py "
-    "docstring); e2e's TLS records make it frequent"))
+    "Prosody's proxy65 may strand a link's last bytes; plain links get them "
+    "re-sent in-band (docs/protocol.rst), e2e links must not (that would "
+    "carry plaintext through the servers): see docs/e2e.rst, Not done yet"))
 @pytest.mark.timeout(2 * SLOW)
 def test_e2e_bytes_s5b_proxy65_32MiB_each_way(daemons, tmp_path):
     proxyOnly = {"links": {"methods": "s5b"}, "s5b": {"listen": "none"}}

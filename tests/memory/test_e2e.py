@@ -321,3 +321,4 @@ def test_e2e_xmpp_is_not_for_files(world, pair):
     alice, bob, ctl, watch = pair
     reply = ctl.command("OPEN bob@example.test/daemon profile=file name=f size=1 e2e=xmpp")
     assert reply.code == 512 and "e2e=xmpp is for links" in reply.text
+
