@@ -87,7 +87,7 @@ def test_e2e_bytes_s5b_direct_32MiB_each_way(daemons, tmp_path):
     _bigExchange(ex)
 
 
-def _ncBothWays(alice, bob, tmp_path, method: str) -> None:
+def _ncBothWays(alice, bob, tmp_path, method: str, timeout: float = 240) -> None:
     """
     32 MiB alice -> bob, then 32 MiB bob -> alice, each on its own e2e link
     with ``nc -U`` on both link sockets (sha-checked by transferFile), and
@@ -95,7 +95,7 @@ def _ncBothWays(alice, bob, tmp_path, method: str) -> None:
     """
     options = "methods=%s e2e=bytes" % method
     for src, dst in ((alice, bob), (bob, alice)):
-        result = transferFile(src, dst, tmp_path, BIG, options, method, timeout=240)
+        result = transferFile(src, dst, tmp_path, BIG, options, method, timeout=timeout)
         good = [e for e in result.senderEvents if e.words[2] == "GOOD"][0]
         assert good.options.get("e2e") == "tls", good
         assert good.options.get("fingerprint") == _fingerprint(dst), good
@@ -118,7 +118,7 @@ def test_e2e_bytes_s5b_direct_nc_each_way(daemons, tmp_path):
 def test_e2e_bytes_s5b_proxy65_32MiB_each_way(daemons, tmp_path):
     proxyOnly = {"links": {"methods": "s5b"}, "s5b": {"listen": "none"}}
     alice, bob = _pair(daemons, tmp_path, proxyOnly, proxyOnly)
-    _ncBothWays(alice, bob, tmp_path, "s5b")
+    _ncBothWays(alice, bob, tmp_path, "s5b", timeout=60)
     assert "proxy.localhost" in alice.logText() and "proxy.localhost" in bob.logText()
 
 
