@@ -200,6 +200,36 @@ class Setup:
         return "\n".join(parts)
 
 
+class TreeDaemon(DaemonProcess):
+    """
+    A DaemonProcess whose twistd runs the package from another tree (a
+    scratch worktree of an earlier commit); settings that tree does not know
+    (``newKeys``: (section, key) pairs added since) are left out of its config.
+    """
+
+    NEW_KEYS = {("s5b", "connect"), ("links", "max_buffered")}
+
+    def __init__(self, tree: str, *args, **kwargs) -> None:
+        from tests.integration.harness import daemon as harnessDaemon
+        self.tree = tree
+        DaemonProcess.__init__(self, *args, **kwargs)
+        if tree != REPO_ROOT:
+            for section, key in self.NEW_KEYS:
+                self.sections.get(section, {}).pop(key, None)
+            harnessDaemon.writeConfig(self.configPath, self.sections)
+
+    def start(self, *args, **kwargs):
+        from tests.integration.harness import daemon as harnessDaemon
+        saved = harnessDaemon.REPO_ROOT, harnessDaemon.twistdEnvironment
+        env = dict(os.environ, PYTHONPATH=self.tree)
+        harnessDaemon.REPO_ROOT = self.tree
+        harnessDaemon.twistdEnvironment = lambda: env
+        try:
+            return DaemonProcess.start(self, *args, **kwargs)
+        finally:
+            harnessDaemon.REPO_ROOT, harnessDaemon.twistdEnvironment = saved
+
+
 # -- link rate ---------------------------------------------------------------
 
 class Payload:

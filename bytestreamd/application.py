@@ -37,25 +37,66 @@ PROFILE_NAMES = {
 Pairs = Tuple[Tuple[str, str], ...]
 
 
+#: The two kinds of end-to-end link (docs/e2e.rst): the link's bytes inside
+#: TLS, or an XEP-0246 stream of stanzas.
+E2E_MODES = ("bytes", "xmpp")
+
+
+@dataclass(frozen=True)
+class E2ERequest:
+    """
+    What one side of a link negotiation says about an end-to-end stream:
+    the ``mode`` (``bytes`` or ``xmpp``) and the SHA-256 ``fingerprint`` of
+    its own certificate (canonical colon-separated upper-case hex), sent
+    over its authenticated XMPP session so that the TLS handshake can be
+    bound to it.  In an offer it asks for the stream; in an answer it
+    accepts it.
+    """
+
+    mode: str
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        if self.mode not in E2E_MODES:
+            raise SyntaxErrorInArgument("e2e=%s is not one of %s"
+                                        % (self.mode, "|".join(E2E_MODES)))
+
+
 @dataclass(frozen=True)
 class LinkApplication:
     """
-    A bytestream to the peer's ``[services]`` entry ``service`` (or none).
-    ``many``: a ``connections=many`` link, whose socket takes any number of
-    local connections, each one more stream in the same session (Jingle
-    only; see docs/jingle.rst).
+    A bytestream to the peer's ``[services]`` entry ``service`` (or none);
+    ``e2e``: the link is (asked to be) end-to-end secured; ``many``: a
+    ``connections=many`` link, whose socket takes any number of local
+    connections, each one more stream in the same session (Jingle only; see
+    docs/jingle.rst).
     """
 
     service: Optional[str] = None
+    e2e: Optional[E2ERequest] = None
     many: bool = False
     profile: ClassVar[str] = LINK_PROFILE
 
     def details(self) -> Pairs:
-        return (("connections", "many"),) if self.many else ()
+        pairs = (("e2e", self.e2e.mode),) if self.e2e is not None else ()
+        return pairs + ((("connections", "many"),) if self.many else ())
 
     def offerDetails(self) -> Pairs:
         # the service is a field of its own in OFFER
-        return (("connections", "many"),) if self.many else ()
+        pairs: Pairs = ()
+        if self.e2e is not None:
+            pairs = (("e2e", self.e2e.mode), ("fingerprint", self.e2e.fingerprint))
+        return pairs + ((("connections", "many"),) if self.many else ())
+
+
+@dataclass(frozen=True)
+class LinkAnswer:
+    """What a link's acceptor answered: the e2e stream it accepted, if any."""
+
+    e2e: Optional[E2ERequest] = None
+
+    def details(self) -> Pairs:
+        return ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +113,8 @@ class FileApplication:
     date: Optional[str] = None
     desc: Optional[str] = None
     range: bool = False
+    #: The file is (asked to be) sent end-to-end, as a link's bytes are.
+    e2e: Optional[E2ERequest] = None
     profile: ClassVar[str] = FILE_PROFILE
 
     def details(self) -> Pairs:
@@ -81,6 +124,8 @@ class FileApplication:
             pairs.append(("hash", self.hash))
         if self.range:
             pairs.append(("range", "yes"))
+        if self.e2e is not None:
+            pairs.append(("e2e", self.e2e.mode))
         return tuple(pairs)
 
     def offerDetails(self) -> Pairs:
@@ -92,6 +137,8 @@ class FileApplication:
                 pairs.append((key, value))
         if self.range:
             pairs.append(("range", "yes"))
+        if self.e2e is not None:
+            pairs.extend((("e2e", self.e2e.mode), ("fingerprint", self.e2e.fingerprint)))
         return tuple(pairs)
 
 
@@ -105,6 +152,8 @@ class RangeAnswer:
 
     offset: int = 0
     length: Optional[int] = None
+    #: The e2e stream the receiver accepts along with the range, if any.
+    e2e: Optional[E2ERequest] = None
 
     def details(self) -> Pairs:
         """``offset``/``length`` on GOOD and in LINKS."""

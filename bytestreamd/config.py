@@ -23,7 +23,7 @@ import ipaddress
 import os
 import re
 import types
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.testing import MemoryReactor
@@ -83,6 +83,10 @@ class Config:
     ibb_window: int = 32
     max_links: int = 64
     link_buffer: int = 262144
+    #: Bytes taken from local clients that every link together may hold
+    #: (held before GOOD, queued, in flight unacknowledged); when reached,
+    #: local clients are not read until peers acknowledge (bytestreamd.links.budget).
+    max_buffered: int = 8 * 1024 * 1024
     offer_timeout: float = 60.0
     attempt_timeout: float = 30.0
     #: How long a peer may stay silent (no data, no acks, no answer to a
@@ -104,6 +108,19 @@ class Config:
     s5b_max_handshakes: Optional[int] = None
     # [accept]
     accept_allow: Tuple[str, ...] = ()
+    #: ``[links] e2e``: ``required`` (every link end-to-end, never a clear
+    #: byte), ``preferred`` (e2e=bytes with peers that can), ``off``
+    #: (plain unless OPEN asks; offers asking for it are still honoured).
+    links_e2e: str = "off"
+    # [e2e] (docs/e2e.rst)
+    #: Where identity.pem and known-peers live; "" = the default
+    #: ($STATE_DIRECTORY, /var/lib/bytestreamd as root, $XDG_STATE_HOME).
+    e2e_state_dir: str = ""
+    e2e_trust: str = "tofu"
+    #: The known-peers file; "" = <state dir>/known-peers.
+    e2e_known_peers: str = ""
+    #: PEM files of the CAs trusted by ``trust = ca``.
+    e2e_ca_certs: Tuple[str, ...] = ()
     # [services]
     services: Mapping[str, str] = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({}))
@@ -115,10 +132,11 @@ KEYS: Dict[str, Tuple[str, ...]] = {
              "tls"),
     "daemon": ("runtime_dir", "socket_mode", "socket_group", "log_traffic"),
     "links": ("methods", "negotiation", "ibb_block_size", "ibb_stanza", "ibb_window",
-              "max_links", "link_buffer", "offer_timeout", "attempt_timeout",
-              "peer_timeout", "attach_timeout"),
+              "max_links", "link_buffer", "max_buffered", "offer_timeout", "attempt_timeout",
+              "peer_timeout", "attach_timeout", "e2e"),
     "s5b": ("listen", "advertise", "proxy", "connect", "max_handshakes"),
     "accept": ("allow",),
+    "e2e": ("state_dir", "trust", "known_peers", "ca_certs"),
     "services": (),  # free-form: NAME = ENDPOINT
 }
 
@@ -356,6 +374,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
     ibbWindow = r.integer("links", "ibb_window", 32, 1, 256)
     maxLinks = r.integer("links", "max_links", 64, 1)
     linkBuffer = r.size("links", "link_buffer", 262144, 1024)
+    maxBuffered = r.size("links", "max_buffered", 8 * 1024 * 1024, 65536)
     offerTimeout = r.seconds("links", "offer_timeout", 60.0)
     attemptTimeout = r.seconds("links", "attempt_timeout", 30.0)
     peerTimeout = r.seconds("links", "peer_timeout", 60.0)
@@ -369,6 +388,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
 
     allow = _allow(r)
     services = _services(r)
+    e2e = _e2e(r)
 
     return Config(
         jid=jid, password=password, host=host, port=port, ca_certs=caCerts,
@@ -376,11 +396,43 @@ def _build(r: _Reader, environ: Mapping[str, str],
         socket_group=socketGroup, methods=methods, negotiation=negotiation,
         ibb_block_size=ibbBlockSize, ibb_stanza=ibbStanza,
         ibb_window=ibbWindow, max_links=maxLinks, link_buffer=linkBuffer,
+        max_buffered=maxBuffered,
         offer_timeout=offerTimeout, attempt_timeout=attemptTimeout,
         peer_timeout=peerTimeout, attach_timeout=attachTimeout,
         log_traffic=logTraffic, s5b_listen=listen, s5b_advertise=advertise,
         s5b_proxy=proxy, s5b_connect=connect, s5b_max_handshakes=maxHandshakes,
-        accept_allow=allow, services=services)
+        accept_allow=allow, services=services, **e2e)
+
+
+def _e2e(r: _Reader) -> Dict[str, Any]:
+    """``[links] e2e`` and the ``[e2e]`` section (docs/e2e.rst)."""
+    from bytestreamd.e2e.trust import DEFAULT_POLICY, POLICIES
+    from cryptography import x509
+
+    mode = r.choice("links", "e2e", "off", ("required", "preferred", "off"))
+    policy = r.choice("e2e", "trust", DEFAULT_POLICY, POLICIES)
+    stateDir = r.get("e2e", "state_dir") or ""
+    knownPeers = r.get("e2e", "known_peers") or ""
+    cas = r.items("e2e", "ca_certs") or ()
+    for path in cas:
+        try:
+            with open(path, "rb") as f:
+                certs = x509.load_pem_x509_certificates(f.read())
+        except OSError as e:
+            raise r.fail("e2e", "ca_certs", "cannot read %s: %s" % (path, e.strerror or e))
+        except ValueError as e:
+            raise r.fail("e2e", "ca_certs", "%s does not hold PEM certificates (%s)"
+                         % (path, e))
+        if not certs:
+            raise r.fail("e2e", "ca_certs", "%s holds no certificate" % path)
+    if policy == "ca" and not cas:
+        raise r.fail("e2e", "ca_certs", "trust = ca needs at least one CA certificate")
+    return dict(
+        links_e2e=mode, e2e_trust=policy,
+        e2e_state_dir=os.path.abspath(os.path.expanduser(stateDir)) if stateDir else "",
+        e2e_known_peers=(os.path.abspath(os.path.expanduser(knownPeers))
+                         if knownPeers else ""),
+        e2e_ca_certs=tuple(os.path.abspath(p) for p in cas))
 
 
 def _parseJID(r: _Reader, section: str, key: str, value: str) -> JID:

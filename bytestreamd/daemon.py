@@ -16,6 +16,7 @@ from twisted.application import service
 
 from bytestreamd import registry, runtime, sdnotify
 from bytestreamd.links.confirm import EndChannel
+from bytestreamd.e2e.disco import E2EFeatures
 from bytestreamd.control.protocol import ControlFactory
 from bytestreamd.xmpp.disco import PeerDiscovery
 from bytestreamd.errors import ConfigError
@@ -126,6 +127,7 @@ class Daemon(service.MultiService):
         self.jingle = byName.get("jingle")
         self.endChannel = EndChannel(requestTimeout=config.peer_timeout)
         self.xmpp.addHandler(self.endChannel)
+        self.xmpp.addHandler(E2EFeatures())
         self.presence = PeerPresence(self._peerOffline)
         self.xmpp.addHandler(self.presence)
         self.monitor = PeerMonitor(reactor, config.peer_timeout, self._cachedFeatures,
@@ -145,6 +147,7 @@ class Daemon(service.MultiService):
     @_stopOnConfigError
     def startService(self):
         _makeRuntimeDir(self.config)
+        _loadE2EIdentity(self.manager)
         service.MultiService.startService(self)
         for method in self.methods:
             # Bind the direct SOCKS5 ports now, so a port in use or a bad
@@ -191,6 +194,24 @@ class Daemon(service.MultiService):
             # Links cannot survive the stream: their stanzas would go nowhere.
             # The methods end their own streams on connectionLost; offers and
             # negotiations fail through their pending requests.
+
+
+def _loadE2EIdentity(manager) -> None:
+    """
+    With ``[links] e2e`` on, make or load the e2e identity now: a state
+    directory that cannot be used stops the daemon with one line, instead
+    of failing links later.  Off, nothing is written until e2e is asked for.
+    """
+    if getattr(manager.config, "links_e2e", "off") == "off":
+        return
+    try:
+        identity = manager.e2eService().load()
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError("[e2e] %s" % (e,))
+    log.info("e2e identity {path}: sha-256 {fp}", path=identity.path,
+             fp=identity.fingerprint)
 
 
 def _makeRuntimeDir(config) -> None:

@@ -201,6 +201,70 @@ class INegotiator(Interface):
         """
 
 
+class ILinkEnd(Interface):
+    """
+    What an established link's stream is handed to: the thing that joins it
+    to the link's local side and performs what the link's lifecycle
+    (:mod:`bytestreamd.links.lifecycle`) decides.  The link layer builds one
+    per link (``LinkManager._newEnd``) before the local socket exists, hands
+    it the stream at GOOD (:meth:`streamReady`) and tells it what the peer
+    says over XMPP (end confirmation, liveness); it never touches the bytes.
+
+    Providers: :class:`bytestreamd.local.splice.Splice` (plain bytes, also
+    for ``e2e=bytes``, whose stream is a TLS-terminated
+    :class:`bytestreamd.e2e.secure.SecuredStream`) and
+    :class:`bytestreamd.local.stanzas.StanzaRelay` (``e2e=xmpp``: stanzas).
+
+    The local side calls ``localConnected(proto)``, ``fromLocal(data)``,
+    ``localEOF()`` and ``localLost(reason)``
+    (:class:`bytestreamd.local.sockets.LocalProtocol`).
+    """
+
+    lifecycle = Attribute("The LinkLifecycle once streamReady was called, else None.")
+    hasLocal = Attribute("Whether a local client is connected.")
+    onActivity = Attribute("Called on each chunk from an out-of-band transport "
+                           "(liveness), or None.")
+
+    def streamReady(stream: Any, lifecycle: Any = None, channel: Any = None) -> None:
+        """The link is GOOD: attach to ``stream``; ``channel`` confirms ends."""
+
+    def peerEOF(sent: int) -> None:
+        """The peer's end-confirmation ``eof`` with its byte count."""
+
+    def peerEnded(end: Any) -> None:
+        """The peer's end-confirmation ``end``."""
+
+    def peerRefusedEnd(reason: str) -> None:
+        """The peer refused our end."""
+
+    def peerAskedFlush() -> None:
+        """The peer asks us to flush an announced tail."""
+
+    def peerGone(reason: str) -> None:
+        """Liveness: the peer is gone; end ERR."""
+
+    def fail(reason: str) -> None:
+        """End a GOOD link ERR for a local reason."""
+
+    def requestClose() -> None:
+        """``CLOSE``: end the link now."""
+
+    def abort() -> None:
+        """The link ended BAD or before GOOD: drop the local side now."""
+
+    def localConnected(proto: Any) -> None:
+        """A local client connected (its protocol)."""
+
+    def fromLocal(data: bytes) -> None:
+        """Bytes from the local client."""
+
+    def localEOF() -> None:
+        """The local client half-closed."""
+
+    def localLost(reason: Any) -> None:
+        """The local client is gone."""
+
+
 class IIncomingOffer(Interface):
     """
     An offer from a peer, waiting for a decision.  It stays unanswered until
@@ -306,3 +370,23 @@ class IControlBackend(Interface):
 
     def forgetOwner(owner: object) -> None:
         """The control connection ``owner`` went away."""
+
+
+class IE2EControl(Interface):
+    """
+    The control backend's e2e commands (``FINGERPRINT``, ``TRUST``,
+    ``FORGET``; docs/e2e.rst), apart from :class:`IControlBackend` so that
+    a backend without e2e still provides that.
+    """
+
+    def fingerprint() -> list:
+        """``(key, value)`` pairs: this daemon's e2e certificate fingerprint."""
+
+    def trust(jid: str, fingerprint: str) -> list:
+        """Pin ``fingerprint`` for ``jid`` (known-peers)."""
+
+    def pins(jid: Optional[str] = None) -> list:
+        """The pinned fingerprints (of ``jid``)."""
+
+    def forget(jid: str, fingerprint: Optional[str] = None) -> list:
+        """Unpin ``jid``'s fingerprints (or the one given)."""

@@ -93,6 +93,7 @@ def peerSummary(peer: str, identities, features) -> Pairs:
         ("profiles", ",".join(profiles) or "-"),
         ("si-multiple", "yes" if ns.NS_SI_MULTIPLE in features else "no"),
         ("jingle", "yes" if "urn:xmpp:jingle:1" in features else "no"),
+        ("e2e", "yes" if "urn:x-bytestreamd:e2e:bytes:0" in features else "no"),
         ("identities", ",".join("%s/%s" % i for i in sorted(identities)) or "-"),
         ("features", ",".join(sorted(features))),
     ]

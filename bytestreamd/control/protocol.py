@@ -90,13 +90,13 @@ class _Spec:
 _COMMANDS: Dict[str, _Spec] = {
     "OPEN": _Spec(
         "OPEN <jid> [service=NAME] [methods=m1,m2] [block-size=N] [stanza=iq|message] "
-        "[negotiation=jingle|si] [connections=one|many] [profile=link|file] [name=NAME size=N [hash=MD5] [date=ISO8601] [desc=TEXT] "
-        "[range=yes]]",
-        "open an outgoing link (profile=file: offer a file, XEP-0096); "
-        "progress comes as 650 LINK events",
+        "[negotiation=jingle|si] [connections=one|many] [profile=link|file] "
+        "[name=NAME size=N [hash=MD5] [date=ISO8601] [desc=TEXT] "
+        "[range=yes]] [e2e=bytes|xmpp|off]",
+        "open an outgoing link (profile=file: offer a file, XEP-0096; e2e: end-to-end "
+        "TLS, docs/e2e.rst); progress comes as 650 LINK events",
         args=("jid",), options=("service", "methods", "block-size", "stanza", "profile",
-                                 "negotiation", "connections")
-        + _FILE_OPTIONS),
+                                "e2e", "negotiation", "connections") + _FILE_OPTIONS),
     "ACCEPT": _Spec("ACCEPT <id> [offset=N] [length=N]",
                     "accept an offered link (offset/length: part of a ranged file offer)",
                     args=("id",), options=("offset", "length")),
@@ -111,6 +111,13 @@ _COMMANDS: Dict[str, _Spec] = {
     "UNWATCH": _Spec("UNWATCH", "receive only events about this connection's links"),
     "HELP": _Spec("HELP [command]", "describe the commands", optionalArgs=("command",)),
     "QUIT": _Spec("QUIT", "close this control connection"),
+    "FINGERPRINT": _Spec("FINGERPRINT", "show this daemon's e2e certificate fingerprint"),
+    "TRUST": _Spec("TRUST <jid> [fingerprint]",
+                   "pin a peer's e2e certificate fingerprint (known-peers); without "
+                   "one, list its pins", args=("jid",), optionalArgs=("fingerprint",)),
+    "FORGET": _Spec("FORGET <jid> [fingerprint]",
+                    "unpin a peer's e2e fingerprints (all, or the one given)",
+                    args=("jid",), optionalArgs=("fingerprint",)),
 }
 
 
@@ -353,8 +360,8 @@ class ControlProtocol(protocol.Protocol):
     def do_OPEN(self, jid: str, service: Optional[str] = None,
                 methods: Optional[str] = None, block_size: Optional[str] = None,
                 stanza: Optional[str] = None, profile: Optional[str] = None,
-                negotiation: Optional[str] = None, connections: Optional[str] = None,
-                **fileOptions: str) -> bytes:
+                e2e: Optional[str] = None, negotiation: Optional[str] = None,
+                connections: Optional[str] = None, **fileOptions: str) -> bytes:
         peer = grammar.parseJID(jid)
         if service is not None and not service:
             raise SyntaxErrorInArgument("service= needs a name")
@@ -386,7 +393,8 @@ class ControlProtocol(protocol.Protocol):
             peer, owner=self, service=service,
             methods=None if methods is None else _parseMethods(methods),
             blockSize=None if block_size is None else _parseBlockSize(block_size),
-            stanza=None if stanza is None else _parseStanza(stanza), **extra)
+            stanza=None if stanza is None else _parseStanza(stanza), **extra,
+            **({} if e2e is None else {"e2e": _parseE2E(e2e)}))
         return self._linkReply(info)
 
     def do_ACCEPT(self, linkId: str, offset: Optional[str] = None,
@@ -429,6 +437,17 @@ class ControlProtocol(protocol.Protocol):
     def do_UNWATCH(self) -> bytes:
         self._watching = False
         return _ok()
+
+    def do_FINGERPRINT(self) -> bytes:
+        return _pairsReply(self.backend.fingerprint())
+
+    def do_TRUST(self, jid: str, fingerprint: Optional[str] = None) -> bytes:
+        if fingerprint is None:
+            return _pairsReply(self.backend.pins(jid))
+        return _pairsReply(self.backend.trust(jid, fingerprint))
+
+    def do_FORGET(self, jid: str, fingerprint: Optional[str] = None) -> bytes:
+        return _pairsReply(self.backend.forget(jid, fingerprint))
 
     def do_HELP(self, verb: Optional[str] = None) -> bytes:
         if verb is None:
@@ -603,6 +622,12 @@ def _fileHeaders(options: Dict[str, str]) -> Dict[str, str]:
         if flag in _YES:
             headers["range"] = "true"
     return headers
+
+
+def _parseE2E(text: str) -> str:
+    if text not in ("bytes", "xmpp", "off"):
+        raise SyntaxErrorInArgument("e2e=%s: expected bytes, xmpp or off" % (text,))
+    return text
 
 
 def _parseStanza(text: str) -> str:

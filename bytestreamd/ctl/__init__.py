@@ -32,8 +32,9 @@ from typing import Any, Optional, Sequence
 
 from bytestreamd.ctl.client import (EXIT_FAILED, EXIT_USAGE, REPLY_TIMEOUT, ControlConnection,
                                     CtlError, defaultControlPath)
-from bytestreamd.ctl.commands import (cmdClose, cmdConnect, cmdLinks, cmdListen, cmdOpen,
-                                      cmdStatus, cmdWatch)
+from bytestreamd.ctl.commands import (cmdClose, cmdConnect, cmdFingerprint, cmdForget,
+                                      cmdLinks, cmdListen, cmdOpen, cmdStatus, cmdTrust,
+                                      cmdWatch)
 from bytestreamd.ctl.files import cmdReceive, cmdSend
 from bytestreamd.ctl.forward import cmdForward
 from bytestreamd.ctl.link import LINGER
@@ -84,6 +85,15 @@ def _methodOptions(p: argparse.ArgumentParser) -> None:
                    help="bytestream methods in preference order, e.g. s5b,ibb")
     p.add_argument("--block-size", metavar="N", type=int, help="IBB block size")
     p.add_argument("--stanza", choices=("iq", "message"), help="IBB stanza kind")
+    e2e = p.add_mutually_exclusive_group()
+    e2e.add_argument("--e2e", dest="e2e", action="store_const", const="bytes",
+                     help="end-to-end: the bytes travel inside TLS between the two "
+                          "daemons, or the link fails (docs/e2e.rst)")
+    e2e.add_argument("--no-e2e", dest="e2e", action="store_const", const="off",
+                     help="a plain link even when [links] e2e = preferred")
+    e2e.add_argument("--e2e-mode", dest="e2e", choices=("bytes", "xmpp", "off"),
+                     help="e2e=MODE; xmpp: the socket carries the stanzas of an "
+                          "XEP-0246 stream")
 
 
 def _fromOption(p: argparse.ArgumentParser) -> None:
@@ -147,6 +157,16 @@ def buildParser() -> argparse.ArgumentParser:
                    help="PORT, HOST:PORT, tcp:[HOST:]PORT, or unix:PATH")
     p.add_argument("jid", metavar="JID")
     _linkOptions(p)
+    add("fingerprint", cmdFingerprint, "show this daemon's e2e certificate fingerprint "
+        "(compare it with what a peer pinned)", withJson=True)
+    p = add("trust", cmdTrust, "pin a peer's e2e certificate fingerprint (known-peers); "
+            "without FINGERPRINT, list its pins", withJson=True)
+    p.add_argument("jid", metavar="JID")
+    p.add_argument("fingerprint", metavar="FINGERPRINT", nargs="?")
+    p = add("forget", cmdForget, "unpin a peer's e2e fingerprints (all, or the one given)",
+            withJson=True)
+    p.add_argument("jid", metavar="JID")
+    p.add_argument("fingerprint", metavar="FINGERPRINT", nargs="?")
     p = add("send", cmdSend, "offer FILE to JID (XEP-0096 file transfer) and send it",
             withJson=True)
     p.add_argument("file", metavar="FILE")

@@ -31,6 +31,7 @@ def methodPairs(args: argparse.Namespace) -> List[Tuple[str, Optional[str]]]:
         ("methods", ",".join(_splitMethods(args.methods)) if args.methods else None),
         ("block-size", None if args.block_size is None else str(args.block_size)),
         ("stanza", args.stanza),
+        ("e2e", getattr(args, "e2e", None)),
     ]
 
 
@@ -97,6 +98,45 @@ def cmdOpen(control: ControlConnection, args: argparse.Namespace, console: Conso
     if waitGood(control, linkId, deadlineAfter(args.wait_timeout)) is None:
         raise CtlError("link %s not GOOD within %g s" % (linkId, args.wait_timeout))
     return EXIT_OK
+
+
+def _pairsCommand(control: ControlConnection, line: str, args: argparse.Namespace,
+                  console: Console) -> int:
+    reply = control.check(line)
+    pairs: List[Tuple[str, str]] = []
+    for text in reply.lines[:-1]:
+        words, options = parseLine(text)
+        pairs.extend(options.items())
+    if args.json:
+        obj: Dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj:  # several pins
+                obj[key] = (obj[key] if isinstance(obj[key], list) else [obj[key]]) + [value]
+            else:
+                obj[key] = value
+        printJSON(console, obj)
+    else:
+        writeFields(console.out, pairs)
+    return EXIT_OK
+
+
+def cmdFingerprint(control: ControlConnection, args: argparse.Namespace,
+                   console: Console) -> int:
+    return _pairsCommand(control, "FINGERPRINT", args, console)
+
+
+def cmdTrust(control: ControlConnection, args: argparse.Namespace, console: Console) -> int:
+    line = "TRUST " + formatValue(args.jid)
+    if args.fingerprint:
+        line += " " + formatValue(args.fingerprint)
+    return _pairsCommand(control, line, args, console)
+
+
+def cmdForget(control: ControlConnection, args: argparse.Namespace, console: Console) -> int:
+    line = "FORGET " + formatValue(args.jid)
+    if args.fingerprint:
+        line += " " + formatValue(args.fingerprint)
+    return _pairsCommand(control, line, args, console)
 
 
 def cmdClose(control: ControlConnection, args: argparse.Namespace, console: Console) -> int:

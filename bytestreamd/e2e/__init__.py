@@ -15,6 +15,12 @@ One module per concern, none of them doing I/O on its own:
 * :mod:`~bytestreamd.e2e.tls` -- the pyOpenSSL context for the mutual
   handshake, and reading the peer's certificate afterwards.
 
+and, wiring them into links: :mod:`~bytestreamd.e2e.service` (identity,
+policy and pins for the daemon), :mod:`~bytestreamd.e2e.secure` (the
+machine run on a link's stream, STARTTLS included) and
+:mod:`~bytestreamd.e2e.disco`; the link layer's side is
+:mod:`bytestreamd.links.e2e`.
+
 See docs/e2e.rst for the whole picture.
 """
 

@@ -32,7 +32,20 @@ by ``attach_timeout``, GOOD waiting on the peer by the liveness check
 bytestreamd peer confirms it).
 """
 
-from bytestreamd.links.link import Link
-from bytestreamd.links.manager import LinkManager, log  # log: a SafeLogger
-
 __all__ = ["Link", "LinkManager", "log"]
+
+
+def __getattr__(name: str):
+    """
+    Import the registry on first use, not with the package: the sans-I/O
+    parts (:mod:`.lifecycle`, :mod:`.machine`) are used by :mod:`bytestreamd.local`,
+    which the registry itself imports, and an eager import here made that a
+    cycle (importing ``bytestreamd.local`` first failed).
+    """
+    if name == "Link":
+        from bytestreamd.links.link import Link
+        return Link
+    if name in ("LinkManager", "log"):  # log: a SafeLogger
+        from bytestreamd.links import manager
+        return getattr(manager, name)
+    raise AttributeError(name)

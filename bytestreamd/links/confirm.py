@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from bytestreamd import ns
 from bytestreamd.errors import NotConnected, stanzaError
-from bytestreamd.xmpp.stanzas import Handler, errorFor, failureText, makeIQ, parseJID, resultFor
+from bytestreamd.xmpp.stanzas import LATER, Handler, failureText, makeIQ, parseJID
 from bytestreamd.text import SafeLogger
 from bytestreamd.wire import end as wire
 
@@ -53,15 +53,28 @@ class EndSession:
         self.onEOF = onEOF
         self.onEnd = onEnd
         self.onRefused = onRefused
-        #: Called when the peer asks us to flush (half-close) the transport.
-        self.onFlush: Optional[Callable[[], None]] = None
+        #: Called when the peer asks us to flush: with no argument (half-close
+        #: the transport), or with how many of our bytes arrived (send the
+        #: rest in-band, see ``sendTail``).
+        self.onFlush: Optional[Callable[..., None]] = None
+        #: Called with (offset, bytes) for each ``<tail/>`` the peer sends.
+        self.onTail: Optional[Callable[[int, bytes], None]] = None
         self._pending: list = []
 
     def sendEOF(self, sent: int) -> None:
         self._send(wire.EOF(self.sid, sent).toElement())
 
-    def sendFlush(self) -> None:
-        self._send(wire.Flush(self.sid).toElement())
+    def sendFlush(self, received: Optional[int] = None) -> None:
+        self._send(wire.Flush(self.sid, received).toElement())
+
+    def sendTail(self, offset: int, data: bytes) -> None:
+        """Our stream's bytes from ``offset`` on, in-band, in order."""
+        log.info("re-sending {n} bytes of session {sid} from offset {offset} to {peer} "
+                 "in-band (a relay stranded them)", n=len(data), sid=self.sid,
+                 offset=offset, peer=self.peer.full())
+        for start in range(0, len(data), wire.TAIL_CHUNK):
+            chunk = data[start:start + wire.TAIL_CHUNK]
+            self._send(wire.Tail(self.sid, offset + start, chunk).toElement())
 
     def sendEnd(self, end) -> None:
         self._send(wire.End(self.sid, end.sent, end.received, end.status,
@@ -123,18 +136,16 @@ class EndChannel(Handler):
         return []
 
     def connectionInitialized(self) -> None:
-        self.xmlstream.addObserver(REQUEST, self._onRequest)
-        self.xmlstream.addObserver(SESSION_QUERY, self._onSessionQuery)
+        self.observeIQ(REQUEST, self._onRequest)
+        self.observeIQ(SESSION_QUERY, self._onSessionQuery)
 
     def _onSessionQuery(self, iq: domish.Element) -> None:
-        iq.handled = True
+        """Does this session exist here? (through the IQ boundary)"""
         element = next(iq.elements(ns.NS_END, "session"), None)
         sender = parseJID(iq.getAttribute("from"))
         sid = element.getAttribute("sid") if element is not None else None
-        if sender is not None and sid and (sender.full(), sid) in self._sessions:
-            self._answer(resultFor(iq))
-        else:
-            self._answer(errorFor(iq, stanzaError("item-not-found", type="cancel")))
+        if sender is None or not sid or (sender.full(), sid) not in self._sessions:
+            raise stanzaError("item-not-found", type="cancel")
 
     def open(self, peer: JID, sid: str, onEOF, onEnd, onRefused) -> EndSession:
         session = EndSession(self, peer, sid, onEOF, onEnd, onRefused)
@@ -151,7 +162,13 @@ class EndChannel(Handler):
             session.onEOF(value.sent)
         elif isinstance(value, wire.Flush):
             if session.onFlush is not None:
-                session.onFlush()
+                if value.received is None:
+                    session.onFlush()
+                else:
+                    session.onFlush(value.received)
+        elif isinstance(value, wire.Tail):
+            if session.onTail is not None:
+                session.onTail(value.offset, value.data)
         else:
             session.onEnd(value)
 
@@ -168,14 +185,8 @@ class EndChannel(Handler):
         except NotConnected as e:
             return defer.fail(e)
 
-    def _answer(self, response: domish.Element) -> None:
-        try:
-            self.send(response)
-        except NotConnected:
-            pass
-
     def _onRequest(self, iq: domish.Element) -> None:
-        iq.handled = True
+        """An eof, end or flush (through the IQ boundary)."""
         element = next(iq.elements(ns.NS_END), None)
         sender = parseJID(iq.getAttribute("from"))
         try:
@@ -183,22 +194,22 @@ class EndChannel(Handler):
                 raise wire.MalformedEnd("no element or no sender")
             value = wire.parse(element)
         except wire.MalformedEnd as e:
-            self._answer(errorFor(iq, stanzaError("bad-request", str(e), type="modify")))
-            return
+            raise stanzaError("bad-request", str(e), type="modify")
         key = (sender.full(), value.sid)
         session = self._sessions.get(key)
         if session is None:
             early = self._early.get(key)
             if early is not None and len(early) < self.MAX_EARLY:
                 early.append(value)
-                self._answer(resultFor(iq))
                 return
             log.info("end confirmation for unknown session {sid} from {peer}",
                      sid=value.sid, peer=sender.full())
-            self._answer(errorFor(iq, stanzaError("item-not-found", type="cancel")))
-            return
-        self._answer(resultFor(iq))
+            raise stanzaError("item-not-found", type="cancel")
+        # Answered before it is acted on, as before the boundary: what the
+        # session does next (its own end) must follow this result.
+        self.replyTo(iq, None)
         self._deliver(session, value)
+        return LATER
 
     @property
     def sessions(self) -> Dict[Tuple[str, str], EndSession]:

@@ -73,7 +73,8 @@ class Effects:
                 # In-band data is seen by the monitor's stanza observer;
                 # only an out-of-band transport needs the per-chunk mark.
                 splice.onActivity = self.monitor.heardFrom(link.peer.full())
-        self._linkEvent(link, GOOD, stream.method, extra=tuple(link.rangeDetails()))
+        self._linkEvent(link, GOOD, stream.method,
+                        extra=tuple(link.rangeDetails()) + self._e2eGood(link))
         if not splice.hasLocal and link.port is not None and link.many is None:
             link.attachTimer = self.reactor.callLater(
                 self.config.attach_timeout, self._feed, link, m.ATTACH_EXPIRED)

@@ -47,6 +47,7 @@ class IncomingOffers:
         link = Link(self._newId(), peer, "in", None, application, offer.negotiation,
                     service=service)
         link.offer = offer
+        self._e2eOffered(link)  # may refuse it (OfferRejected, with why)
         self._links[link.id] = link
         if self.discovery is not None:
             # Whether the peer confirms link ends is decided at GOOD; ask now.
@@ -134,7 +135,8 @@ class IncomingOffers:
     def _startAccept(self, link: Link, rangeAnswer: Optional[app.RangeAnswer] = None) -> None:
         if self.endChannel is not None:
             self.endChannel.expect(link.peer, link.offer.sid)
-        self._negotiate(link, link.offer.accept(self._progress(link), rangeAnswer))
+        answer = self._e2eAnswer(link, rangeAnswer)
+        self._negotiate(link, link.offer.accept(self._progress(link), answer))
 
     def _acceptForService(self, link: Link, endpointString: str) -> None:
         """

@@ -92,6 +92,12 @@ class SendFlush:
 
 
 @dataclass(frozen=True)
+class SendTail:
+    """Send the peer our stream's bytes from ``offset`` on, in-band."""
+    offset: int
+
+
+@dataclass(frozen=True)
 class LocalEOF:
     """The peer will send nothing more: half-close the local client's input."""
 
@@ -407,9 +413,25 @@ class LinkLifecycle:
         self.flushAsked = True
         return [SendFlush()]
 
-    def peerAskedFlush(self) -> List[Effect]:
-        """The peer is missing our last bytes: half-close the transport."""
-        if self.finished or not self.eofSent or not self.halfClose:
+    def peerAskedFlush(self, received: Optional[int] = None,
+                       keptFrom: Optional[int] = None) -> List[Effect]:
+        """
+        The peer is missing our last bytes.  With ``received`` (what
+        arrived) and our stream's bytes still kept from offset ``keptFrom``
+        on (a relayed link keeps its last ones): send it the rest in-band --
+        the transport stays as it is, so a relay that closes both legs on
+        one EOF (Prosody's proxy65) cannot cut the other direction.
+        Otherwise: half-close the transport, which usually makes the relay
+        pass on what it held.
+        """
+        if self.finished or not self.eofSent:
+            return []
+        if received is not None:
+            if received >= self.sent:
+                return []  # nothing is missing (the bytes came meanwhile)
+            if keptFrom is not None and keptFrom <= received:
+                return [SendTail(received)]
+        if not self.halfClose:
             return []
         return [HalfCloseTransport()]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from twisted.internet import defer
 from twisted.words.protocols.jabber.jid import JID
@@ -11,7 +11,9 @@ from bytestreamd import application as app
 from bytestreamd.events import NEGOTIATING, OFFER, LinkInfo
 from bytestreamd.links.lifecycle import LinkLifecycle
 from bytestreamd.links.machine import LinkMachine
-from bytestreamd.local.sockets import Splice
+
+if TYPE_CHECKING:  # local/ imports links.lifecycle: no import cycle at run time
+    from bytestreamd.local.splice import Splice
 
 
 class Link:
@@ -54,6 +56,12 @@ class Link:
         #: Running while a GOOD link has no local client yet.
         self.attachTimer = None
         self.watched = False
+        #: The e2e stream this link asks for or accepted (``bytes``/``xmpp``;
+        #: None: plain), whether plain is refused, and what the peer
+        #: signalled (an application.E2ERequest; see bytestreamd.links.e2e).
+        self.e2eMode: Optional[str] = None
+        self.e2eRequired = False
+        self.peerE2E = None
         #: A ``connections=many`` link's connections (links.many), else None.
         self.many = None
 

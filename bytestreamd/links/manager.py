@@ -18,12 +18,15 @@ from bytestreamd import application as app
 from bytestreamd.errors import (
     NoSuchLink, NotConnected, PeerError, ResourceLimit, SyntaxErrorInArgument)
 from bytestreamd.events import BAD, CLOS, ERR, Event, LinkInfo
-from bytestreamd.interfaces import IControlBackend, INegotiator
+from bytestreamd.links.budget import ByteBudget
+from bytestreamd.interfaces import IControlBackend, IE2EControl, INegotiator
 from bytestreamd.links import machine as m
 from bytestreamd.links.effects import Effects
+from bytestreamd.links.e2e import E2ELinks
 from bytestreamd.links.incoming import IncomingOffers
 from bytestreamd.links.link import Link
 from bytestreamd.links.many import ManyConnections, ManySocketFactory
+from bytestreamd.local.ends import makeEnd
 from bytestreamd.local.sockets import LinkSocketFactory, Splice, listenLinkSocket
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.text import SafeLogger
@@ -31,8 +34,8 @@ from bytestreamd.text import SafeLogger
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
-@implementer(IControlBackend)
-class LinkManager(IncomingOffers, Effects):
+@implementer(IControlBackend, IE2EControl)
+class LinkManager(IncomingOffers, Effects, E2ELinks):
     """
     Owns every link.  ``negotiators`` are the INegotiator providers in
     preference order (one is picked per peer, see :meth:`negotiatorFor`),
@@ -42,8 +45,11 @@ class LinkManager(IncomingOffers, Effects):
 
     def __init__(self, reactor, config, xmpp, negotiators: Sequence[INegotiator],
                  discovery, methodNames: List[str], endChannel=None, monitor=None,
-                 presence=None):
+                 presence=None, e2e=None):
         self.reactor = reactor
+        #: The E2EService (bytestreamd.e2e.service); made from the config
+        #: on first use when not given.
+        self._e2eService = e2e
         self.config = config
         self.xmpp = xmpp
         self.negotiators = list(negotiators)
@@ -60,6 +66,8 @@ class LinkManager(IncomingOffers, Effects):
         self._links: Dict[str, Link] = {}
         self._sinks: List[Callable[[Event], None]] = []
         self._linksDir = os.path.join(config.runtime_dir, "links")
+        #: What all links together may hold of their local clients' bytes.
+        self.budget = ByteBudget(getattr(config, "max_buffered", 8 * 1024 * 1024))
 
     # --- events -----------------------------------------------------------
 
@@ -165,11 +173,14 @@ class LinkManager(IncomingOffers, Effects):
         link.socketPath = path
 
     def _newSplice(self, link: Link) -> Splice:
-        link.splice = Splice(self.config.link_buffer,
-                             lambda reason: self._feed(link, m.REMOTE_ENDED, failure=reason),
-                             clock=self.reactor,
-                             settleTimeout=self.config.peer_timeout,
-                             onLocalConnected=lambda: self._localConnected(link))
+        """The link's ILinkEnd (bytestreamd.local.ends): a Splice, or a
+        StanzaRelay for an e2e=xmpp link."""
+        link.splice = makeEnd(link.e2eMode,
+                              lambda reason: self._feed(link, m.REMOTE_ENDED, failure=reason),
+                              clock=self.reactor, holdLimit=self.config.link_buffer,
+                              settleTimeout=self.config.peer_timeout,
+                              onLocalConnected=lambda: self._localConnected(link),
+                              budget=self.budget)
         return link.splice
 
     def _localConnected(self, link: Link) -> None:
@@ -255,13 +266,14 @@ class LinkManager(IncomingOffers, Effects):
             self._feed(link, m.CANCELLED if f.check(defer.CancelledError) else m.FAILED,
                        failure=f)
 
+        d.addCallback(self._secureIfAsked, link)
         d.addCallbacks(established, failed)
 
     # --- outgoing -----------------------------------------------------------
 
     def open(self, peer: JID, owner, service=None, methods=None,
              blockSize=None, stanza=None, profile=None, headers=None,
-             negotiation=None, connections=None) -> LinkInfo:
+             e2e=None, negotiation=None, connections=None) -> LinkInfo:
         """
         ``profile`` names the application (bytestreamd.application; default
         a link to ``service``); for a file, ``headers`` are its ``name``,
@@ -269,6 +281,7 @@ class LinkManager(IncomingOffers, Effects):
         the sender can start at an offset).
         """
         application = app.fromControl(profile, service, headers)
+        e2eMode, e2eRequired = self._e2eWanted(application, e2e)
         many = connections == "many"
         if many:
             # Each local connection is one more stream in one Jingle
@@ -278,8 +291,11 @@ class LinkManager(IncomingOffers, Effects):
                                             "(a link to a service)")
             if negotiation not in (None, "jingle"):
                 raise SyntaxErrorInArgument("connections=many needs negotiation=jingle")
+            if e2eMode is not None:
+                raise SyntaxErrorInArgument("connections=many cannot be end-to-end "
+                                            "secured (e2e=off)")
             negotiation = "jingle"
-            application = app.LinkApplication(service, True)
+            application = app.LinkApplication(service, many=True)
         if not self.xmpp.connected:
             raise NotConnected()
         if methods:
@@ -293,6 +309,8 @@ class LinkManager(IncomingOffers, Effects):
                 "%s is a bare JID: a link needs the peer's full JID "
                 "(user@domain/resource)" % (peer.full(),))
         self._checkLimit()
+        if e2eMode is not None:
+            application = self._e2eApplication(application, e2eMode)
         negotiator: Optional[INegotiator] = None
         if negotiation:
             negotiator = self._namedNegotiator(negotiation)
@@ -301,6 +319,7 @@ class LinkManager(IncomingOffers, Effects):
             negotiator = self.negotiatorFor(peer, methods, application)
         link = Link(self._newId(), peer, "out", owner, application,
                     (negotiator or self.negotiators[0]).name, service=service)
+        link.e2eMode, link.e2eRequired = e2eMode, e2eRequired
         self._links[link.id] = link
         if many:
             link.many = ManyConnections(self, link)
@@ -318,13 +337,18 @@ class LinkManager(IncomingOffers, Effects):
                  svc=" for service %s" % service if service else
                  (" for file %r (%s bytes)" % (application.name, application.size)
                   if isFile else ""))
-        # Only a file's answer can ask for something (a range).
-        answered = (lambda asked: self._answered(link, asked)) if isFile else None
+        # A file's answer can ask for a range; a link's accepts e2e.
+        answered = ((lambda asked: self._answered(link, asked))
+                    if isFile or e2eMode is not None else None)
         self._negotiate(link, self._offerBy(link, negotiator, peer, application, methods,
                                             options, self._progress(link), answered))
         return link.info()
 
     def _answered(self, link: Link, asked: Optional[app.RangeAnswer]) -> None:
+        if asked is not None:
+            link.peerE2E = asked.e2e  # the e2e stream the acceptor agreed to
+        if isinstance(asked, app.LinkAnswer):
+            return
         if asked is not None and not getattr(link.application, "range", False):
             # XEP-0096: without <range/> in the offer the whole file is sent.
             log.warn("link {id}: {peer} asked for a range we did not offer; "
@@ -364,7 +388,7 @@ class LinkManager(IncomingOffers, Effects):
 
     def status(self) -> List[tuple]:
         return daemonStatus(self.xmpp, self.methodNames,
-                            [link.state for link in self._links.values()])
+                            [link.state for link in self._links.values()]) + self._e2eStatus()
 
     @defer.inlineCallbacks
     def probe(self, peer: JID):

@@ -53,7 +53,8 @@ class ManyConnections:
     def _splice(self) -> Splice:
         config = self.manager.config
         splice = Splice(config.link_buffer, lambda reason: self._ended(splice, reason),
-                        clock=self.manager.reactor, settleTimeout=config.peer_timeout)
+                        clock=self.manager.reactor, settleTimeout=config.peer_timeout,
+                        budget=getattr(self.manager, "budget", None))
         self.splices.add(splice)
         return splice
 

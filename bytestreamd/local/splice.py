@@ -22,6 +22,7 @@ import fcntl
 import socket
 import struct
 import termios
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from twisted.internet import error, interfaces, protocol
@@ -31,9 +32,11 @@ from zope.interface import implementer
 from bytestreamd.links import lifecycle as lc
 from bytestreamd.errors import BytestreamBroken
 from bytestreamd.events import CLOS
+from bytestreamd.interfaces import ILinkEnd
 from bytestreamd.links.lifecycle import LinkLifecycle
 
 if TYPE_CHECKING:
+    from bytestreamd.links.budget import ByteBudget
     from bytestreamd.local.sockets import LocalProtocol
 
 
@@ -90,6 +93,44 @@ class _StreamProducer:
         pass
 
 
+@implementer(interfaces.IPushProducer)
+class _LocalGate:
+    """
+    The local transport as the stream's producer when several parties may
+    pause it: the stream (its own backpressure), the hold before GOOD, and
+    the daemon-wide byte budget (:mod:`bytestreamd.links.budget`).  Twisted's
+    pause and resume do not count, so the transport reads again only when
+    nobody holds it back.  ``stopProducing`` goes straight through, as it
+    did when the transport itself was the producer.
+    """
+
+    __slots__ = ("transport", "reasons")
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.reasons: set = set()
+
+    def pause(self, reason: str) -> None:
+        if not self.reasons:
+            self.transport.pauseProducing()
+        self.reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self.reasons:
+            self.reasons.discard(reason)
+            if not self.reasons:
+                self.transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.pause("stream")
+
+    def resumeProducing(self) -> None:
+        self.resume("stream")
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+
 class LinkClosed(error.ConnectionDone):
     """
     A link ended ``CLOS``: how ``Splice`` reports a clean end, as the
@@ -104,6 +145,7 @@ class LinkClosed(error.ConnectionDone):
         self.confirmed = confirmed
 
 
+@implementer(ILinkEnd)
 class Splice:
     """
     Joins one local connection and one bytestream, and performs what the
@@ -120,12 +162,24 @@ class Splice:
     ``Failure(LinkClosed)`` for ``CLOS``, ``Failure(BytestreamBroken)`` for
     ``ERR``.  ``channel`` (``sendEOF(sent)``, ``sendEnd(end)``) carries the
     end confirmation to a bytestreamd peer; ``clock`` runs the settle timer.
+    ``budget`` (a :class:`~bytestreamd.links.budget.ByteBudget`) is charged
+    for every byte taken from the local client until the stream is rid of
+    it (``stream.bytesSent``: acknowledged, for IBB); while it is exhausted
+    the local client is not read.
     """
 
     def __init__(self, holdLimit: int, onRemoteClosed: Callable[[failure.Failure], None],
                  clock=None, settleTimeout: float = 30.0,
-                 onLocalConnected: Optional[Callable[[], None]] = None):
+                 onLocalConnected: Optional[Callable[[], None]] = None,
+                 budget: Optional[ByteBudget] = None):
         self.holdLimit = holdLimit
+        self.budget = budget
+        #: Bytes this link has charged to the budget and not released.
+        self._charged = 0
+        #: ``stream.bytesSent`` when the budget last looked.
+        self._budgetSent = 0
+        self._budgetPaused = False
+        self._gate: Optional[_LocalGate] = None
         self.onLocalConnected = onLocalConnected
         self.onRemoteClosed = onRemoteClosed
         self.clock = clock
@@ -149,6 +203,12 @@ class Splice:
 
     def localConnected(self, proto: LocalProtocol) -> None:
         self.local = proto
+        self._watchLocalEnd(proto.transport)
+        if self.budget is not None and self._budgetMember:
+            # A member from its first local client on (a link that never
+            # gets one takes nothing, and is never paused).
+            self._gate = _LocalGate(proto.transport)
+            self.budget.add(self, holding=self.stream is None)
         if self.onLocalConnected is not None:
             self.onLocalConnected()
         if self._ended:
@@ -162,13 +222,22 @@ class Splice:
         lifecycle = self.lifecycle
         if lifecycle is not None and self._joined and not self._held:
             if lifecycle.localData(len(data)):
-                self.stream.write(data)
+                if self._kept is not None:
+                    self._keep(data)
+                if self.budget is not None:
+                    self._charge(len(data))
+                    self.stream.write(data)
+                    self._budgetSync()
+                else:
+                    self.stream.write(data)
             return
         self._held.append(data)
         self._heldBytes += len(data)
+        if self.budget is not None:
+            self._charge(len(data))
         if self._heldBytes >= self.holdLimit and not self._localPaused:
             self._localPaused = True
-            self.local.transport.pauseProducing()
+            self._pauseLocal("hold")
 
     def localEOF(self) -> None:
         self._localEOF = True
@@ -182,8 +251,19 @@ class Splice:
         self._localEOF = self._localLost = True
         # Clean only if nothing we handed it was still waiting: the reactor
         # may see the client's close before it tries the next write.
-        self._localReset = ((reason is not None and not reason.check(error.ConnectionDone))
-                            or unreadByLocal(transport) > 0)
+        byError = reason is not None and not reason.check(error.ConnectionDone)
+        look = self._localLook
+        if look is not None:
+            # What the socket said just before it was closed (soak finding
+            # E): Twisted reports a hang-up it sees while not reading -- a
+            # paused reader, or a read side that already had its EOF -- as
+            # ConnectionLost, whether or not anything was lost; only a
+            # reader's error (ECONNRESET from recv, which also clears
+            # SO_ERROR) is evidence by itself.
+            self._localReset = look.reset or look.unread > 0 or self._readFailed
+        else:
+            self._localReset = byError or unreadByLocal(transport) > 0
+        self._localReset = self._localReset or self._resetSeen
         if self.stream is not None:
             self.stream.unregisterProducer()
         if self._joined and not self._held:
@@ -203,6 +283,18 @@ class Splice:
         self.stream = stream
         self.lifecycle = lifecycle or LinkLifecycle(False, self.settleTimeout)
         self.channel = channel
+        if getattr(stream, "relayed", False) and self.lifecycle.confirmed \
+                and channel is not None and getattr(stream, "e2eFingerprint", None) is None:
+            # A relay may strand our last bytes (docs/protocol.rst): keep
+            # them, to re-send in-band if the peer asks.  Never on an e2e
+            # link: they would cross the servers in clear, and a tail the
+            # servers could forge would reach the local client (docs/e2e.rst).
+            self._kept = bytearray()
+            channel.onTail = self.peerTail
+        if self.budget is not None:
+            self._budgetSent = stream.bytesSent
+            stream.onSent = self._budgetSync  # IBB: called on every acknowledgement
+            self.budget.moving(self)
         remote = RemoteProtocol()
         remote.splice = self
         if self.local is None:
@@ -221,15 +313,22 @@ class Splice:
         held, self._held, self._heldBytes = self._held, [], 0
         if self.local is not None:
             localTransport = self.local.transport
-            self.stream.registerProducer(localTransport, True)
+            self.stream.registerProducer(self._gate or localTransport, True)
             self._producer = _StreamProducer(self.stream)
             localTransport.registerProducer(self._producer, True)
             if self._localPaused:
                 self._localPaused = False
-                localTransport.resumeProducing()
+                self._resumeLocal("hold")
         accepted = [data for data in held if lifecycle.localData(len(data))]
+        if self.budget is not None:
+            self._release(sum(map(len, held)) - sum(map(len, accepted)))
         if accepted:
+            if self._kept is not None:
+                for data in accepted:
+                    self._keep(data)
             self.stream.writeSequence(accepted)
+            if self.budget is not None:
+                self._budgetSync()
         if self._localLost:
             self._perform(lifecycle.localLost(self._localReset))
         elif self._localEOF:
@@ -242,6 +341,19 @@ class Splice:
 
     _pendingLocalEOF = False
     _localActive = False
+    #: A relayed link's last bytes sent (at most ``tailKeep``); None: not kept.
+    _kept: Optional[bytearray] = None
+    tailKeep = 65536
+    #: Part of the peer's stream came in-band; ``_remotePos`` counts what
+    #: the transport brought since, to drop its duplicates.
+    _tailed = False
+    _remotePos = 0
+    #: What the local socket said just before Twisted closed it (LocalLook).
+    _localLook: Optional["LocalLook"] = None
+    #: We saw the local client's reset ourselves (SO_ERROR) and aborted.
+    _resetSeen = False
+    #: A read of the local socket failed (recv: ECONNRESET...).
+    _readFailed = False
     _localReset = False
     _producer = None
     _stallTimer = None
@@ -251,6 +363,35 @@ class Splice:
     stallTimeout = 2.0
 
     def fromRemote(self, data: bytes) -> None:
+        if self._tailed:
+            # Some of the stream came in-band (peerTail): what the transport
+            # brings of the same bytes now is a duplicate.
+            start, arrived = self._remotePos, self.lifecycle.delivered + self.lifecycle.discarded
+            self._remotePos = start + len(data)
+            if start < arrived:
+                data = data[arrived - start:]
+                if not data:
+                    return
+        self._fromPeer(data)
+
+    def peerTail(self, offset: int, data: bytes) -> None:
+        """
+        The peer re-sent bytes of its stream in-band (it kept them: a relay
+        stranded them, see docs/protocol.rst).  Only what has not arrived is
+        new; a gap (bytes before ``offset`` still missing) cannot be used.
+        """
+        lifecycle = self.lifecycle
+        if lifecycle is None or lifecycle.finished is not None:
+            return
+        arrived = lifecycle.delivered + lifecycle.discarded
+        if offset > arrived or offset + len(data) <= arrived:
+            return
+        if not self._tailed:
+            self._tailed = True
+            self._remotePos = arrived
+        self._fromPeer(data[arrived - offset:])
+
+    def _fromPeer(self, data: bytes) -> None:
         lifecycle = self.lifecycle
         local = self.local
         if local is not None and not lifecycle.localGone and not lifecycle.closeRequested \
@@ -290,6 +431,8 @@ class Splice:
         if localWasReset(local.transport):
             # It closed with bytes unread; the kernel dropped them (so the
             # queue looks empty) and left ECONNRESET: a loss, not a drain.
+            # (Reading SO_ERROR cleared it: remember it for localLost.)
+            self._resetSeen = True
             local.transport.abortConnection()
             return
         if unreadByLocal(local.transport) == 0:
@@ -303,11 +446,13 @@ class Splice:
     def _graceExpired(self) -> None:
         """
         The grace is for a local client that has stopped: one still writing,
-        or held back because the peer's reader is slow (backpressure), gets
-        more time (soak finding D).
+        or held back because the peer's reader is slow (backpressure) or the
+        daemon-wide budget is exhausted (we are not reading it), gets more
+        time (soak finding D).
         """
         self._graceTimer = None
-        if self._localActive or getattr(self.stream, "sendBlocked", False):
+        if (self._localActive or getattr(self.stream, "sendBlocked", False)
+                or self._budgetPaused):
             self._localActive = False
             if self.clock is not None and self.lifecycle.finished is None:
                 self._graceTimer = self.clock.callLater(self.lifecycle.eofGrace,
@@ -327,6 +472,8 @@ class Splice:
         self._perform(self.lifecycle.transportEOF())
 
     def remoteLost(self, reason) -> None:
+        if self.budget is not None:
+            self._leaveBudget()  # nothing queued in the stream will go now
         if reason is None or reason.check(error.ConnectionDone):
             self._perform(self.lifecycle.transportEnded())
         else:
@@ -340,9 +487,12 @@ class Splice:
         self._perform(self.lifecycle.peerEOF(sent))
         self._watchTail()
 
-    def peerAskedFlush(self) -> None:
+    def peerAskedFlush(self, received: Optional[int] = None) -> None:
         if self.lifecycle is not None:
-            self._perform(self.lifecycle.peerAskedFlush())
+            keptFrom = None
+            if self._kept is not None:
+                keptFrom = self.lifecycle.sent - len(self._kept)
+            self._perform(self.lifecycle.peerAskedFlush(received, keptFrom))
 
     def peerEnded(self, end) -> None:
         self._perform(self.lifecycle.peerEnded(end))
@@ -368,6 +518,8 @@ class Splice:
 
     def abort(self) -> None:
         """The link ended BAD or was torn down before GOOD: close the local side now."""
+        if self.budget is not None:
+            self._leaveBudget()
         if self.local is not None:
             self.local.transport.abortConnection()
         self.local = None
@@ -375,6 +527,98 @@ class Splice:
     @property
     def hasLocal(self) -> bool:
         return self.local is not None
+
+    def _keep(self, data: bytes) -> None:
+        kept = self._kept
+        kept += data
+        if len(kept) > 2 * self.tailKeep:
+            del kept[:len(kept) - self.tailKeep]
+
+    def _watchLocalEnd(self, transport) -> None:
+        """
+        Look at the local socket just before Twisted closes it: once its
+        ``connectionLost`` has run, the socket (and its SO_ERROR) is gone,
+        and the reason alone cannot tell a reset from a clean close (see
+        localLost).  A transport without a socket (tests, TLS) is left alone.
+        """
+        original = getattr(transport, "connectionLost", None)
+        doRead = getattr(transport, "doRead", None)
+        if original is None or doRead is None or getattr(transport, "getHandle", None) is None:
+            return
+
+        def connectionLost(reason):
+            if self._localLook is None:
+                self._localLook = lookAtLocal(transport)
+            original(reason)
+
+        def watchedRead():
+            why = doRead()
+            if isinstance(why, error.ConnectionLost):
+                self._readFailed = True
+            return why
+
+        # Instance attributes: the reactor looks both up on every call.
+        transport.connectionLost = connectionLost
+        transport.doRead = watchedRead
+
+    # --- the local reader, and the byte budget ------------------------------
+
+    #: Still charging the budget (until the link is over).
+    _budgetMember = True
+
+    def _pauseLocal(self, reason: str) -> None:
+        if self._gate is not None:
+            self._gate.pause(reason)
+        else:
+            self.local.transport.pauseProducing()
+
+    def _resumeLocal(self, reason: str) -> None:
+        if self._gate is not None:
+            self._gate.resume(reason)
+        else:
+            self.local.transport.resumeProducing()
+
+    def _charge(self, n: int) -> None:
+        if self._budgetMember:
+            self._charged += n
+            self.budget.charge(n)
+
+    def _release(self, n: int) -> None:
+        n = min(n, self._charged)
+        if n > 0:
+            self._charged -= n
+            self.budget.release(n)
+
+    def _budgetSync(self) -> None:
+        """Release what the stream has got rid of since we last looked."""
+        stream = self.stream
+        if stream is None:
+            return
+        sent = stream.bytesSent
+        if sent > self._budgetSent:
+            delta, self._budgetSent = sent - self._budgetSent, sent
+            self._release(delta)
+
+    def budgetPause(self) -> None:
+        """The budget is exhausted: take nothing more from the local client."""
+        self._budgetPaused = True
+        if self._gate is not None:
+            self._gate.pause("budget")
+
+    def budgetResume(self) -> None:
+        self._budgetPaused = False
+        if self._gate is not None:
+            self._gate.resume("budget")
+
+    def _leaveBudget(self) -> None:
+        """Nothing more of ours will be sent: give it all back, read freely."""
+        if not self._budgetMember:
+            return
+        self._budgetMember = False
+        self._release(self._charged)
+        self.budget.remove(self)
+        if self._budgetPaused:
+            self.budgetResume()
 
     # --- effects ------------------------------------------------------------
 
@@ -392,7 +636,13 @@ class Splice:
                     self._graceTimer = self.clock.callLater(effect.seconds, self._graceExpired)
             elif kind is lc.SendFlush:
                 if self.channel is not None:
-                    self.channel.sendFlush()
+                    lifecycle = self.lifecycle
+                    self.channel.sendFlush(lifecycle.delivered + lifecycle.discarded)
+            elif kind is lc.SendTail:
+                if self.channel is not None and self._kept is not None:
+                    keptFrom = self.lifecycle.sent - len(self._kept)
+                    self.channel.sendTail(effect.offset,
+                                          bytes(self._kept[effect.offset - keptFrom:]))
             elif kind is lc.SendEnd:
                 if self.channel is not None:
                     self.channel.sendEnd(effect)
@@ -453,6 +703,8 @@ class Splice:
         if self._ended:
             return
         self._ended = True
+        if self.budget is not None:
+            self._leaveBudget()
         for name in ("_timer", "_stallTimer", "_graceTimer", "_drainTimer"):
             timer = getattr(self, name)
             if timer is not None and timer.active():
@@ -489,6 +741,21 @@ def unreadByLocal(transport) -> int:
     return max(0, unread)
 
 
+@dataclass(frozen=True)
+class LocalLook:
+    """
+    The local socket just before it is closed: did the client reset it
+    (SO_ERROR), and how much we handed it is still unread (Twisted's buffer
+    and, on Linux, SIOCOUTQ).
+    """
+    reset: bool
+    unread: int
+
+
+def lookAtLocal(transport) -> LocalLook:
+    return LocalLook(localWasReset(transport), unreadByLocal(transport))
+
+
 def localWasReset(transport) -> bool:
     """
     Did the local client close with bytes unread?  Linux then drops them
@@ -503,3 +770,4 @@ def localWasReset(transport) -> bool:
     except (OSError, AttributeError, ValueError):
         return False
     return err in (errno.ECONNRESET, errno.EPIPE)
+

@@ -2,14 +2,41 @@
 XEP-0047 In-Band Bytestreams as an :class:`IStreamMethod`.
 
 :class:`IBBMethod` is the XMPP handler: it opens sessions (``initiate``),
-admits the ones negotiation announced (``expect``), routes ``<data/>`` and
-``<close/>`` to the sessions, answers every error condition of the XEP, and
-advertises ``http://jabber.org/protocol/ibb`` in disco.  Each session is an
+admits the ones negotiation announced (``expect``), routes ``<open/>``,
+``<data/>``, acknowledgements and ``<close/>`` to the sessions, answers
+every error condition of the XEP, and advertises
+``http://jabber.org/protocol/ibb`` in disco.  Each session is a sans-I/O
+machine, :class:`~bytestreamd.methods.ibb_session.IBBSession`, owned by an
 :class:`~bytestreamd.methods.ibb_stream.IBBStream`, an ordinary Twisted
-transport; why the sender pipelines (``window``, default 32) and how
-backpressure works both ways is explained in
+transport; this handler is the machine's owner
+(:class:`~bytestreamd.methods.ibb_session.IIBBSessionOwner`) and talks to it
+only through its public inputs.  Why the sender pipelines (``window``,
+default 32) and how backpressure works both ways is explained in
 :mod:`bytestreamd.methods.ibb_stream`.  ``IBBStream`` and ``IBBAddress`` are
 re-exported here so existing imports keep working.
+
+The interface other negotiations use (SI today; Jingle's XEP-0261 next)
+    :meth:`IBBMethod.initiate` and :meth:`IBBMethod.expect`, both taking a
+    :class:`~bytestreamd.interfaces.StreamContext` whose ``sid`` is the IBB
+    sid and whose ``options`` may say:
+
+    * initiate: ``block-size`` (first size asked; default the handler's
+      ``blockSize``), ``stanza`` (``iq``/``message``), and
+      ``block-size-fallback`` (default true: on ``resource-constraint`` ask
+      again with half the size, down to ``minBlockSize``; XEP-0261 passes
+      false, the size was negotiated).
+    * expect: ``block-size``: the size the initiator's ``<open/>`` must
+      name exactly (XEP-0261 section 2: otherwise ``resource-constraint``,
+      type ``modify``); without it any size up to ``maxBlockSize`` is
+      taken.  ``stanza``: the kind it must name (otherwise
+      ``not-acceptable``); without it either.
+
+    An ``<open/>`` is accepted only for a sid that ``expect`` was called for, from
+    that context's initiator: any other is refused with ``not-acceptable``
+    ("no IBB session ... was negotiated", the same answer whether or not the
+    sid exists, so a stranger learns nothing).  That is how a Jingle session
+    authorizes the sids of its IBB transports: it calls ``expect`` for
+    each, and cancels the Deferred to withdraw one.
 
 Incoming stanzas are dispatched by hand from two name-only observers (see
 ``connectionInitialized``): on a busy stream that is cheaper than xpath.
@@ -29,7 +56,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any, Dict, Optional, Set, Tuple, Type, TypeVar
+from typing import Dict, Optional, Set, Tuple, Type, TypeVar
 
 from bytestreamd import _compat  # noqa: F401  (restores what wokkel needs)
 
@@ -37,17 +64,18 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import failure
 from twisted.words.protocols.jabber import error as jerror
-from twisted.words.protocols.jabber.xmlstream import toResponse
 from twisted.words.xish import domish
 from wokkel import disco, iwokkel
 from zope.interface import implementer
 
 from bytestreamd import ns
-from bytestreamd.errors import MethodFailed, NotConnected, stanzaError
+from bytestreamd.errors import MethodFailed, stanzaError
 from bytestreamd.interfaces import IStreamMethod, StreamContext
-from bytestreamd.methods.ibb_stream import IBBAddress, IBBStream, _sameJID
-from bytestreamd.xmpp.stanzas import (Handler, RequestTimeout, failureText, makeIQ,
-                                 printable, resultFor)
+from bytestreamd.methods.ibb_session import (MIN_BLOCK_SIZE, OPENING, IBBSession,
+                                             IIBBSessionOwner)
+from bytestreamd.methods.ibb_stream import IBBAddress, IBBStream, sameJID
+from bytestreamd.xmpp.stanzas import (LATER, Handler, RequestTimeout, failureText,
+                                      makeIQ, printable)
 from bytestreamd.wire import ibb as wire
 
 _NS = ns.NS_IBB
@@ -59,9 +87,6 @@ log = Logger()
 TAG_BYTES = 9
 
 _Request = TypeVar("_Request", wire.Open, wire.Close)
-
-#: Smallest block size an initiator falls back to on resource-constraint.
-MIN_BLOCK_SIZE = 512
 
 
 def _inUse(sid: str) -> MethodFailed:
@@ -76,7 +101,15 @@ def _ibbChild(stanza: domish.Element) -> Optional[domish.Element]:
     return None
 
 
-@implementer(IStreamMethod, iwokkel.IDisco)
+def _flag(value, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.lower() not in ("0", "false", "no", "off")
+    return bool(value)
+
+
+@implementer(IStreamMethod, iwokkel.IDisco, IIBBSessionOwner)
 class IBBMethod(Handler):
     """
     The IBB handler and stream method.  Keyword options: ``blockSize`` and
@@ -90,6 +123,8 @@ class IBBMethod(Handler):
 
     name = "ibb"
     namespace = ns.NS_IBB
+    #: An error answer never reflects a data block back (the payload).
+    echoRequest = False
 
     def __init__(self, clock, blockSize: int = wire.DEFAULT_BLOCK_SIZE,
                  stanza: str = wire.STANZA_IQ, window: int = 32,
@@ -122,13 +157,17 @@ class IBBMethod(Handler):
             maxReceiveBuffer = 2 * window * self.maxBlockSize
         self.maxReceiveBuffer = maxReceiveBuffer
         self._idPrefix = "ibb%s." % os.urandom(4).hex()
-        self._streams: Dict[str, IBBStream] = {}
+        # Every session by sid, opening or open; the streams by id tag.
+        self._sessions: Dict[str, IBBStream] = {}
         self._byTag: Dict[str, IBBStream] = {}
         # tag -> senders already logged for forging an answer on that stream
         self._forgers: Dict[str, Set[str]] = {}
         #: Forged answers to data blocks dropped (for tests).
         self.forgedAnswers = 0
-        self._expected: Dict[str, Tuple[StreamContext, defer.Deferred]] = {}
+        # Opening sessions: the Deferred initiate/expect returned, and the
+        # <open/> request in flight (initiator).
+        self._waiting: Dict[IBBSession, defer.Deferred] = {}
+        self._openRequests: Dict[IBBSession, defer.Deferred] = {}
 
     # -- XMPPHandler --------------------------------------------------------
 
@@ -142,12 +181,8 @@ class IBBMethod(Handler):
 
     def connectionLost(self, reason) -> None:
         Handler.connectionLost(self, reason)
-        for stream in list(self._streams.values()):
-            stream._broken("XMPP connection lost", sendClose=False)
-        expected, self._expected = self._expected, {}
-        for ctx, d in expected.values():
-            d.errback(MethodFailed("ibb: XMPP connection lost before %s opened %s"
-                                   % (ctx.initiator.full(), ctx.sid)))
+        for stream in list(self._sessions.values()):
+            stream.session.xmppLost()
 
     def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
         if not nodeIdentifier:
@@ -161,7 +196,8 @@ class IBBMethod(Handler):
 
     def streams(self) -> Dict[str, IBBStream]:
         """The open sessions by sid (a copy)."""
-        return dict(self._streams)
+        return {sid: stream for sid, stream in self._sessions.items()
+                if stream.session.state is not OPENING}
 
     def _options(self, ctx: StreamContext) -> Tuple[int, str]:
         blockSize = ctx.options.get("block-size", self.blockSize)
@@ -181,115 +217,111 @@ class IBBMethod(Handler):
             blockSize, stanza = self._options(ctx)
         except MethodFailed as e:
             return defer.fail(e)
-        if ctx.sid in self._streams or ctx.sid in self._expected:
+        if ctx.sid in self._sessions:
             return defer.fail(_inUse(ctx.sid))
-        pending: Dict[str, Any] = {}
-
-        def cancel(_):
-            request = pending.pop("request", None)
-            if request is not None:
-                request.cancel()
-
-        result = defer.Deferred(cancel)
-
-        def attempt(size: int) -> None:
-            iq = makeIQ("set", ctx.target)
-            iq.addChild(wire.Open(ctx.sid, size, stanza).toElement())
-            request = self.request(iq, self.ackTimeout)
-            pending["request"] = request
-            request.addCallbacks(opened, failed, callbackArgs=(size,), errbackArgs=(size,))
-
-        def opened(_, size: int) -> None:
-            pending.pop("request", None)
-            if ctx.sid in self._streams:
-                result.errback(_inUse(ctx.sid))
-                return
-            result.callback(self._newStream(ctx, size, stanza))
-
-        def failed(f: failure.Failure, size: int) -> None:
-            pending.pop("request", None)
-            if f.check(defer.CancelledError):
-                return
-            if f.check(jerror.StanzaError):
-                condition = f.value.condition
-                if condition == "resource-constraint" and size > self.minBlockSize:
-                    pending.setdefault("constrained", []).append(size)
-                    attempt(max(self.minBlockSize, size // 2))
-                    return
-                reason = "ibb: %s refused open (block-size %d): %s" % (
-                    ctx.target.full(), size, failureText(f))
-                if pending.get("constrained"):
-                    reason += " (after resource-constraint at block-size %s)" % (
-                        ", ".join(str(n) for n in pending["constrained"]),)
-            elif f.check(RequestTimeout):
-                condition = "timeout"
-                reason = "ibb: no answer from %s to open within %gs" % (
-                    ctx.target.full(), self.ackTimeout)
-            else:
-                condition = None
-                reason = "ibb: open failed: %s" % failureText(f)
-            result.errback(MethodFailed(reason, condition))
-
-        attempt(blockSize)
-        return result
+        stream = self._newStream(ctx, blockSize, stanza,
+                                 _flag(ctx.options.get("block-size-fallback"), True))
+        session = stream.session
+        d = self._waiting[session] = defer.Deferred(
+            lambda d: self._cancelled(session, d))
+        session.start()
+        return d
 
     def expect(self, ctx: StreamContext) -> defer.Deferred:
-        """
-        Admit ``ctx.initiator``'s ``<open/>`` for ``ctx.sid``.  An open for
-        a sid nobody expects is refused ``not-acceptable``.  The option
-        ``check-open`` (a callable taking the decoded ``wire.Open`` and
-        returning ``None`` or why it does not match) lets a negotiation
-        that fixed the block-size and stanza kind (XEP-0261) have a
-        mismatching open refused ``resource-constraint``.
-        """
-        if ctx.sid in self._streams or ctx.sid in self._expected:
+        if ctx.sid in self._sessions:
             return defer.fail(_inUse(ctx.sid))
-
-        def cancel(d):
-            if self._expected.get(ctx.sid, (None, None))[1] is d:
-                del self._expected[ctx.sid]
-
-        d = defer.Deferred(cancel)
-        self._expected[ctx.sid] = (ctx, d)
+        blockSize = stanza = None
+        if "block-size" in ctx.options or "stanza" in ctx.options:
+            try:
+                blockSize, stanza = self._options(ctx)
+            except MethodFailed as e:
+                return defer.fail(e)
+            if "block-size" not in ctx.options:
+                blockSize = None
+            if "stanza" not in ctx.options:
+                stanza = None
+        stream = self._newStream(ctx, blockSize, stanza, False)
+        session = stream.session
+        d = self._waiting[session] = defer.Deferred(
+            lambda d: self._cancelled(session, d))
         return d
+
+    def _cancelled(self, session: IBBSession, d: defer.Deferred) -> None:
+        """The caller gave up on an opening session: forget it, refuse its open."""
+        if self._waiting.get(session) is d:
+            del self._waiting[session]
+            session.giveUp(MethodFailed("ibb: cancelled"))
 
     # -- sessions -----------------------------------------------------------
 
-    def _newStream(self, ctx: StreamContext, blockSize: int, stanza: str) -> IBBStream:
+    def _newStream(self, ctx: StreamContext, blockSize: Optional[int],
+                   stanza: Optional[str], fallback: bool) -> IBBStream:
         # token_urlsafe has no '.', which _streamFor relies on.
         tag = "%s%s." % (self._idPrefix, secrets.token_urlsafe(TAG_BYTES))
-        stream = IBBStream(self, ctx, blockSize, stanza, tag)
-        self._streams[ctx.sid] = stream
+        stream = IBBStream(ctx, self.clock, self, tag, blockSize, stanza,
+                           window=self.window, ackTimeout=self.dataAckTimeout,
+                           maxHeld=self.maxReceiveBuffer, maxBlockSize=self.maxBlockSize,
+                           minBlockSize=self.minBlockSize, fallback=fallback)
+        self._sessions[ctx.sid] = stream
         self._byTag[tag] = stream
         return stream
 
-    def _forget(self, stream: IBBStream) -> None:
-        if self._streams.get(stream.sid) is stream:
-            del self._streams[stream.sid]
-        self._byTag.pop(stream._tag, None)
-        self._forgers.pop(stream._tag, None)
+    # -- IIBBSessionOwner: what the sessions ask of us -------------------------
 
-    def _sendClose(self, stream: IBBStream) -> defer.Deferred:
-        iq = makeIQ("set", stream.peerJID)
-        iq.addChild(wire.Close(stream.sid).toElement())
-        return self.request(iq, self.ackTimeout)
+    def answer(self, stanza: domish.Element, condition: Optional[str] = None,
+               text: Optional[str] = None) -> None:
+        # XEP-0047 gives every data and session error the type cancel.
+        self.replyTo(stanza, None if condition is None
+                     else stanzaError(condition, text=text, type="cancel"))
 
-    def _refuse(self, stanza: domish.Element, condition: str, text: str,
-                type: str = "cancel") -> None:
-        """
-        Answer a stanza (iq or message) with a stanza error; XEP-0047 gives
-        every data and session error the type ``cancel``.
-        """
-        if stanza.getAttribute("type") == "error":
-            return
-        # Not errorFor(): that echoes the stanza's children, which for a
-        # refused data block is the whole payload reflected back.
-        response = toResponse(stanza, "error")
-        response.addChild(stanzaError(condition, text=text, type=type).getElement())
-        try:
-            self.send(response)
-        except NotConnected:
-            pass
+    def requestOpen(self, session: IBBSession, request: wire.Open) -> None:
+        iq = makeIQ("set", session.peer)
+        iq.addChild(request.toElement())
+        d = self._openRequests[session] = self.request(iq, self.ackTimeout)
+
+        def answered(result):
+            if self._openRequests.get(session) is d:
+                del self._openRequests[session]
+            if isinstance(result, failure.Failure):
+                if result.check(defer.CancelledError):
+                    return None
+                if result.check(jerror.StanzaError):
+                    session.openRefused(result.value.condition, failureText(result))
+                elif result.check(RequestTimeout):
+                    session.openTimedOut(self.ackTimeout)
+                else:
+                    session.giveUp(MethodFailed("ibb: open failed: %s" % failureText(result)))
+            else:
+                session.openAcked()
+            return None
+
+        d.addBoth(answered)
+
+    def requestClose(self, session: IBBSession) -> None:
+        iq = makeIQ("set", session.peer)
+        iq.addChild(wire.Close(session.sid).toElement())
+        # Result, error (item-not-found...) or timeout: closed either way.
+        self.request(iq, self.ackTimeout).addBoth(lambda _: session.closeAnswered())
+
+    def opened(self, session: IBBSession) -> None:
+        d = self._waiting.pop(session, None)
+        if d is not None:
+            d.callback(self._sessions[session.sid])
+
+    def openFailed(self, session: IBBSession, reason: MethodFailed) -> None:
+        request = self._openRequests.pop(session, None)
+        if request is not None:
+            request.cancel()
+        d = self._waiting.pop(session, None)
+        if d is not None and not d.called:
+            d.errback(reason)
+
+    def finished(self, session: IBBSession) -> None:
+        stream = self._sessions.get(session.sid)
+        if stream is not None and stream.session is session:
+            del self._sessions[session.sid]
+        self._byTag.pop(session.tag, None)
+        self._forgers.pop(session.tag, None)
 
     # -- incoming -----------------------------------------------------------
 
@@ -300,13 +332,13 @@ class IBBMethod(Handler):
             if payload is None:
                 return
             name = payload.name
-            if name == "data":
+            if name == "data":   # the fast path: answered by the session
                 iq.handled = True
-                self._onData(iq, payload, True)
+                self._onData(iq, payload, iq.getAttribute("id", ""))
             elif name == "open":
-                self._onOpen(iq, payload)
+                self.handleIQ(iq, self._onOpen)
             elif name == "close":
-                self._onClose(iq, payload)
+                self.handleIQ(iq, self._onClose)
         elif kind == "result" or kind == "error":
             self._onResponse(iq)
 
@@ -316,96 +348,95 @@ class IBBMethod(Handler):
             return
         payload = _ibbChild(message)
         if payload is not None and payload.name == "data":
-            self._onData(message, payload, False)
+            self._onData(message, payload, None)
 
-    def _parseRequest(self, iq: domish.Element, payload: domish.Element,
-                      codec: Type[_Request]) -> Optional[_Request]:
+    @staticmethod
+    def _parseRequest(iq: domish.Element, codec: Type[_Request]) -> _Request:
         """
-        Take an ``<open/>`` or ``<close/>`` iq and decode its payload with
-        ``codec``; a malformed one is refused (``bad-request``) and gives
-        ``None``.
+        Decode the ``<open/>`` or ``<close/>`` of ``iq`` with ``codec``; a
+        malformed one is refused with ``bad-request``.
         """
-        iq.handled = True
         try:
-            return codec.fromElement(payload)
+            return codec.fromElement(_ibbChild(iq))
         except wire.MalformedIBB as e:
-            self._refuse(iq, "bad-request", str(e))
-            return None
+            raise stanzaError("bad-request", str(e), type="cancel")
 
-    def _onOpen(self, iq: domish.Element, payload: domish.Element) -> None:
-        request = self._parseRequest(iq, payload, wire.Open)
-        if request is None:
-            return
+    def _onOpen(self, iq: domish.Element) -> object:
+        """An ``<open/>`` (through the IQ boundary)."""
+        request = self._parseRequest(iq, wire.Open)
         sid = request.sid
-        if sid in self._streams:
-            self._refuse(iq, "not-acceptable", "IBB session %s is already open" % sid)
-            return
-        ctx, d = self._expected.get(sid, (None, None))
+        stream = self._sessions.get(sid)
+        session = stream.session if stream is not None else None
+        if session is not None and session.state is not OPENING:
+            raise stanzaError("not-acceptable", "IBB session %s is already open" % sid,
+                              type="cancel")
         # An open from anyone but the negotiated initiator is answered like
         # one for an unknown sid, which does not tell them the sid exists.
-        if ctx is None or not _sameJID(iq.getAttribute("from"),
-                                       ctx.initiator.full(), ctx.initiator):
-            self._refuse(iq, "not-acceptable", "no IBB session %s was negotiated" % sid)
-            return
-        check = ctx.options.get("check-open")
-        why = check(request) if check is not None else None
-        if why is not None:
-            # XEP-0261: an <open/> that does not match what Jingle
-            # negotiated is refused resource-constraint; still expected.
-            self._refuse(iq, "resource-constraint", why, type="modify")
-            return
-        if request.blockSize > self.maxBlockSize:
-            self._refuse(iq, "resource-constraint",
-                         "block-size at most %d, please" % self.maxBlockSize, type="modify")
-            return
-        del self._expected[sid]
-        stream = self._newStream(ctx, request.blockSize, request.stanza)
-        self.send(resultFor(iq))
-        d.callback(stream)
+        if session is None or session.initiator \
+                or not sameJID(iq.getAttribute("from"), session.peerStr, session.peer):
+            raise stanzaError("not-acceptable", "no IBB session %s was negotiated" % sid,
+                              type="cancel")
+        refusal = session.openReceived(request)
+        if refusal is not None:
+            condition, text, kind = refusal
+            raise stanzaError(condition, text, type=kind)
+        # The result goes out before the stream is handed over: whatever
+        # its new owner writes must not reach the peer before the result.
+        self.replyTo(iq, None)
+        d = self._waiting.pop(session, None)
+        if d is not None:
+            d.callback(stream)
+        return LATER
 
-    def _onData(self, stanza: domish.Element, data: domish.Element, isIQ: bool) -> None:
-        stream = self._streams.get(data.getAttribute("sid"))
-        if stream is None:
-            self._refuse(stanza, "item-not-found", "no such IBB session")
+    def _onData(self, stanza: domish.Element, data: domish.Element,
+                ackId: Optional[str]) -> None:
+        stream = self._sessions.get(data.getAttribute("sid"))
+        if stream is None or stream.session.state is OPENING:
+            self.answer(stanza, "item-not-found", "no such IBB session")
             return
-        stream._dataReceived(stanza, data, isIQ)
+        session = stream.session
+        if not sameJID(stanza.getAttribute("from"), session.peerStr, session.peer):
+            self.answer(stanza, "not-acceptable",
+                        "IBB session %s belongs to another entity" % session.sid)
+            return
+        session.dataReceived(stanza, data, ackId)
 
-    def _onClose(self, iq: domish.Element, payload: domish.Element) -> None:
-        request = self._parseRequest(iq, payload, wire.Close)
-        if request is None:
-            return
-        stream = self._streams.get(request.sid)
-        if stream is None:
-            self._refuse(iq, "item-not-found", "no such IBB session")
-            return
-        if not _sameJID(iq.getAttribute("from"), stream._peerStr, stream.peerJID):
-            self._refuse(iq, "not-acceptable",
-                         "IBB session %s belongs to another entity" % request.sid)
-            return
-        stream._peerClose(iq)
+    def _onClose(self, iq: domish.Element) -> object:
+        """A ``<close/>`` (through the IQ boundary); the session answers it."""
+        request = self._parseRequest(iq, wire.Close)
+        stream = self._sessions.get(request.sid)
+        if stream is None or stream.session.state is OPENING:
+            raise stanzaError("item-not-found", "no such IBB session", type="cancel")
+        session = stream.session
+        if not sameJID(iq.getAttribute("from"), session.peerStr, session.peer):
+            raise stanzaError("not-acceptable",
+                              "IBB session %s belongs to another entity" % request.sid,
+                              type="cancel")
+        session.closeReceived(iq)
+        return LATER
 
     def _streamFor(self, stanzaId: Optional[str]) -> Optional[IBBStream]:
         if not stanzaId or not stanzaId.startswith(self._idPrefix):
             return None
         return self._byTag.get(stanzaId[:stanzaId.rfind(".") + 1])
 
-    def _fromPeer(self, stanza: domish.Element, stream: IBBStream) -> bool:
+    def _fromPeer(self, stanza: domish.Element, session: IBBSession) -> bool:
         """
-        Whether an answer to one of ``stream``'s blocks comes from its peer
+        Whether an answer to one of ``session``'s blocks comes from its peer
         (the only entity the blocks went to); if not, drop it and log the
-        forger once per stream.
+        forger once per session.
         """
         sender = stanza.getAttribute("from")
-        if _sameJID(sender, stream._peerStr, stream.peerJID):
+        if sameJID(sender, session.peerStr, session.peer):
             return True
         self.forgedAnswers += 1
-        forgers = self._forgers.setdefault(stream._tag, set())
+        forgers = self._forgers.setdefault(session.tag, set())
         key = sender or ""
         if key not in forgers and len(forgers) < 8:
             forgers.add(key)
             log.warn("ibb: dropped a forged answer to a data block of session {sid} "
-                     "with {peer}: {kind} from {forger}", sid=printable(stream.sid),
-                     peer=stream._peerStr, kind=printable(stanza.getAttribute("type")),
+                     "with {peer}: {kind} from {forger}", sid=printable(session.sid),
+                     peer=session.peerStr, kind=printable(stanza.getAttribute("type")),
                      forger=printable(sender or "(no from)"))
         return False
 
@@ -415,16 +446,20 @@ class IBBMethod(Handler):
         if stream is None:
             return
         iq.handled = True
-        if not self._fromPeer(iq, stream):
+        session = stream.session
+        if not self._fromPeer(iq, session):
             return
-        stream._ackReceived(iqId, iq if iq.getAttribute("type") == "error" else None)
+        if iq.getAttribute("type") == "error":
+            session.refused(iqId, jerror.exceptionFromStanza(iq))
+        else:
+            session.acked(iqId)
 
     def _onMessageError(self, message: domish.Element) -> None:
         stream = self._streamFor(message.getAttribute("id"))
         if stream is not None:
             message.handled = True
-            if self._fromPeer(message, stream):
-                stream._messageError(message)
+            if self._fromPeer(message, stream.session):
+                stream.session.refused(None, jerror.exceptionFromStanza(message))
 
 
-__all__ = ["IBBMethod", "IBBStream", "IBBAddress", "MIN_BLOCK_SIZE"]
+__all__ = ["IBBMethod", "IBBStream", "IBBAddress", "IBBSession", "MIN_BLOCK_SIZE"]

@@ -88,7 +88,7 @@ from bytestreamd.methods.s5b_tcp import (
     isAddressLiteral,
     resolveHost,
 )
-from bytestreamd.xmpp.stanzas import Handler, errorFor, makeIQ, parseJID, resultFor
+from bytestreamd.xmpp.stanzas import LATER, Handler, makeIQ, parseJID, resultFor
 from bytestreamd.wire.s5b import (
     MODE_TCP,
     Activate,
@@ -186,7 +186,7 @@ class S5BMethod(Handler):
 
     def connectionInitialized(self) -> None:
         self.proxyDirectory.forget()  # a new session may offer other services
-        self.xmlstream.addObserver(QUERY_SET, self._onQuery)
+        self.observeIQ(QUERY_SET, self._onQuery)
         if self.direct.listen and not self.direct.listenTried:
             try:
                 self.direct.startListening()
@@ -333,20 +333,18 @@ class S5BMethod(Handler):
         self._expected[key] = expectation
         return expectation.deferred
 
-    def _onQuery(self, iq: domish.Element) -> None:
-        iq.handled = True
+    def _onQuery(self, iq: domish.Element) -> object:
+        """A streamhost offer (through the IQ boundary); answered once one works."""
         sender = parseJID(iq.getAttribute("from"))
         query = queryOf(iq, ns.NS_S5B)
         sid = query.getAttribute("sid")
         if not sid:
-            self._answer(iq, stanzaError("bad-request", type="modify"))
-            return
+            raise stanzaError("bad-request", type="modify")
         expectation = self._expected.get((sender.full() if sender else "", sid))
         if expectation is None or expectation.started:
             log.info("s5b: refused a streamhost offer for {sid} from {sender}: not announced",
                      sid=sid, sender=iq.getAttribute("from"))
-            self._answer(iq, stanzaError("not-acceptable", type="modify"))
-            return
+            raise stanzaError("not-acceptable", type="modify")
         del self._expected[expectation.key]
         try:
             offer = Query.fromElement(query)
@@ -354,26 +352,25 @@ class S5BMethod(Handler):
             self._answer(iq, stanzaError("bad-request", type="modify"))
             expectation.stop(MethodFailed("%s sent a malformed streamhost offer: %s"
                                           % (sender.full(), e)))
-            return
+            return LATER
         if offer.mode != MODE_TCP:
             self._answer(iq, stanzaError("not-acceptable", type="modify"))
             expectation.stop(MethodFailed("%s offered mode %s; only tcp is supported"
                                           % (sender.full(), offer.mode)))
-            return
+            return LATER
         expectation.start(iq, offer)
+        return LATER
 
     def _answer(self, iq: domish.Element, answer: Any) -> None:
         """
-        Send a result element or a StanzaError answering ``iq``; never raise.
-        Errors carry their condition only: whatever we know about why is
-        for the local reason, not for the peer (see the module docstring).
+        Send a result element or a StanzaError answering ``iq`` (through
+        the IQ boundary's :meth:`replyTo`); never raise.  Errors carry their
+        condition only: whatever we know about why is for the local reason,
+        not for the peer (see the module docstring).
         """
         if isinstance(answer, StanzaError):
-            answer = errorFor(iq, stanzaError(answer.condition, type=answer.type))
-        try:
-            self.send(answer)
-        except Exception as e:
-            log.info("s5b: cannot answer {id}: {e}", id=iq.getAttribute("id"), e=e)
+            answer = stanzaError(answer.condition, type=answer.type)
+        self.replyTo(iq, answer)
 
     async def _tryStreamhosts(self, ctx: StreamContext, iq: domish.Element, offer: Query
                               ) -> S5BStream:

@@ -46,14 +46,16 @@ class Translator:
 
 
 def _linkTo(application: Application) -> Optional[LinkDescription]:
-    if isinstance(application, LinkApplication):
+    # An end-to-end secured link (e2e=) is SI's only, for now: the Jingle
+    # link description has no e2e field.
+    if isinstance(application, LinkApplication) and getattr(application, "e2e", None) is None:
         return LinkDescription(application.service, application.many)
     return None
 
 
 def _linkFrom(payload: Any) -> Optional[Application]:
     if isinstance(payload, LinkDescription):
-        return LinkApplication(payload.service, payload.many)
+        return LinkApplication(payload.service, many=payload.many)
     return None
 
 

@@ -12,9 +12,10 @@ base64, seq wrap and every XEP-0047 error come with it.
 * The initiator then sends the XEP-0047 ``<open/>`` with the negotiated
   values (MUST).  The responder expects exactly that sid from exactly the
   initiator (anything else: ``not-acceptable``, the engine's rule), and
-  refuses an ``<open/>`` whose block-size or stanza kind differs from the
-  negotiated ones ``resource-constraint`` (the engine's ``check-open``
-  option).  A peer that ignores our smaller block-size (Libervia 0.9) is
+  refuses an ``<open/>`` whose block-size differs from the negotiated one
+  ``resource-constraint`` and one with another stanza kind
+  ``not-acceptable`` (the engine's ``expect`` options ``block-size`` and
+  ``stanza``); the initiator asks with ``block-size-fallback`` off.  A peer that ignores our smaller block-size (Libervia 0.9) is
   therefore refused, as XEP-0261 says it SHOULD be.
 * Each attempt is bounded by ``attempt_timeout``.
 """
@@ -30,8 +31,7 @@ from bytestreamd.errors import MethodFailed
 from bytestreamd.negotiation.attempts import bounded, call
 from bytestreamd.wire import ibb as wire
 from bytestreamd.wire.jingle import MalformedJingle
-from bytestreamd.wire.jingle_ibb import (IBBTransport, acceptedBlockSize, answerFor,
-                                         openMismatch)
+from bytestreamd.wire.jingle_ibb import IBBTransport, acceptedBlockSize, answerFor
 
 
 def newIBBSid() -> str:
@@ -77,7 +77,8 @@ class IBBDriver:
             return
         negotiated = self.offered.withBlockSize(blockSize)
         ctx = self.control.context(negotiated.sid, {
-            "block-size": negotiated.blockSize, "stanza": negotiated.stanzaType})
+            "block-size": negotiated.blockSize, "stanza": negotiated.stanzaType,
+            "block-size-fallback": False})  # negotiated: no halving
         self._run(self.method.initiate, ctx)
 
     # -- responder -------------------------------------------------------------------
@@ -88,8 +89,10 @@ class IBBDriver:
             return defer.fail(MethodFailed("ibb: the offer is not an IBB transport"))
         answer = answerFor(offer, self.method.maxBlockSize)
         self.offered = answer
+        # The engine refuses an <open/> with another block-size
+        # resource-constraint and another stanza kind not-acceptable.
         ctx = self.control.context(answer.sid, {
-            "check-open": lambda request: openMismatch(answer, request)})
+            "block-size": answer.blockSize, "stanza": answer.stanzaType})
         self._run(self.method.expect, ctx)
         return defer.succeed(answer)
 

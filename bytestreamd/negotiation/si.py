@@ -46,7 +46,7 @@ from bytestreamd.negotiation.si_offer import IncomingOffer
 from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.attempts import Attempts, Progress, noProgress
 from bytestreamd.negotiation.attempts import words as _words
-from bytestreamd.xmpp.stanzas import (Handler, RequestTimeout, errorFor, makeIQ,
+from bytestreamd.xmpp.stanzas import (LATER, Handler, RequestTimeout, errorFor, makeIQ,
                                  parseJID)
 from bytestreamd.text import SafeLogger
 from bytestreamd.wire.si import (PROFILES, MalformedSI, SIAccept, SIOffer,
@@ -160,7 +160,7 @@ class StreamInitiation(Handler):
         """
         profile, headers = si_profiles.toHeaders(application)
         onAnswer = None if answered is None else (
-            lambda asked: answered(si_profiles.rangeFromAnswer(asked)))
+            lambda asked: answered(si_profiles.answerFromHeaders(asked)))
         return defer.Deferred.fromCoroutine(self._offer(
             peer, profile, headers, methods, dict(options or {}),
             progress or noProgress, onAnswer))
@@ -315,7 +315,7 @@ class StreamInitiation(Handler):
     # -- incoming ----------------------------------------------------------------
 
     def connectionInitialized(self) -> None:
-        self.xmlstream.addObserver(OFFER_PATH, self._onOffer)
+        self.observeIQ(OFFER_PATH, self._onOffer)
 
     def connectionLost(self, reason) -> None:
         Handler.connectionLost(self, reason)
@@ -331,29 +331,32 @@ class StreamInitiation(Handler):
         except NotConnected:
             log.info("cannot answer SI offer {id}: not connected", id=element.getAttribute("id"))
 
-    def _onOffer(self, iq: domish.Element) -> None:
-        iq.handled = True
+    def _onOffer(self, iq: domish.Element) -> object:
+        """
+        An offer (through the IQ boundary): refused at once when it cannot
+        be taken, else kept for the acceptor, which answers it later
+        (:class:`~bytestreamd.negotiation.si_offer.IncomingOffer`).
+        """
         try:
             offer = self._parseOffer(iq)
         except StanzaError as e:
             log.info("refused SI offer from {peer}: {why}",
                      peer=iq.getAttribute("from"), why=describeStanzaError(e))
-            self.answer(errorFor(iq, e))
-            return
+            raise
         self._offers[(offer.peer.full(), offer.sid)] = offer
         offer.timer = self.clock.callLater(self.offerTimeout, self._expire, offer)
         try:
             self.acceptor.offerReceived(offer)
         except OfferBusy as e:
             if self.settle(offer, "rejected"):
-                self.answer(errorFor(iq, stanzaError("resource-constraint", e.reason,
-                                                     type="wait")))
+                raise stanzaError("resource-constraint", e.reason, type="wait")
         except OfferRejected as e:
             offer.reject(e.reason)
         except Exception:
-            log.failure("offer acceptor failed on {sid}", sid=offer.sid)
             if self.settle(offer, "rejected"):
-                self.answer(errorFor(iq, stanzaError("internal-server-error")))
+                raise   # the boundary logs it and answers internal-server-error
+            log.failure("offer acceptor failed on {sid}", sid=offer.sid)
+        return LATER
 
     def _parseOffer(self, iq: domish.Element) -> IncomingOffer:
         def bad(text, app=None):

@@ -99,7 +99,7 @@ class IncomingOffer:
         ``rangeAnswer`` asks a file's sender for part of it (the answer's
         ``<file><range/></file>``).
         """
-        payload = si_profiles.answerPayload(rangeAnswer)
+        payload = si_profiles.answerPayload(rangeAnswer, self.profile)
         handler = self._handler
         if not handler.settle(self, "accepted"):
             return defer.fail(NegotiationFailed(

@@ -18,7 +18,11 @@ says "I will write no more" (a half-close that survives any transport);
 ``<flush xmlns='urn:x-bytestreamd:end:0' sid='SID'/>``, asks the peer to
 half-close the transport itself: see ``docs/protocol.rst`` (Prosody's
 proxy65 can strand the last bytes of a direction until its sender's next
-write or EOF).  The rules that use them are in
+write or EOF).  A flush with ``received='M'`` (the bytes that arrived) asks
+instead for the missing bytes *in-band*, answered with
+``<tail xmlns='urn:x-bytestreamd:end:0' sid='SID' offset='M'>BASE64</tail>``
+elements (at most ``TAIL_CHUNK`` bytes each): the sender's bytes from
+offset M on, which it keeps for a relayed link (issue 8).  The rules that use them are in
 :mod:`bytestreamd.links.lifecycle`.  Counts are decimal integers without sign,
 at most 20 digits (a 64-bit count).
 
@@ -30,6 +34,7 @@ U+FFFD (:func:`bytestreamd.text.xmlText`), in and out.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -43,6 +48,9 @@ from bytestreamd.text import isXMLText, xmlText
 _COUNT = re.compile(r"[0-9]{1,20}\Z")
 #: The longest ``<end/>`` text we send or accept (it ends up in events).
 MAX_TEXT = 1024
+#: The most payload bytes one ``<tail/>`` carries (base64: 4/3 of it, far
+#: below the 256 KiB a server takes in one stanza).
+TAIL_CHUNK = 16384
 
 
 class MalformedEnd(ValueError):
@@ -134,23 +142,69 @@ class End:
 @dataclass(frozen=True)
 class Flush:
     sid: str
+    #: Bytes of the sender's stream that arrived: "send me the rest in-band".
+    #: ``None`` (an older peer): "half-close the transport".
+    received: Optional[int] = None
 
     @classmethod
     def fromElement(cls, element: domish.Element) -> "Flush":
         if (element.uri, element.name) != (NS_END, "flush"):
             raise MalformedEnd("not a flush element")
-        return cls(_sid(element))
+        received = None
+        if element.getAttribute("received") is not None:
+            received = _count(element, "received")
+        return cls(_sid(element), received)
 
     def toElement(self) -> domish.Element:
         e = domish.Element((NS_END, "flush"))
-        e["sid"] = self.sid
+        e["sid"] = _checkSid(self.sid, "flush")
+        if self.received is not None:
+            e["received"] = _checkCount(self.received, "received")
+        return e
+
+
+@dataclass(frozen=True)
+class Tail:
+    """
+    Bytes of the sender's stream from ``offset`` on, re-sent in-band because
+    a relay stranded them (the answer to a flush with ``received``).
+    """
+    sid: str
+    offset: int
+    data: bytes
+
+    @classmethod
+    def fromElement(cls, element: domish.Element) -> "Tail":
+        if (element.uri, element.name) != (NS_END, "tail"):
+            raise MalformedEnd("not a tail element")
+        text = "".join(c for c in element.children if isinstance(c, str))
+        if any(not isinstance(c, str) for c in element.children):
+            raise MalformedEnd("tail carries base64 text only")
+        try:
+            data = base64.b64decode("".join(text.split()).encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError) as e:
+            raise MalformedEnd("tail needs base64 data (%s)" % (e,))
+        if len(data) > TAIL_CHUNK:
+            raise MalformedEnd("tail carries at most %d bytes, not %d"
+                               % (TAIL_CHUNK, len(data)))
+        return cls(_sid(element), _count(element, "offset"), data)
+
+    def toElement(self) -> domish.Element:
+        if len(self.data) > TAIL_CHUNK:
+            raise MalformedEnd("tail carries at most %d bytes" % TAIL_CHUNK)
+        e = domish.Element((NS_END, "tail"))
+        e["sid"] = _checkSid(self.sid, "tail")
+        e["offset"] = _checkCount(self.offset, "offset")
+        e.addContent(base64.b64encode(self.data).decode("ascii"))
         return e
 
 
 def parse(element: domish.Element):
-    """The EOF, End or Flush value of an element in our namespace."""
+    """The EOF, End, Flush or Tail value of an element in our namespace."""
     if element.name == "flush":
         return Flush.fromElement(element)
+    if element.name == "tail":
+        return Tail.fromElement(element)
     if element.name == "eof":
         return EOF.fromElement(element)
     if element.name == "end":

@@ -28,6 +28,7 @@ from twisted.words.xish import domish
 from wokkel import data_form
 
 from bytestreamd import ns
+from bytestreamd.e2e import wire as e2ewire
 from bytestreamd.text import describeCharacter, firstNonXML
 
 #: The feature-neg field that carries the bytestream methods.
@@ -332,38 +333,84 @@ def checkServiceName(name: str) -> str:
 class LinkProfile(Profile):
     """
     bytestreamd's link profile: ``<link xmlns=NS_LINK_PROFILE service='NAME'/>``.
-    The only header is ``service``, the name the target maps to a local
-    endpoint (``[services]``); without it the link is a plain byte pipe.
+    ``service`` is the name the target maps to a local endpoint
+    (``[services]``); without it the link is a plain byte pipe.
+
+    The e2e field (docs/e2e.rst): a ``<fingerprint/>`` (XEP-0320's element,
+    the sender's certificate) child asks for an end-to-end stream, an empty
+    ``<bytes xmlns='urn:x-bytestreamd:e2e:bytes:0'/>`` beside it for
+    ``e2e=bytes`` (else ``e2e=xmpp``).  The same element in the SI result
+    accepts it (``setup='passive'`` there, ``active`` in the offer).  As
+    headers: ``e2e`` (the mode) and ``fingerprint``.
     """
 
     namespace = ns.NS_LINK_PROFILE
     service: Optional[str] = None
+    e2e: Optional[str] = None
+    fingerprint: Optional[str] = None
+    setup: str = "active"
 
     def toElement(self) -> domish.Element:
         link = domish.Element((ns.NS_LINK_PROFILE, "link"))
         if self.service is not None:
             link["service"] = checkServiceName(self.service)
+        if self.e2e is not None:
+            _e2eParams(self.e2e, self.fingerprint, self.setup).addTo(link)
         return link
 
     def headers(self) -> Headers:
-        return {} if self.service is None else {"service": self.service}
+        headers = {} if self.service is None else {"service": self.service}
+        if self.e2e is not None and self.fingerprint is not None:
+            headers["e2e"] = self.e2e
+            headers["fingerprint"] = self.fingerprint
+        return headers
 
     @classmethod
-    def fromElement(cls, element: Optional[domish.Element]) -> "LinkProfile":
+    def fromElement(cls, element: Optional[domish.Element],
+                    setup: str = "active") -> "LinkProfile":
         if element is None:
             return cls()
         if (element.uri, element.name) != (ns.NS_LINK_PROFILE, "link"):
             raise MalformedSI("link profile element must be <link/>")
         service = element.getAttribute("service")
-        if service is None:
-            return cls()
-        return cls(checkServiceName(service))
+        params = _readE2E(element, offer=(setup == "active"))
+        return cls(None if service is None else checkServiceName(service),
+                   params.mode if params is not None else None,
+                   params.fingerprint.value if params is not None else None, setup)
 
     @classmethod
     def fromHeaders(cls, headers: Mapping[str, object]) -> "LinkProfile":
-        clean = _cleanHeaders(headers, ("service",))
+        clean = _cleanHeaders(headers, ("service", "e2e", "fingerprint", "setup"))
         service = clean.get("service")
-        return cls(None if service is None else checkServiceName(service))
+        e2e, fingerprint = clean.get("e2e"), clean.get("fingerprint")
+        if (e2e is None) != (fingerprint is None):
+            raise MalformedSI("e2e and fingerprint go together")
+        profile = cls(None if service is None else checkServiceName(service),
+                      e2e, fingerprint, clean.get("setup", "active"))
+        if e2e is not None:
+            _e2eParams(e2e, fingerprint, profile.setup)  # checks them
+        return profile
+
+
+def _readE2E(element: domish.Element, offer: bool):
+    """The e2e field of a profile element (an offer's, or an answer's)."""
+    try:
+        params = e2ewire.E2EParams.fromParent(element)
+        if params is not None:
+            if offer:
+                e2ewire.checkSetup(params.fingerprint.setup, "passive")
+            else:
+                e2ewire.checkSetup("active", params.fingerprint.setup)
+    except e2ewire.Malformed as e:
+        raise MalformedSI("e2e: %s" % (e,))
+    return params
+
+
+def _e2eParams(mode: str, fingerprint: Optional[str], setup: str):
+    try:
+        return e2ewire.E2EParams(e2ewire.Fingerprint(fingerprint or "", setup), mode)
+    except e2ewire.Malformed as e:
+        raise MalformedSI("e2e: %s" % (e,))
 
 
 def _nonNegative(name: str, value: Optional[str]) -> Optional[str]:
@@ -393,6 +440,10 @@ class FileProfile(Profile):
     range: bool = False
     offset: Optional[str] = None
     length: Optional[str] = None
+    #: The e2e field, as in the link profile (docs/e2e.rst): a
+    #: ``<fingerprint/>`` (and ``<bytes/>``) child of ``<file/>``.
+    e2e: Optional[str] = None
+    fingerprint: Optional[str] = None
 
     def _check(self) -> None:
         if not self.name:
@@ -419,11 +470,13 @@ class FileProfile(Profile):
                 r["offset"] = self.offset
             if self.length is not None:
                 r["length"] = self.length
+        if self.e2e is not None:
+            _e2eParams(self.e2e, self.fingerprint, "active").addTo(f)
         return f
 
     def headers(self) -> Headers:
         h: Headers = {"name": self.name, "size": self.size}
-        for key in ("date", "hash", "desc", "offset", "length"):
+        for key in ("date", "hash", "desc", "offset", "length", "e2e", "fingerprint"):
             value = getattr(self, key)
             if value is not None:
                 h[key] = value
@@ -432,7 +485,8 @@ class FileProfile(Profile):
         return h
 
     @classmethod
-    def _build(cls, name, size, date, hash, desc, range, offset, length) -> "FileProfile":
+    def _build(cls, name, size, date, hash, desc, range, offset, length,
+               e2e=None, fingerprint=None) -> "FileProfile":
         if not name:
             raise MalformedSI("file-transfer offer has no file name")
         if size is None:
@@ -440,8 +494,13 @@ class FileProfile(Profile):
         built = cls(name=name, size=_nonNegative("size", size), date=date, hash=hash,
                     desc=desc, range=bool(range) or offset is not None or length is not None,
                     offset=_nonNegative("offset", offset),
-                    length=_nonNegative("length", length))
+                    length=_nonNegative("length", length), e2e=e2e,
+                    fingerprint=fingerprint)
         built._check()
+        if (e2e is None) != (fingerprint is None):
+            raise MalformedSI("e2e and fingerprint go together")
+        if e2e is not None:
+            _e2eParams(e2e, fingerprint, "active")  # checks them
         return built
 
     @classmethod
@@ -452,24 +511,28 @@ class FileProfile(Profile):
             raise MalformedSI("file-transfer profile element must be <file/>")
         descEl = _child(element, ns.NS_SI_FILE_TRANSFER, "desc")
         rangeEl = _child(element, ns.NS_SI_FILE_TRANSFER, "range")
+        params = _readE2E(element, offer=True)
         return cls._build(
             element.getAttribute("name"), element.getAttribute("size"),
             element.getAttribute("date"), element.getAttribute("hash"),
             None if descEl is None else str(descEl),
             rangeEl is not None,
             None if rangeEl is None else rangeEl.getAttribute("offset"),
-            None if rangeEl is None else rangeEl.getAttribute("length"))
+            None if rangeEl is None else rangeEl.getAttribute("length"),
+            params.mode if params is not None else None,
+            params.fingerprint.value if params is not None else None)
 
     @classmethod
     def fromHeaders(cls, headers: Mapping[str, object]) -> "FileProfile":
         h = _cleanHeaders(headers, ("name", "size", "date", "hash", "desc",
-                                    "range", "offset", "length"))
+                                    "range", "offset", "length", "e2e", "fingerprint"))
         rangeFlag = h.get("range", "false").lower()
         if rangeFlag not in ("true", "false", "1", "0", "yes", "no"):
             raise MalformedSI("file range %r is not a boolean" % (h["range"],))
         return cls._build(h.get("name"), h.get("size"), h.get("date"), h.get("hash"),
                           h.get("desc"), rangeFlag in ("true", "1", "yes"),
-                          h.get("offset"), h.get("length"))
+                          h.get("offset"), h.get("length"), h.get("e2e"),
+                          h.get("fingerprint"))
 
 
 def fileRangeAnswer(offset: Optional[int] = None,
@@ -488,6 +551,18 @@ def fileRangeAnswer(offset: Optional[int] = None,
     return f
 
 
+def fileAnswer(e2e: str, fingerprint: str, rangeAsked: bool = False,
+               offset: Optional[int] = None, length: Optional[int] = None
+               ) -> domish.Element:
+    """
+    A file-transfer SI result's ``<file/>`` that accepts an e2e stream
+    (``setup='passive'``), with a ``<range/>`` when one is asked for.
+    """
+    f = (fileRangeAnswer(offset, length) if rangeAsked
+         else domish.Element((ns.NS_SI_FILE_TRANSFER, "file")))
+    return _e2eParams(e2e, fingerprint, "passive").addTo(f)
+
+
 def answerHeaders(profile: str, payload: Optional[domish.Element]) -> Headers:
     """
     What the accepting peer's profile element asks of the sender.  Only the
@@ -495,20 +570,28 @@ def answerHeaders(profile: str, payload: Optional[domish.Element]) -> Headers:
     given) of a ``<range/>``.  No range, or one without attributes, means the
     whole file (XEP-0096 section 2), and gives ``{}``.
     """
+    if (profile == ns.NS_LINK_PROFILE and payload is not None
+            and (payload.uri, payload.name) == (ns.NS_LINK_PROFILE, "link")):
+        # the e2e stream the acceptor agreed to (docs/e2e.rst)
+        return LinkProfile.fromElement(payload, setup="passive").headers()
     if profile != ns.NS_SI_FILE_TRANSFER or payload is None:
         return {}
     if (payload.uri, payload.name) != (ns.NS_SI_FILE_TRANSFER, "file"):
         return {}
+    params = _readE2E(payload, offer=False)
+    e2eHeaders: Headers = ({} if params is None else
+                           {"e2e": params.mode, "fingerprint": params.fingerprint.value})
     rangeEl = _child(payload, ns.NS_SI_FILE_TRANSFER, "range")
     if rangeEl is None:
-        return {}
+        return e2eHeaders
     offset = _nonNegative("offset", rangeEl.getAttribute("offset"))
     length = _nonNegative("length", rangeEl.getAttribute("length"))
     if offset is None and length is None:
-        return {}
+        return e2eHeaders
     headers: Headers = {"offset": offset or "0"}
     if length is not None:
         headers["length"] = length
+    headers.update(e2eHeaders)
     return headers
 
 

@@ -25,7 +25,7 @@ from twisted.words.xish import domish
 from wokkel import disco as wdisco
 
 from bytestreamd import ns
-from bytestreamd.xmpp.stanzas import Handler, makeIQ, parseJID
+from bytestreamd.xmpp.stanzas import Handler, IQBoundary, makeIQ, parseJID
 
 
 class PeerInfo(NamedTuple):
@@ -189,15 +189,21 @@ def _query(result: domish.Element, uri: str) -> domish.Element:
                          % (result.getAttribute("from", "?"), uri))
 
 
-class DiscoResponder(wdisco.DiscoHandler):
+class DiscoResponder(IQBoundary, wdisco.DiscoHandler):
     """
     wokkel's disco#info/#items responder (it asks every IDisco sibling
     handler what to advertise), minus one weakness: wokkel parses each
     request's ``from`` and ``to`` with ``jid.internJID``, which caches every
     JID it ever sees in a module-level dict that is never pruned -- memory any
     peer can grow by asking from ever new resources.  Requests are parsed
-    with plain ``JID()`` here; everything else is wokkel's.
+    with plain ``JID()`` here, and answered through the daemon's one IQ
+    boundary (:class:`~bytestreamd.xmpp.stanzas.IQBoundary`) rather than
+    wokkel's ``IQHandlerMixin``; the gathering is wokkel's.
     """
+
+    def connectionInitialized(self) -> None:
+        self.observeIQ(wdisco.DISCO_INFO, self._onDiscoInfo)
+        self.observeIQ(wdisco.DISCO_ITEMS, self._onDiscoItems)
 
     def _request(self, iq: domish.Element, verb: str) -> wdisco._DiscoRequest:
         query = iq.query

@@ -50,7 +50,7 @@ from zope.interface import implementer
 
 from bytestreamd import ns
 from bytestreamd.errors import NotConnected
-from bytestreamd.xmpp.stanzas import Handler, RequestTimeout, makeIQ, resultFor
+from bytestreamd.xmpp.stanzas import Handler, RequestTimeout, makeIQ
 from bytestreamd.text import SafeLogger
 
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
@@ -102,7 +102,7 @@ class PeerMonitor(Handler):
 
     def connectionInitialized(self) -> None:
         xs = self.xmlstream
-        xs.addObserver(PING_GET, self._onPing)
+        self.observeIQ(PING_GET, self._onPing)
         # Priority above the IBB handler's: every stanza from a watched peer
         # is a sign of life, and this is a dict lookup.
         xs.addObserver("/iq", self._onStanza, priority=10)
@@ -116,11 +116,8 @@ class PeerMonitor(Handler):
         return []
 
     def _onPing(self, iq: domish.Element) -> None:
-        iq.handled = True
-        try:
-            self.send(resultFor(iq))
-        except NotConnected:
-            pass
+        """XEP-0199: an empty result (through the IQ boundary)."""
+        return None
 
     def _onStanza(self, stanza: domish.Element) -> None:
         sender = stanza.getAttribute("from")

@@ -18,6 +18,15 @@ packet or an SI offer means nothing on a new session, and the links it
 belonged to have already been torn down -- so :class:`Connection` raises
 :class:`bytestreamd.errors.NotConnected` instead and fails every pending
 request when the stream goes away.
+
+Incoming IQ requests are answered at one boundary, :class:`IQBoundary`
+(every :class:`Handler` is one), as wokkel's ``IQHandlerMixin`` does: a
+handler returns its result (``None``, an element, :data:`LATER` when it
+answers later, or a Deferred of one) or raises ``StanzaError``;
+:meth:`IQBoundary.replyTo` turns that into the reply, and turns anything
+else a handler raises into ``internal-server-error`` (logged once, with its
+traceback), so no request is left without an answer.  Only IBB data blocks
+bypass it, for speed (:mod:`bytestreamd.methods.ibb`).
 """
 
 from __future__ import annotations
@@ -318,10 +327,94 @@ class Connection(StreamManager):
         StreamManager._disconnected(self, reason)
 
 
-class Handler(XMPPHandler):
+#: What an IQ handler returns when it keeps the request and answers it
+#: itself later, through :meth:`IQBoundary.replyTo` (an SI offer waiting
+#: for ACCEPT, a SOCKS5 target trying streamhosts).
+LATER = object()
+
+
+class IQBoundary:
+    """
+    The one place where an IQ handler's outcome becomes the reply, as
+    wokkel's ``IQHandlerMixin`` does, for any ``XMPPHandler`` (mixed in
+    before it).
+
+    A handler registered with :meth:`observeIQ` (or called through
+    :meth:`handleIQ`) takes the request iq and
+
+    * returns ``None`` (an empty ``result``), an element (the ``result``'s
+      child), :data:`LATER` (it answers later, through :meth:`replyTo`), or a
+      Deferred firing with one of those;
+    * or raises (fails with) ``StanzaError`` -- build it with
+      :func:`bytestreamd.errors.stanzaError` -- which becomes the ``error``
+      reply;
+    * anything else it raises is a bug: logged once, with its traceback, and
+      answered ``internal-server-error``, so the requester never waits for an
+      answer that will not come.
+
+    ``echoRequest``: whether an error reply carries the request's payload
+    back (RFC 6120 8.3.1 allows it; XEP-0047 data must not be reflected).
+    Every reply is sent with :meth:`replyTo`, which never raises: with no
+    stream there is nobody to answer.
+    """
+
+    echoRequest = True
+
+    def observeIQ(self, xpath: str, handler, priority: int = 0) -> None:
+        """Route requests matching ``xpath`` to ``handler`` through the boundary."""
+        self.xmlstream.addObserver(xpath, lambda iq: self.handleIQ(iq, handler),
+                                   priority)
+
+    def handleIQ(self, iq: domish.Element, handler) -> None:
+        """Call ``handler(iq)`` and answer ``iq`` with its outcome."""
+        iq.handled = True
+        try:
+            outcome = handler(iq)
+        except Exception:
+            self.replyTo(iq, failure.Failure())
+            return
+        if isinstance(outcome, defer.Deferred):
+            outcome.addBoth(lambda result: self.replyTo(iq, result))
+        else:
+            self.replyTo(iq, outcome)
+
+    def replyTo(self, iq: domish.Element, outcome) -> None:
+        """
+        Answer ``iq`` with ``outcome``: ``None`` or an element (result),
+        a ``StanzaError`` or a Failure (error), :data:`LATER` (nothing now).
+        """
+        if outcome is LATER or iq.getAttribute("type") in ("result", "error"):
+            return
+        if isinstance(outcome, failure.Failure):
+            if outcome.check(jerror.StanzaError):
+                outcome = outcome.value
+            else:
+                log.failure("unexpected error answering {kind} {id} from {sender}",
+                            outcome, kind=printable(iq.name), id=printable(iq.getAttribute("id")),
+                            sender=printable(iq.getAttribute("from")))
+                outcome = jerror.StanzaError("internal-server-error")
+        if isinstance(outcome, jerror.StanzaError):
+            if self.echoRequest:
+                response = outcome.toResponse(iq)
+            else:
+                response = xmlstream.toResponse(iq, "error")
+                response.addChild(outcome.getElement())
+        else:
+            response = xmlstream.toResponse(iq, "result")
+            if outcome is not None:
+                response.addChild(outcome)
+        try:
+            self.send(response)
+        except NotConnected:
+            log.info("cannot answer {kind} {id}: not connected",
+                     kind=printable(iq.name), id=printable(iq.getAttribute("id")))
+
+
+class Handler(IQBoundary, XMPPHandler):
     """
     Base for the daemon's XEP handlers: ``send``/``request`` go to the
-    :class:`Connection` and so never queue.
+    :class:`Connection` and so never queue; IQ requests are answered through
+    the :class:`IQBoundary`.
     """
 
     def send(self, obj: Stanza) -> None:

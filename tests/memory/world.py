@@ -120,6 +120,8 @@ class World:
             "xmpp.jid": full.full(), "xmpp.password": password,
             "xmpp.host": SERVER_HOST, "xmpp.port": str(SERVER_PORT),
             "daemon.runtime_dir": runtime,
+            # the e2e identity and known-peers, per daemon (never $HOME)
+            "e2e.state_dir": os.path.join(self.tmpdir, hostName + "-state"),
             "s5b.listen": "127.0.0.1:0",
             # Everything is on loopback here (see [s5b] connect).
             "s5b.connect": "127.0.0.0/8, ::1",

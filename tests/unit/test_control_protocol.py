@@ -39,7 +39,7 @@ class FakeBackend:
             sink(event)
 
     def open(self, peer, owner, service=None, methods=None, blockSize=None, stanza=None,
-             profile=None, headers=None):
+             profile=None, headers=None, e2e=None):
         self.calls.append(("open", peer, owner, service, methods, blockSize, stanza))
         if self.raiseOnOpen is not None:
             raise self.raiseOnOpen
@@ -73,6 +73,22 @@ class FakeBackend:
     def status(self):
         self.calls.append(("status",))
         return self.statusPairs
+
+    def fingerprint(self):
+        self.calls.append(("fingerprint",))
+        return [("fingerprint", "AB:CD")]
+
+    def trust(self, jid, fingerprint):
+        self.calls.append(("trust", jid, fingerprint))
+        return [("jid", jid), ("added", "yes")]
+
+    def pins(self, jid=None):
+        self.calls.append(("pins", jid))
+        return []
+
+    def forget(self, jid, fingerprint=None):
+        self.calls.append(("forget", jid, fingerprint))
+        return [("jid", jid), ("removed", "0")]
 
     def probe(self, peer):
         self.calls.append(("probe", peer))
@@ -388,7 +404,8 @@ class CommandTests(ProtocolTestCase):
         self.assertTrue(all(code == 250 and sep == "-" for code, sep, _ in body))
         verbs = [text.split()[0] for _, _, text in body]
         self.assertEqual(verbs, ["OPEN", "ACCEPT", "REJECT", "CLOSE", "LINKS", "STATUS",
-                                 "PROBE", "WATCH", "UNWATCH", "HELP", "QUIT"])
+                                 "PROBE", "WATCH", "UNWATCH", "HELP", "QUIT",
+                                 "FINGERPRINT", "TRUST", "FORGET"])
         self.assertIn("block-size=N", lines[0])
         one = self.command("HELP probe")
         self.assertTrue(one.startswith(b"250-PROBE <jid>"), one)

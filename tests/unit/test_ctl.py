@@ -709,3 +709,36 @@ def test_bytestreamctlStartsWithoutTwisted():
          "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'))"],
         capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# --- e2e: fingerprint, trust, forget, --e2e ----------------------------------------
+
+FP = ":".join(["0A"] * 32)
+
+
+def test_fingerprintTrustForget(daemon):
+    daemon.reply("FINGERPRINT", "250-jid=alice@example.org", "250-hash=sha-256",
+                 "250-fingerprint=%s" % FP, "250 OK")
+    result = runCtl(daemon, ["fingerprint"])
+    assert result.code == 0, result.err
+    assert "fingerprint  %s" % FP in result.out
+    assert json.loads(runCtl(daemon, ["fingerprint", "--json"]).out)["fingerprint"] == FP
+    daemon.reply("TRUST", "250-jid=bob@example.org", "250-fingerprint=%s" % FP,
+                 "250-added=yes", "250 OK")
+    result = runCtl(daemon, ["trust", "bob@example.org", FP])
+    assert result.code == 0 and "added" in result.out
+    assert daemon.lines[-1] == "TRUST bob@example.org %s" % FP
+    daemon.reply("FORGET", "250-jid=bob@example.org", "250-removed=1", "250 OK")
+    assert runCtl(daemon, ["forget", "bob@example.org"]).code == 0
+    assert daemon.lines[-1] == "FORGET bob@example.org"
+
+
+def test_openE2EOptions(daemon):
+    daemon.reply("OPEN", "250 link=7 socket=/run/x/7")
+    for argv, value in ((["--e2e"], "bytes"), (["--no-e2e"], "off"),
+                        (["--e2e-mode", "xmpp"], "xmpp")):
+        result = runCtl(daemon, ["open", "bob@example.org/x"] + argv)
+        assert result.code == 0, result.err
+        assert parseCommand(daemon.lines[-1]).options == {"e2e": value}
+    result = runCtl(daemon, ["open", "bob@example.org/x", "--e2e", "--no-e2e"])
+    assert result.code != 0

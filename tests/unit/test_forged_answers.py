@@ -397,7 +397,7 @@ class IBBDataTests(IBBBase):
         tags = set()
         for i in range(20):
             stream, _ = self.openStream("s%d" % i)
-            tags.add(stream._tag)
+            tags.add(stream.session.tag)
         self.assertEqual(len(tags), 20)
         suffixes = [t[len(self.m._idPrefix):-1] for t in tags]
         self.assertFalse(all(s.isdigit() for s in suffixes))

@@ -414,14 +414,14 @@ class StreamTests(Base):
         self.assertTrue(self.proto.made)
 
     def test_seqWrapsOnReceive(self):
-        self.stream._seqIn = 65534   # the pair test below walks there for real
+        self.stream.session.seqIn = 65534   # the pair test below walks there for real
         for seq in (65534, 65535, 0, 1):
             self.data(seq, b"%d," % seq)
         self.assertEqual(bytes(self.proto.received), b"65534,65535,0,1,")
         self.assertIsNone(self.proto.reason)
 
     def test_seq65536Refused(self):
-        self.stream._seqIn = 65535
+        self.stream.session.seqIn = 65535
         self.data(65536)
         self.assertEqual(condition(self.newSent()[0]), ("bad-request", "cancel"))
 
@@ -644,7 +644,7 @@ class SenderTests(Base):
         self.assertEqual(self.stream.bytesSent, 100)
 
     def test_seqWrapsOnSend(self):
-        self.stream._seqOut = 65534
+        self.stream.session.seqOut = 65534
         self.stream.write(b"w" * 300)
         self.assertEqual([wire.Data.fromElement(child(s, "data")).seq for s in self.newSent()],
                          [65534, 65535, 0])
@@ -907,7 +907,7 @@ class PairTests(Base):
         b.pauseProducing()
         a.write(b"q" * (20 * 4096))     # 16 in flight, 4 queued: below high water
         self.pump.flush()
-        self.assertEqual(len(a._inflight), 16)  # no acks came back
+        self.assertEqual(a.session.inflight, 16)  # no acks came back
         self.assertEqual(producer.calls, [])
         a.write(b"q" * (16 * 4096))     # 20 queued > 16 blocks
         self.pump.flush()

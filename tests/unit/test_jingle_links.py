@@ -3,7 +3,7 @@ The pieces that put Jingle links into the daemon, without a network:
 the link application's codec, the application translators, ``[links]
 negotiation``, ``OPEN ... negotiation=``, the negotiator's disco and
 ``supports``/``canCarry``, the effect performer (answers, requests, timers)
-and the IBB ``check-open`` that XEP-0261 needs.  The whole flows are in
+and the open check that XEP-0261 needs.  The whole flows are in
 tests/memory/test_jingle.py and tests/integration/test_jingle.py.
 """
 
@@ -207,8 +207,8 @@ def test_many_in_the_link_description():
     assert element.getAttribute("connections") == "many"
     assert LinkDescription.fromElement(element) == LinkDescription("web", True)
     assert jingle_apps.fromDescription(LinkDescription("web", True)) == \
-        LinkApplication("web", True)
-    assert LinkApplication("web", True).details() == (("connections", "many"),)
+        LinkApplication("web", many=True)
+    assert LinkApplication("web", many=True).details() == (("connections", "many"),)
     assert LinkApplication("web").details() == ()
     element["connections"] = "several"
     with pytest.raises(J.MalformedJingle):

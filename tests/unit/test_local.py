@@ -10,52 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bytestreamd.errors import BytestreamBroken
 from bytestreamd.local.sockets import LinkSocketFactory, Splice
+from tests.unit.fakes import FakeStream
 
 
-class FakeStream:
-    method = "ibb"
-    sid = "sid-1"
-    bytesSent = 0
-    bytesReceived = 0
-
-    def __init__(self):
-        self.written = []
-        self.closed = False
-        self.aborted = False
-        self.producer = None
-        self.protocol = None
-        self.paused = False
-
-    def write(self, data):
-        self.written.append(data)
-
-    def writeSequence(self, seq):
-        self.written.extend(seq)
-
-    def loseConnection(self):
-        self.closed = True
-
-    def abortConnection(self):
-        self.aborted = True
-
-    def registerProducer(self, producer, streaming):
-        self.producer = producer
-
-    def unregisterProducer(self):
-        self.producer = None
-
-    def attachProtocol(self, protocol):
-        self.protocol = protocol
-        protocol.makeConnection(self)
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-
-    def stopProducing(self):
-        pass
 
 
 class SpliceTests(SynchronousTestCase):

@@ -17,18 +17,18 @@ from bytestreamd.negotiation import si_profiles
 from bytestreamd.negotiation.si import StreamInitiation
 from bytestreamd.wire.si import SIAccept, SIOffer
 from tests.helpers import ConnectionHarness
+from tests.unit.fakes import FakeStream as LocalFakeStream
 
 BOB = JID("bob@example.org/laptop")
 ALL = (ns.NS_SI, ns.NS_LINK_PROFILE, ns.NS_S5B, ns.NS_IBB, ns.NS_SI_MULTIPLE)
 
 
-class FakeStream:
-    def __init__(self, method):
-        self.method = method
-        self.aborted = False
+class FakeStream(LocalFakeStream):
+    """The recording IBytestream of test_local, for a given method."""
 
-    def abortConnection(self):
-        self.aborted = True
+    def __init__(self, method):
+        LocalFakeStream.__init__(self)
+        self.method = method
 
 
 @implementer(IStreamMethod)
