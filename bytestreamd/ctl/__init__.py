@@ -145,7 +145,10 @@ def buildParser() -> argparse.ArgumentParser:
     p.add_argument("jid", metavar="JID")
     p.add_argument("--desc", metavar="TEXT", help="description shown to the receiver")
     p.add_argument("--no-hash", action="store_true",
-                   help="do not compute and offer the file's MD5")
+                   help="do not compute and offer the file's MD5 and SHA-256")
+    p.add_argument("--negotiation", choices=("jingle", "si"),
+                   help="XEP-0234 over Jingle or XEP-0096 over SI (default: the daemon "
+                        "chooses Jingle for peers that advertise XEP-0234)")
     _methodOptions(p)
     _lingerOption(p)
     p = add("receive", cmdReceive, "accept the next file offer (XEP-0096) and save the file",
