@@ -75,6 +75,9 @@ class Config:
     socket_group: Optional[int] = None
     # [links]
     methods: Tuple[str, ...] = ("s5b", "ibb")
+    #: Negotiation frameworks in preference order (registry names): the
+    #: first one a peer's disco supports is used.
+    negotiation: Tuple[str, ...] = ("jingle", "si")
     ibb_block_size: int = 4096
     ibb_stanza: str = "iq"
     ibb_window: int = 32
@@ -111,7 +114,7 @@ KEYS: Dict[str, Tuple[str, ...]] = {
     "xmpp": ("jid", "password_file", "password", "host", "port", "ca_certs",
              "tls"),
     "daemon": ("runtime_dir", "socket_mode", "socket_group", "log_traffic"),
-    "links": ("methods", "ibb_block_size", "ibb_stanza", "ibb_window",
+    "links": ("methods", "negotiation", "ibb_block_size", "ibb_stanza", "ibb_window",
               "max_links", "link_buffer", "offer_timeout", "attempt_timeout",
               "peer_timeout", "attach_timeout"),
     "s5b": ("listen", "advertise", "proxy", "connect", "max_handshakes"),
@@ -347,6 +350,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
     logTraffic = r.boolean("daemon", "log_traffic", False)
 
     methods = _methods(r)
+    negotiation = _negotiation(r)
     ibbBlockSize = r.integer("links", "ibb_block_size", 4096, 1, 65535)
     ibbStanza = r.choice("links", "ibb_stanza", "iq", ("iq", "message"))
     ibbWindow = r.integer("links", "ibb_window", 32, 1, 256)
@@ -369,7 +373,7 @@ def _build(r: _Reader, environ: Mapping[str, str],
     return Config(
         jid=jid, password=password, host=host, port=port, ca_certs=caCerts,
         tls=tls, runtime_dir=runtimeDir, socket_mode=socketMode,
-        socket_group=socketGroup, methods=methods,
+        socket_group=socketGroup, methods=methods, negotiation=negotiation,
         ibb_block_size=ibbBlockSize, ibb_stanza=ibbStanza,
         ibb_window=ibbWindow, max_links=maxLinks, link_buffer=linkBuffer,
         offer_timeout=offerTimeout, attempt_timeout=attemptTimeout,
@@ -547,6 +551,25 @@ def _methods(r: _Reader) -> Tuple[str, ...]:
                          % (name, ", ".join(KNOWN_METHODS)))
     if len(set(names)) != len(names):
         raise r.fail("links", "methods", "a method is listed twice")
+    return names
+
+
+def _negotiation(r: _Reader) -> Tuple[str, ...]:
+    """``[links] negotiation``: registry negotiator names, in preference order."""
+    known = registry.NEGOTIATOR_NAMES
+    names = r.items("links", "negotiation")
+    if names is None:
+        return known
+    names = tuple(n.lower() for n in names)
+    if not names:
+        raise r.fail("links", "negotiation", "empty; name at least one of %s"
+                     % ", ".join(known))
+    for name in names:
+        if name not in known:
+            raise r.fail("links", "negotiation", "unknown negotiation %r (known: %s)"
+                         % (name, ", ".join(known)))
+    if len(set(names)) != len(names):
+        raise r.fail("links", "negotiation", "a negotiation is listed twice")
     return names
 
 

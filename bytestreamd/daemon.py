@@ -115,11 +115,15 @@ class Daemon(service.MultiService):
             self.xmpp.addHandler(method)
         # Two phases: construct every piece, then wire them (below), so
         # nothing is patched after construction.
-        self.negotiators = registry.buildNegotiators(reactor, config, self.methods,
-                                                     self.discovery)
+        # [links] negotiation: the frameworks we speak (and advertise), in
+        # the order the link manager tries them per peer.
+        self.negotiators = registry.buildNegotiators(
+            reactor, config, self.methods, self.discovery, config.negotiation)
         for negotiator in self.negotiators:
             self.xmpp.addHandler(negotiator)
-        self.si = self.negotiators[0]
+        byName = {n.name: n for n in self.negotiators}
+        self.si = byName.get("si")
+        self.jingle = byName.get("jingle")
         self.endChannel = EndChannel(requestTimeout=config.peer_timeout)
         self.xmpp.addHandler(self.endChannel)
         self.presence = PeerPresence(self._peerOffline)

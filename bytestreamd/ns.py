@@ -47,6 +47,11 @@ NS_END = "urn:x-bytestreamd:end:0"
 #: XEP-0199 XMPP Ping.
 NS_PING = "urn:xmpp:ping"
 
+#: bytestreamd's own Jingle application: a byte link to a named service,
+#: ``<description xmlns=NS_JINGLE_LINK [service='NAME']/>``.  Experimental
+#: ``x-`` space, like the SI link profile.  See docs/jingle.rst.
+NS_JINGLE_LINK = "urn:x-bytestreamd:jingle:link:0"
+
 #: XEP-0166 Jingle, and its error conditions (``<out-of-order/>``...).
 NS_JINGLE = "urn:xmpp:jingle:1"
 NS_JINGLE_ERRORS = "urn:xmpp:jingle:errors:1"

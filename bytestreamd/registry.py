@@ -48,6 +48,14 @@ def _buildSI(reactor, config, methods, discovery):
         maxPendingOffers=config.max_links)
 
 
+def _buildJingle(reactor, config, methods, discovery):
+    from bytestreamd.negotiation.jingle import JingleNegotiator
+    return JingleNegotiator(
+        reactor, methods, discovery, None,
+        attemptTimeout=config.attempt_timeout, offerTimeout=config.offer_timeout,
+        requestTimeout=config.peer_timeout, maxPendingOffers=config.max_links)
+
+
 #: Bytestream methods (IStreamMethod), in the default preference order.
 METHODS: Tuple[Entry, ...] = (
     Entry("s5b", ns.NS_S5B, _buildS5B),
@@ -58,6 +66,7 @@ METHODS: Tuple[Entry, ...] = (
 #: ``build(reactor, config, methods, discovery)``; the acceptor is wired
 #: afterwards with ``setAcceptor`` (two-phase wiring, see daemon.py).
 NEGOTIATORS: Tuple[Entry, ...] = (
+    Entry("jingle", ns.NS_JINGLE, _buildJingle),
     Entry("si", ns.NS_SI, _buildSI),
 )
 

@@ -90,11 +90,12 @@ class _Spec:
 _COMMANDS: Dict[str, _Spec] = {
     "OPEN": _Spec(
         "OPEN <jid> [service=NAME] [methods=m1,m2] [block-size=N] [stanza=iq|message] "
-        "[profile=link|file] [name=NAME size=N [hash=MD5] [date=ISO8601] [desc=TEXT] "
+        "[negotiation=jingle|si] [profile=link|file] [name=NAME size=N [hash=MD5] [date=ISO8601] [desc=TEXT] "
         "[range=yes]]",
         "open an outgoing link (profile=file: offer a file, XEP-0096); "
         "progress comes as 650 LINK events",
-        args=("jid",), options=("service", "methods", "block-size", "stanza", "profile")
+        args=("jid",), options=("service", "methods", "block-size", "stanza", "profile",
+                                 "negotiation")
         + _FILE_OPTIONS),
     "ACCEPT": _Spec("ACCEPT <id> [offset=N] [length=N]",
                     "accept an offered link (offset/length: part of a ranged file offer)",
@@ -352,7 +353,7 @@ class ControlProtocol(protocol.Protocol):
     def do_OPEN(self, jid: str, service: Optional[str] = None,
                 methods: Optional[str] = None, block_size: Optional[str] = None,
                 stanza: Optional[str] = None, profile: Optional[str] = None,
-                **fileOptions: str) -> bytes:
+                negotiation: Optional[str] = None, **fileOptions: str) -> bytes:
         peer = grammar.parseJID(jid)
         if service is not None and not service:
             raise SyntaxErrorInArgument("service= needs a name")
@@ -372,6 +373,9 @@ class ControlProtocol(protocol.Protocol):
         elif fileOptions:
             raise SyntaxErrorInArgument(
                 "%s= describe a file: it needs profile=file" % sorted(fileOptions)[0])
+        if negotiation is not None:
+            # Passed only when given, so backends without it keep working.
+            extra["negotiation"] = _parseNegotiation(negotiation)
         info = self.backend.open(
             peer, owner=self, service=service,
             methods=None if methods is None else _parseMethods(methods),
@@ -554,6 +558,16 @@ def _checkText(name: str, text: str, allowed: str = "") -> None:
     problem = badCharacter(text, allowed)
     if problem is not None:
         raise SyntaxErrorInArgument("%s: %s is not allowed" % (name, problem))
+
+
+def _parseNegotiation(value: str) -> str:
+    """``negotiation=si|jingle``: a registry negotiator name; 512 otherwise."""
+    from bytestreamd.registry import NEGOTIATOR_NAMES
+    name = value.lower()
+    if name not in NEGOTIATOR_NAMES:
+        raise SyntaxErrorInArgument("negotiation= must be one of %s"
+                                    % "|".join(NEGOTIATOR_NAMES))
+    return name
 
 
 def _fileHeaders(options: Dict[str, str]) -> Dict[str, str]:

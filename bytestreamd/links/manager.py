@@ -174,18 +174,62 @@ class LinkManager(IncomingOffers, Effects):
         if timer is not None and timer.active():
             timer.cancel()
 
-    def negotiatorFor(self, peer: JID) -> INegotiator:
+    def negotiatorFor(self, peer: JID, methods=None) -> INegotiator:
         """
         The first negotiator (in preference order) that ``peer``'s cached
         disco features support.  Nothing cached, or nothing supported: the
         first, which asks disco itself and says why it cannot go on.
         """
         info = self.discovery.cached(peer) if self.discovery is not None else None
-        if info is not None:
+        return self._supporting(info.features if info is not None else None, methods)
+
+    def _supporting(self, features, methods=None) -> INegotiator:
+        """
+        The first negotiator that supports ``features`` and, when the OPEN
+        named ``methods``, can carry one of them to this peer (a negotiator
+        may say so with ``canCarry(features, methods)``; Jingle does).
+        """
+        if features is not None:
             for negotiator in self.negotiators:
-                if negotiator.supports(info.features):
-                    return negotiator
+                if not negotiator.supports(features):
+                    continue
+                canCarry = getattr(negotiator, "canCarry", None)
+                if methods and canCarry is not None and not canCarry(features, methods):
+                    continue
+                return negotiator
         return self.negotiators[0]
+
+    def _namedNegotiator(self, name: str) -> INegotiator:
+        """``OPEN ... negotiation=NAME``: 512 if it is not enabled here."""
+        for negotiator in self.negotiators:
+            if negotiator.name == name:
+                return negotiator
+        raise SyntaxErrorInArgument(
+            "negotiation %s is not enabled (enabled: %s)"
+            % (name, ",".join(n.name for n in self.negotiators)))
+
+    def _offerBy(self, link: Link, negotiator: Optional[INegotiator], peer: JID,
+                 *args) -> defer.Deferred:
+        """
+        Offer by ``negotiator``; without one (several enabled, the peer's
+        features not cached yet) ask disco first, then pick -- so a peer
+        that only speaks SI gets SI even when Jingle comes first.
+        """
+        if negotiator is not None:
+            return negotiator.offer(peer, *args)
+
+        async def choose():
+            try:
+                features = await self.discovery.features(peer)
+            except defer.CancelledError:
+                raise
+            except Exception:
+                features = None  # the first negotiator says why
+            chosen = self._supporting(features, args[1])
+            link.negotiation = chosen.name
+            return await chosen.offer(peer, *args)
+
+        return defer.Deferred.fromCoroutine(choose())
 
     def _progress(self, link: Link):
         def progress(state: str, method: Optional[str], reason: Optional[str]):
@@ -210,7 +254,8 @@ class LinkManager(IncomingOffers, Effects):
     # --- outgoing -----------------------------------------------------------
 
     def open(self, peer: JID, owner, service=None, methods=None,
-             blockSize=None, stanza=None, profile=None, headers=None) -> LinkInfo:
+             blockSize=None, stanza=None, profile=None, headers=None,
+             negotiation=None) -> LinkInfo:
         """
         ``profile`` names the application (bytestreamd.application; default
         a link to ``service``); for a file, ``headers`` are its ``name``,
@@ -231,9 +276,14 @@ class LinkManager(IncomingOffers, Effects):
                 "%s is a bare JID: a link needs the peer's full JID "
                 "(user@domain/resource)" % (peer.full(),))
         self._checkLimit()
-        negotiator = self.negotiatorFor(peer)
-        link = Link(self._newId(), peer, "out", owner, application, negotiator.name,
-                    service=service)
+        negotiator: Optional[INegotiator] = None
+        if negotiation:
+            negotiator = self._namedNegotiator(negotiation)
+        elif len(self.negotiators) == 1 or self.discovery is None \
+                or self.discovery.cached(peer) is not None:
+            negotiator = self.negotiatorFor(peer, methods)
+        link = Link(self._newId(), peer, "out", owner, application,
+                    (negotiator or self.negotiators[0]).name, service=service)
         self._links[link.id] = link
         self._openSocket(link)
         options = {}
@@ -243,14 +293,16 @@ class LinkManager(IncomingOffers, Effects):
             options["stanza"] = stanza
         isFile = isinstance(application, app.FileApplication)
         log.info("link {id}: opening to {peer} by {nego}{svc}", id=link.id,
-                 peer=peer.full(), nego=negotiator.name,
+                 peer=peer.full(), nego=negotiator.name if negotiator else
+                 "the first of %s the peer supports"
+                 % ",".join(n.name for n in self.negotiators),
                  svc=" for service %s" % service if service else
                  (" for file %r (%s bytes)" % (application.name, application.size)
                   if isFile else ""))
         # Only a file's answer can ask for something (a range).
         answered = (lambda asked: self._answered(link, asked)) if isFile else None
-        self._negotiate(link, negotiator.offer(peer, application, methods, options,
-                                               self._progress(link), answered))
+        self._negotiate(link, self._offerBy(link, negotiator, peer, application, methods,
+                                            options, self._progress(link), answered))
         return link.info()
 
     def _answered(self, link: Link, asked: Optional[app.RangeAnswer]) -> None:

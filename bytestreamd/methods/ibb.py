@@ -234,6 +234,14 @@ class IBBMethod(Handler):
         return result
 
     def expect(self, ctx: StreamContext) -> defer.Deferred:
+        """
+        Admit ``ctx.initiator``'s ``<open/>`` for ``ctx.sid``.  An open for
+        a sid nobody expects is refused ``not-acceptable``.  The option
+        ``check-open`` (a callable taking the decoded ``wire.Open`` and
+        returning ``None`` or why it does not match) lets a negotiation
+        that fixed the block-size and stanza kind (XEP-0261) have a
+        mismatching open refused ``resource-constraint``.
+        """
         if ctx.sid in self._streams or ctx.sid in self._expected:
             return defer.fail(_inUse(ctx.sid))
 
@@ -338,6 +346,13 @@ class IBBMethod(Handler):
         if ctx is None or not _sameJID(iq.getAttribute("from"),
                                        ctx.initiator.full(), ctx.initiator):
             self._refuse(iq, "not-acceptable", "no IBB session %s was negotiated" % sid)
+            return
+        check = ctx.options.get("check-open")
+        why = check(request) if check is not None else None
+        if why is not None:
+            # XEP-0261: an <open/> that does not match what Jingle
+            # negotiated is refused resource-constraint; still expected.
+            self._refuse(iq, "resource-constraint", why, type="modify")
             return
         if request.blockSize > self.maxBlockSize:
             self._refuse(iq, "resource-constraint",

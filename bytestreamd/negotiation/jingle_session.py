@@ -106,11 +106,11 @@ class JingleSession(ContentNegotiation):
             self._start("lifetime", self.timeouts.lifetime,
                         "the session reached its lifetime of %gs" % self.timeouts.lifetime)
 
-    def _end(self, reason: str) -> None:
+    def _end(self, reason: str, j: Optional[Jingle] = None) -> None:
         for name in list(self._timers):
             self._stop(name)
         self.state = State.ENDED
-        self._event("ended", reason)
+        self._event("ended", reason, j)
 
     # --- the peer's requests ------------------------------------------------------
 
@@ -174,7 +174,7 @@ class JingleSession(ContentNegotiation):
 
     def _on_session_terminate(self, j: Jingle) -> Optional[Refuse]:
         why = j.reason.describe() if j.reason else "no reason given"
-        self._end("%s ended the session: %s" % (self.peer.full(), why))
+        self._end("%s ended the session: %s" % (self.peer.full(), why), j)
         return None
 
     def _on_session_info(self, j: Jingle) -> Optional[Refuse]:

@@ -232,9 +232,9 @@ def defaultRegistry() -> Registry:
     """
     global _default
     if _default is None:
-        from bytestreamd.wire import jingle_ft, jingle_ibb, jingle_s5b
+        from bytestreamd.wire import jingle_ft, jingle_ibb, jingle_link, jingle_s5b
         registry = Registry()
-        for module in (jingle_ibb, jingle_s5b, jingle_ft):
+        for module in (jingle_ibb, jingle_s5b, jingle_ft, jingle_link):
             for cls in module.CODECS:
                 registry.register(cls.namespace, cls.elementName, cls.fromElement)
         _default = registry

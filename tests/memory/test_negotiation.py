@@ -1,7 +1,8 @@
 """
 Negotiators in the memory tier: two real daemons, fake time.  Every LINK
 event and LINKS row names the negotiation framework that carries the link
-(``negotiation=si`` while SI is the only one), on both sides.
+(here ``[links] negotiation = si``; Jingle's are in test_jingle.py), on both
+sides.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from tests.memory.test_truth import daemons
 
 @pytest.mark.parametrize("method", ["ibb", "s5b"])
 def test_open_shows_negotiation_si(world, method):
-    alice, bob = daemons(world, method)
+    alice, bob = daemons(world, method, negotiation="si")
     ctl, watch = world.control(alice), world.control(bob, watch=True)
     opened = ctl.expect("OPEN %s methods=%s" % (bob.jid.full(), method))
     linkA = opened.get("link")

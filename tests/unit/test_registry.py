@@ -9,7 +9,7 @@ from bytestreamd.negotiation import si
 
 def test_namesAndNamespaces():
     assert registry.METHOD_NAMES == ("s5b", "ibb") == registry.DEFAULT_METHODS
-    assert registry.NEGOTIATOR_NAMES == ("si",)
+    assert registry.NEGOTIATOR_NAMES == ("jingle", "si")
     assert registry.methodNamesByNamespace() == {ns.NS_S5B: "s5b", ns.NS_IBB: "ibb"}
     assert registry.methodsIn([ns.NS_IBB, "x", ns.NS_S5B]) == ["s5b", "ibb"]
 

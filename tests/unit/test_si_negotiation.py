@@ -741,7 +741,7 @@ class WiringTests(SynchronousTestCase):
         from bytestreamd import registry
         from bytestreamd.config import Config
         config = Config(jid=JID("a@example.org/d"), password="x", max_links=500)
-        [si] = registry.buildNegotiators(MemoryReactorClock(), config, [], None)
+        [si] = registry.buildNegotiators(MemoryReactorClock(), config, [], None, ["si"])
         self.assertEqual((si.name, si.maxPendingOffers, si.acceptor), ("si", 500, None))
         self.assertTrue(si.supports({ns.NS_SI}))
         self.assertFalse(si.supports({"urn:xmpp:jingle:1"}))

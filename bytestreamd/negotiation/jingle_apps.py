@@ -1,0 +1,88 @@
+"""
+Jingle descriptions <-> the framework-neutral application values
+(:mod:`bytestreamd.application`), the Jingle twin of
+:mod:`bytestreamd.negotiation.si_profiles`.
+
+Each Jingle application is one :class:`Translator` in :data:`TRANSLATORS`:
+its description namespace (advertised in disco), how an application value
+becomes a ``<description/>`` and back.  Today: bytestreamd's own link
+(:mod:`bytestreamd.wire.jingle_link`).  XEP-0234 file transfer plugs in the
+same way (a translator for :class:`~bytestreamd.application.FileApplication`
+and :class:`~bytestreamd.wire.jingle_ft.FileDescription`) with
+:func:`register`; nothing else in the negotiator knows which applications
+exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Tuple
+
+from bytestreamd import ns
+from bytestreamd.application import Application, LinkApplication
+from bytestreamd.wire.jingle_link import LinkDescription
+
+
+@dataclass(frozen=True)
+class Translator:
+    """
+    One application.  ``toDescription(app)`` returns the description for an
+    application value it handles, else ``None``; ``fromDescription(payload)``
+    the application value of a decoded description it handles, else
+    ``None`` (raise ``ValueError`` with words for one it cannot accept).
+    ``contentName`` names the content in the session.
+    """
+
+    namespace: str
+    contentName: str
+    toDescription: Callable[[Application], Optional[Any]]
+    fromDescription: Callable[[Any], Optional[Application]]
+
+
+def _linkTo(application: Application) -> Optional[LinkDescription]:
+    if isinstance(application, LinkApplication):
+        return LinkDescription(application.service)
+    return None
+
+
+def _linkFrom(payload: Any) -> Optional[Application]:
+    if isinstance(payload, LinkDescription):
+        return LinkApplication(payload.service)
+    return None
+
+
+TRANSLATORS: List[Translator] = [
+    Translator(ns.NS_JINGLE_LINK, "link", _linkTo, _linkFrom),
+]
+
+#: The description namespaces we advertise (a view kept in step by register).
+NAMESPACES: List[str] = [t.namespace for t in TRANSLATORS]
+
+
+def register(translator: Translator) -> None:
+    """Add an application (e.g. XEP-0234 file transfer)."""
+    TRANSLATORS.append(translator)
+    NAMESPACES.append(translator.namespace)
+
+
+def toDescription(application: Application) -> Optional[Any]:
+    return describe(application)[0]
+
+
+def describe(application: Application) -> Tuple[Optional[Any], str]:
+    """(description, content name) for ``application``; (None, '') if none."""
+    for t in TRANSLATORS:
+        description = t.toDescription(application)
+        if description is not None:
+            return description, t.contentName
+    return None, ""
+
+
+def fromDescription(payload: Any) -> Optional[Application]:
+    """The application of a received description; None if no translator
+    knows it; ValueError if one knows it and refuses it."""
+    for t in TRANSLATORS:
+        application = t.fromDescription(payload)
+        if application is not None:
+            return application
+    return None

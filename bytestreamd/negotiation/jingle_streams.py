@@ -1,0 +1,571 @@
+"""
+One Jingle session that carries one bytestream: what it is for, which
+transport carries it, and the fallback.
+
+:class:`OutgoingSession` is ours (``INegotiator.offer``), :class:`IncomingSession`
+the peer's (an :class:`~bytestreamd.interfaces.IIncomingOffer` for the link
+layer).  Both react to the session machine's events (accepted, ended,
+transport-info, transport-replace...) and drive one *transport driver* at a
+time (:mod:`.jingle_via_ibb`, :mod:`.jingle_via_s5b`), which tells them
+``transportUp(stream)`` or ``transportFailed(reason)``.
+
+Progress is reported as SI reports it, so that ``650 LINK`` reads the same:
+``INIT method=<transport>`` when the transport is agreed (session-accept,
+transport-accept), ``BAD method=s5b reason=...`` then ``INIT method=ibb``
+when SOCKS5 failed and the initiator replaces it by IBB
+(XEP-0260 section 2.6: the initiator drives the replace; a peer that answers
+it with session-accept is tolerated by the machine).  The final failure is
+the caller's ``BAD``.
+
+Once the stream is up, its end ends the session with ``success``
+(session-terminate): whichever side sees its stream end first says so, and
+a terminate that crosses the peer's is harmless (the machine ends at once
+and ignores the answer).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple, TYPE_CHECKING
+
+from twisted.internet import defer
+from twisted.python import failure
+from twisted.words.protocols.jabber.jid import JID
+from zope.interface import implementer
+
+from bytestreamd.application import Application, RangeAnswer
+from bytestreamd.errors import MethodFailed, NegotiationFailed, OfferBusy, OfferRejected
+from bytestreamd.interfaces import IIncomingOffer, StreamContext
+from bytestreamd.negotiation import jingle_apps
+from bytestreamd.negotiation.attempts import Progress, noProgress, summary
+from bytestreamd.negotiation.jingle_contents import State
+from bytestreamd.negotiation.jingle_effects import Event
+from bytestreamd.negotiation.jingle_via_ibb import IBBDriver
+from bytestreamd.negotiation.jingle_via_s5b import S5BDriver
+from bytestreamd.text import SafeLogger
+from bytestreamd.wire import jingle as J
+from bytestreamd.wire.jingle import Content
+from bytestreamd.wire.jingle_ibb import IBBTransport
+from bytestreamd.wire.jingle_s5b import S5BTransport
+
+if TYPE_CHECKING:
+    from bytestreamd.negotiation.jingle import JingleNegotiator
+
+log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
+
+DRIVERS = {"ibb": IBBDriver, "s5b": S5BDriver}
+
+#: A peer that ends our session-initiate with ``busy``: offer again after
+#: these delays, doubling, within ``attempt_timeout`` (as SI does).
+RETRY_FIRST, RETRY_MAX = 0.5, 8.0
+
+
+def driverNameFor(payload: Any) -> Optional[str]:
+    if isinstance(payload, IBBTransport):
+        return "ibb"
+    if isinstance(payload, S5BTransport):
+        return "s5b"
+    return None
+
+
+def watchEnd(stream: Any, onEnd: Callable[[], None]) -> None:
+    """
+    Call ``onEnd`` once ``stream`` has delivered its end to whatever
+    protocol the link layer attaches: the protocol is wrapped by a thin
+    forwarder (half-close included), so nothing of the stream changes.
+    """
+    attach = stream.attachProtocol
+
+    def attachProtocol(protocol: Any) -> None:
+        attach(_EndWatch.around(protocol, onEnd))
+
+    stream.attachProtocol = attachProtocol
+
+
+class _EndWatch:
+    """Forwards every protocol call; tells ``onEnd`` after connectionLost."""
+
+    def __init__(self, inner: Any, onEnd: Callable[[], None]):
+        self.inner = inner
+        self.onEnd = onEnd
+
+    @staticmethod
+    def around(inner: Any, onEnd: Callable[[], None]) -> Any:
+        from twisted.internet.interfaces import IHalfCloseableProtocol
+        if IHalfCloseableProtocol.providedBy(inner):
+            return _HalfCloseableEndWatch(inner, onEnd)
+        return _EndWatch(inner, onEnd)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def makeConnection(self, transport: Any) -> None:
+        self.inner.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.inner.dataReceived(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        try:
+            self.inner.connectionLost(reason)
+        finally:
+            onEnd, self.onEnd = self.onEnd, None
+            if onEnd is not None:
+                onEnd()
+
+
+def _halfCloseable():
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+
+    @implementer(IHalfCloseableProtocol)
+    class _HalfCloseableEndWatch(_EndWatch):
+        def readConnectionLost(self) -> None:
+            self.inner.readConnectionLost()
+
+        def writeConnectionLost(self) -> None:
+            self.inner.writeConnectionLost()
+
+    return _HalfCloseableEndWatch
+
+
+_HalfCloseableEndWatch = _halfCloseable()
+
+
+class _StreamSession:
+    """What both sides share: the driver, progress, the end."""
+
+    weAreInitiator = False
+
+    def __init__(self, negotiator: "JingleNegotiator", peer: JID,
+                 application: Optional[Application], options: Dict[str, Any],
+                 progress: Optional[Progress]):
+        self.negotiator = negotiator
+        self.peer = peer
+        self.application = application
+        self.options = options
+        self.progress: Progress = progress or noProgress
+        self.session: Any = None
+        self.key: Optional[Tuple[str, str]] = None
+        self.driver: Any = None
+        self.stream: Any = None
+        self.inited = False
+        self.failures: List[Tuple[str, str]] = []
+        self.result: defer.Deferred = defer.Deferred(self._cancel)
+        #: Names of the methods both sides have, in our order.
+        self.usable: List[str] = []
+
+    # -- identity -------------------------------------------------------------------
+
+    @property
+    def sid(self) -> Optional[str]:
+        return self.session.sid if self.session is not None else None
+
+    @property
+    def own(self) -> JID:
+        return self.negotiator.ownJID
+
+    @property
+    def initiator(self) -> JID:
+        return self.own if self.weAreInitiator else self.peer
+
+    @property
+    def responder(self) -> JID:
+        return self.peer if self.weAreInitiator else self.own
+
+    @property
+    def role(self) -> str:
+        return J.INITIATOR if self.weAreInitiator else J.RESPONDER
+
+    def context(self, transportSid: str, options: Optional[Dict[str, Any]] = None,
+                offeredBy: Optional[JID] = None) -> StreamContext:
+        """The StreamContext of a transport of this session."""
+        return StreamContext(transportSid, self.initiator, self.responder,
+                             self.weAreInitiator, dict(options or {}),
+                             session=self.sid, offeredBy=offeredBy or self.initiator)
+
+    @property
+    def clock(self):
+        return self.negotiator.clock
+
+    @property
+    def live(self) -> bool:
+        return self.session is not None and self.session.state is not State.ENDED
+
+    def perform(self, effects) -> None:
+        self.negotiator.perform(effects)
+
+    def newDriver(self, name: str) -> Any:
+        method = self.negotiator.method(name)
+        return DRIVERS[name](self, method)
+
+    # -- the result -------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.result.called
+
+    def fail(self, reason: str, condition: Optional[str] = None) -> None:
+        if self.finished:
+            return
+        if self.driver is not None:
+            self.driver.stop()
+        if self.inited:
+            exc: Exception = MethodFailed(reason, condition)
+        else:
+            exc = NegotiationFailed(reason, condition=condition)
+        self.result.errback(exc)
+
+    def terminate(self, condition: str, text: Optional[str] = None) -> None:
+        if self.live:
+            self.perform(self.session.terminate(condition, text))
+
+    def _cancel(self, d: defer.Deferred) -> None:
+        if self.driver is not None:
+            self.driver.stop()
+        self.terminate("cancel", "the link was closed before its stream was up")
+
+    def connectionLost(self) -> None:
+        self.fail("XMPP connection lost")
+
+    # -- transports -------------------------------------------------------------------
+
+    def transportUp(self, driver: Any, stream: Any) -> None:
+        if driver is not self.driver or self.finished or not self.live:
+            stream.abortConnection()
+            return
+        self.stream = stream
+        self.perform(self.session.transportEstablished(self.key))
+        watchEnd(stream, self._streamEnded)
+        self.result.callback(stream)
+
+    def _streamEnded(self) -> None:
+        self.terminate("success")
+
+    def transportFailed(self, driver: Any, reason: str,
+                        condition: Optional[str] = None) -> None:
+        if driver is not self.driver or self.finished:
+            return
+        self.failures.append((driver.name, reason))
+        if self.weAreInitiator and driver.name != "ibb" and "ibb" in self.usable \
+                and self.live:
+            self.progress("BAD", driver.name, reason)
+            self._replaceWithIBB()
+            return
+        if not self.weAreInitiator and driver.name != "ibb" and "ibb" in self.usable \
+                and self.live:
+            # The initiator drives the fallback: wait for its replace
+            # (bounded by the machine's transport timer).
+            self.progress("BAD", driver.name, reason)
+            self.driver = None
+            return
+        self.terminate("failed-transport", summary(self.failures))
+        self.fail(summary(self.failures), condition)
+
+    def _replaceWithIBB(self) -> None:
+        self.driver = self.newDriver("ibb")
+        driver = self.driver
+
+        def offered(transport):
+            if driver is self.driver and self.live:
+                self.perform(self.session.replaceTransport(self.key, transport))
+
+        driver.prepare().addCallbacks(offered, lambda f: self.transportFailed(
+            driver, f.getErrorMessage()))
+
+    # -- events -----------------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        handler = getattr(self, "_on_" + event.kind.replace("-", "_"), None)
+        if handler is not None:
+            handler(event)
+
+    def _contentOf(self, event: Event) -> Optional[Content]:
+        if event.jingle is None or self.key is None:
+            return None
+        return event.jingle.content(*self.key)
+
+    def _on_ended(self, event: Event) -> None:
+        if self.driver is not None:
+            self.driver.stop()
+        if not self.finished:
+            if self.failures:
+                self.fail("%s; %s" % (summary(self.failures), event.reason))
+            else:
+                self.fail(event.reason)
+        else:
+            log.info("jingle session {sid} with {peer} ended: {why}", sid=self.sid,
+                     peer=self.peer.full(), why=event.reason)
+
+    def _on_transport_info(self, event: Event) -> None:
+        content = self._contentOf(event)
+        if content is not None and self.driver is not None:
+            self.driver.info(content.transport)
+
+    def _on_transport_rejected(self, event: Event) -> None:
+        if event.jingle is not None and self.weAreInitiator:
+            self.terminate("failed-transport", "%s rejected the fallback to IBB"
+                           % self.peer.full())
+
+    def _on_transport_accepted(self, event: Event) -> None:
+        if not self.weAreInitiator or self.driver is None:
+            return
+        content = self._contentOf(event)
+        transport = content.transport if content is not None else None
+        if transport is None:
+            transport = self.session.contents[self.key].transport
+        self.progress("INIT", self.driver.name, None)
+        self.driver.start(transport)
+
+    def _on_transport_replace(self, event: Event) -> None:
+        if self.weAreInitiator:
+            # Only the initiator replaces here; a crossing replace lost.
+            self.perform(self.session.rejectTransport(self.key))
+            return
+        content = self._contentOf(event)
+        name = driverNameFor(content.transport if content else None)
+        if name not in self.usable:
+            self.perform(self.session.rejectTransport(self.key))
+            return
+        if self.driver is not None:
+            old = self.driver
+            old.stop()
+            if not any(n == old.name for n, _ in self.failures):
+                self.failures.append((old.name, "replaced by %s" % name))
+                self.progress("BAD", old.name, "replaced by %s" % name)
+        self.driver = self.newDriver(name)
+        driver = self.driver
+
+        def answered(answer):
+            if driver is self.driver and self.live:
+                self.perform(self.session.acceptTransport(self.key, answer))
+                self.progress("INIT", driver.name, None)
+                driver.startAnswered(content.transport)
+
+        driver.answer(content.transport).addCallbacks(
+            answered, lambda f: self.transportFailed(driver, f.getErrorMessage()))
+
+
+class OutgoingSession(_StreamSession):
+    """Our session-initiate, up to the stream."""
+
+    weAreInitiator = True
+
+    def __init__(self, negotiator, peer, application, options, progress,
+                 answered: Optional[Callable[[Optional[RangeAnswer]], None]] = None):
+        _StreamSession.__init__(self, negotiator, peer, application, options, progress)
+        self.answered = answered
+        self.retry: Any = None
+        self.description: Any = None
+        self.deadline = 0.0
+        self.retryDelay = RETRY_FIRST
+
+    def failBeforeStart(self, f: failure.Failure) -> None:
+        if f.check(defer.CancelledError):
+            return
+        if not self.finished:
+            self.result.errback(f)
+
+    async def start(self, usable: List[Any], description: Any) -> None:
+        self.usable = [m.name for m in usable]
+        self.description = description
+        self.deadline = self.clock.seconds() + self.negotiator.attemptTimeout
+        self.retryDelay = RETRY_FIRST
+        await self._initiate()
+
+    async def _initiate(self) -> None:
+        description = self.description
+        _, contentName = jingle_apps.describe(self.application)
+        self.driver = self.newDriver(self.usable[0])
+        transport = await self.driver.prepare()
+        if self.finished:
+            self.driver.stop()
+            return
+        content = Content(J.INITIATOR, contentName or "link", description=description,
+                          transport=transport)
+        self.key = content.key
+        # Register before the effects run, so no event is missed.
+        session, effects = self.negotiator.table.initiate(
+            self.peer, [content], self.negotiator._newSid())
+        self.session = session
+        self.negotiator._live[(self.peer.full(), session.sid)] = session
+        self.negotiator.register(session, self)
+        self.perform(effects)
+
+    def _on_ended(self, event: Event) -> None:
+        reason = event.jingle.reason if event.jingle is not None else None
+        if (not self.inited and not self.finished and reason is not None
+                and reason.condition == "busy"
+                and self.clock.seconds() + self.retryDelay <= self.deadline):
+            # Too many offers pending there (its max_links): ask again
+            # after a growing delay, within attempt_timeout, as SI does
+            # with resource-constraint/wait.
+            if self.driver is not None:
+                self.driver.stop()
+            delay, self.retryDelay = self.retryDelay, min(self.retryDelay * 2, RETRY_MAX)
+            log.info("peer {peer} is busy ({why}); offering again in {delay}s",
+                     peer=self.peer.full(), why=reason.describe(), delay=delay)
+            self.session = None
+            self.retry = self.clock.callLater(delay, self._retry)
+            return
+        _StreamSession._on_ended(self, event)
+
+    def _retry(self) -> None:
+        self.retry = None
+        if self.finished:
+            return
+        d = defer.Deferred.fromCoroutine(self._initiate())
+        d.addErrback(self.failBeforeStart)
+
+    def _cancel(self, d: defer.Deferred) -> None:
+        retry, self.retry = self.retry, None
+        if retry is not None and retry.active():
+            retry.cancel()
+        _StreamSession._cancel(self, d)
+
+    def _on_accepted(self, event: Event) -> None:
+        content = self._contentOf(event)
+        transport = content.transport if content is not None else None
+        if driverNameFor(transport) != self.driver.name:
+            self.terminate("failed-transport", "%s accepted with another transport"
+                           % self.peer.full())
+            return
+        if self.answered is not None:
+            self.answered(None)
+        self.inited = True
+        self.progress("INIT", self.driver.name, None)
+        self.driver.start(transport)
+
+
+@implementer(IIncomingOffer)
+class IncomingSession(_StreamSession):
+    """The peer's session-initiate: an offer for the link layer."""
+
+    negotiation = "jingle"
+
+    def __init__(self, negotiator: "JingleNegotiator", session: Any, request: J.Jingle):
+        _StreamSession.__init__(self, negotiator, session.peer, None, {}, None)
+        self.session = session
+        self.request = request
+        self.state = "pending"
+        self.timer = None
+        self.offered: Any = None
+
+    def __repr__(self) -> str:
+        return "<Jingle IncomingSession %s from %s %s>" % (self.sid, self.peer.full(),
+                                                            self.state)
+
+    @property
+    def pending(self) -> bool:
+        return self.state == "pending"
+
+    def decide(self) -> None:
+        """Check the offer, then hand it to the acceptor."""
+        neg = self.negotiator
+        chosen = None
+        problem = "unsupported-applications", "no content of a known application"
+        for content in self.request.contents:
+            try:
+                application = jingle_apps.fromDescription(content.description)
+            except ValueError as e:
+                problem = "failed-application", str(e)
+                continue
+            if application is None:
+                continue
+            name = driverNameFor(content.transport)
+            if name is None or neg.method(name) is None:
+                problem = "unsupported-transports", "transport %s is not enabled here" % (
+                    "{%s}%s" % J.payloadKey(content.transport))
+                continue
+            chosen = content, application, name
+            break
+        if chosen is None:
+            self.state = "rejected"
+            self.terminate(*problem)
+            return
+        content, self.application, name = chosen
+        self.key = content.key
+        self.offered = content
+        self.usable = [name] + (["ibb"] if name != "ibb" and neg.method("ibb") else [])
+        if neg.acceptor is None:
+            self.state = "rejected"
+            self.terminate("general-error", "not accepting offers")
+            return
+        if len(neg.pendingOffers) > neg.maxPendingOffers:
+            self.state = "rejected"
+            self.terminate("busy", "too many pending offers")
+            return
+        self.timer = self.clock.callLater(neg.offerTimeout, self._expire)
+        try:
+            neg.acceptor.offerReceived(self)
+        except OfferBusy as e:
+            self._settle("rejected")
+            self.terminate("busy", e.reason)
+        except OfferRejected as e:
+            self._settle("rejected")
+            self.terminate("decline", e.reason)
+        except Exception:
+            log.failure("offer acceptor failed on {sid}", sid=self.sid)
+            self._settle("rejected")
+            self.terminate("general-error", "internal error")
+
+    def _settle(self, state: str) -> bool:
+        if self.state != "pending":
+            return False
+        self.state = state
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        return True
+
+    def _expire(self) -> None:
+        self.timer = None
+        reason = "offer timed out after %gs" % self.negotiator.offerTimeout
+        if self._settle("expired"):
+            self.terminate("timeout", reason)
+            self.negotiator.acceptor.offerExpired(self, reason)
+
+    def reject(self, reason: str = "Offer Declined") -> None:
+        if self._settle("rejected"):
+            self.terminate("decline", reason)
+
+    def accept(self, progress: Optional[Progress] = None,
+               rangeAnswer: Optional[RangeAnswer] = None,
+               options: Optional[Dict[str, Any]] = None) -> "defer.Deferred[Any]":
+        if not self.live or not self._settle("accepted"):
+            return defer.fail(NegotiationFailed(
+                "offer %s from %s is no longer pending (%s)"
+                % (self.sid, self.peer.full(), self.state)))
+        self.progress = progress or noProgress
+        self.options = dict(options or {})
+        self.driver = self.newDriver(self.usable[0])
+        driver = self.driver
+
+        def answered(answer):
+            if driver is not self.driver or not self.live:
+                return
+            c = self.offered
+            self.perform(self.session.accept([Content(
+                c.creator, c.name, c.senders, c.disposition, c.description, answer,
+                c.security)]))
+            self.inited = True
+            self.progress("INIT", driver.name, None)
+            driver.startAnswered(c.transport)
+
+        def failed(f):
+            self.terminate("failed-transport", f.getErrorMessage())
+            self.fail(f.getErrorMessage())
+
+        driver.answer(self.offered.transport).addCallbacks(answered, failed)
+        return self.result
+
+    def _on_ended(self, event: Event) -> None:
+        if self._settle("expired"):
+            self.negotiator.acceptor.offerExpired(self, event.reason)
+            return
+        if self.state == "accepted":
+            _StreamSession._on_ended(self, event)
+
+    def connectionLost(self) -> None:
+        if self._settle("expired"):
+            self.negotiator.acceptor.offerExpired(self, "XMPP connection lost")
+            return
+        _StreamSession.connectionLost(self)
