@@ -36,6 +36,7 @@ from bytestreamd.application import Application, RangeAnswer
 from bytestreamd.errors import MethodFailed, NegotiationFailed, OfferBusy, OfferRejected
 from bytestreamd.interfaces import IIncomingOffer, StreamContext
 from bytestreamd.negotiation import jingle_apps
+from bytestreamd.negotiation import jingle_file_session as FT
 from bytestreamd.negotiation.attempts import Progress, noProgress, summary
 from bytestreamd.negotiation.jingle_contents import State
 from bytestreamd.negotiation.jingle_effects import Event
@@ -152,6 +153,9 @@ class _StreamSession:
         self.result: defer.Deferred = defer.Deferred(self._cancel)
         #: Names of the methods both sides have, in our order.
         self.usable: List[str] = []
+        #: XEP-0234: the range asked in session-accept, the end of the transfer.
+        self.fileRange: Optional[RangeAnswer] = None
+        self.fileEnd: Optional[FT.FileStreamEnd] = None
 
     # -- identity -------------------------------------------------------------------
 
@@ -234,8 +238,23 @@ class _StreamSession:
             return
         self.stream = stream
         self.perform(self.session.transportEstablished(self.key))
-        watchEnd(stream, self._streamEnded)
+        if FT.isFile(self.application):
+            self.fileEnd = self._fileEnd()
+            self.fileEnd.watch(stream)
+        else:
+            watchEnd(stream, self._streamEnded)
         self.result.callback(stream)
+
+    def _fileEnd(self) -> "FT.FileStreamEnd":
+        """XEP-0234: the sender is the initiator (we do not serve requests)."""
+        application = self.application
+        assert application is not None and self.key is not None
+        answer = self.fileRange or RangeAnswer(0, None)
+        size = getattr(application, "size", 0)
+        count = size - answer.offset if answer.length is None else answer.length
+        return FT.FileStreamEnd(self, application, self.key[0], self.key[1],
+                                sending=self.weAreInitiator, size=count,
+                                whole=answer.offset == 0 and answer.length is None)
 
     def _streamEnded(self) -> None:
         self.terminate("success")
@@ -283,9 +302,20 @@ class _StreamSession:
             return None
         return event.jingle.content(*self.key)
 
+    def _on_session_info(self, event: Event) -> None:
+        if self.fileEnd is not None and event.jingle is not None:
+            self.fileEnd.sessionInfo(event.jingle.info)
+
     def _on_ended(self, event: Event) -> None:
         if self.driver is not None:
             self.driver.stop()
+        if self.fileEnd is not None:
+            reason = event.jingle.reason if event.jingle is not None else None
+            if reason is not None:
+                self.fileEnd.sessionEnded(reason.condition, reason.text, True)
+            else:
+                self.fileEnd.sessionEnded("general-error", event.reason, False)
+            self.fileEnd.stop()
         if not self.finished:
             if self.failures:
                 self.fail("%s; %s" % (summary(self.failures), event.reason))
@@ -428,8 +458,14 @@ class OutgoingSession(_StreamSession):
             self.terminate("failed-transport", "%s accepted with another transport"
                            % self.peer.full())
             return
+        try:
+            self.fileRange = FT.answerOf(
+                self.application, content.description if content is not None else None)
+        except ValueError as e:
+            self.terminate("failed-application", str(e))
+            return
         if self.answered is not None:
-            self.answered(None)
+            self.answered(self.fileRange)
         self.inited = True
         self.progress("INIT", self.driver.name, None)
         self.driver.start(transport)
@@ -543,9 +579,10 @@ class IncomingSession(_StreamSession):
             if driver is not self.driver or not self.live:
                 return
             c = self.offered
+            self.fileRange = rangeAnswer if FT.isFile(self.application) else None
             self.perform(self.session.accept([Content(
-                c.creator, c.name, c.senders, c.disposition, c.description, answer,
-                c.security)]))
+                c.creator, c.name, c.senders, c.disposition,
+                FT.acceptedDescription(c.description, rangeAnswer), answer, c.security)]))
             self.inited = True
             self.progress("INIT", driver.name, None)
             driver.startAnswered(c.transport)

@@ -1,0 +1,244 @@
+"""
+XEP-0234 file transfer plugged into the Jingle negotiator
+(:mod:`bytestreamd.negotiation.jingle_streams`): the application translator,
+the range of a session-accept, and the end of the transfer driven by
+:class:`~bytestreamd.negotiation.jingle_file_end.FileEnd` over the real
+stream.
+
+The glue is deliberately thin:
+
+* :data:`TRANSLATOR` is registered with :mod:`.jingle_apps` on import, so
+  disco advertises ``urn:xmpp:jingle:apps:file-transfer:5`` and offers of
+  :class:`~bytestreamd.application.FileApplication` go out as XEP-0234;
+* :func:`acceptedDescription` / :func:`answerOf` put the receiver's
+  ``<range/>`` (resume) in the session-accept and read it back;
+* :class:`FileStreamEnd` sits on the established stream: it counts and
+  hashes (SHA-256) the bytes that go through -- what the link layer writes
+  on the sending side, what the stream delivers on the receiving side --
+  and, when the stream ends, hands count and digest to its ``FileEnd``,
+  then performs that machine's effects on the session (checksum or
+  received session-info, session-terminate, timers) and logs the outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+from bytestreamd.application import Application, FileApplication, RangeAnswer
+from bytestreamd.negotiation import jingle_apps
+from bytestreamd.negotiation.jingle_file import (
+    FileOfferError, acceptDescription, applicationOf, offerDescription, rangeOfAccept)
+from bytestreamd.negotiation.jingle_file_end import (
+    RECEIVER, SENDER, FileEnd, Outcome, SendInfo, StartTimer, StopTimer, StreamDigest,
+    Terminate)
+from bytestreamd.ns import NS_JINGLE_FT
+from bytestreamd.text import SafeLogger
+from bytestreamd.wire.jingle_ft import DEFAULT_ALGO, FileDescription
+
+log = SafeLogger()
+
+#: The content name of our file offers (Libervia names its own "file" too).
+CONTENT_NAME = "file"
+
+
+def _toDescription(application: Application) -> Optional[FileDescription]:
+    if isinstance(application, FileApplication):
+        return offerDescription(application)
+    return None
+
+
+def _fromDescription(payload: Any) -> Optional[Application]:
+    if isinstance(payload, FileDescription):
+        try:
+            return applicationOf(payload)
+        except FileOfferError as e:
+            raise ValueError(str(e))
+    return None
+
+
+TRANSLATOR = jingle_apps.Translator(NS_JINGLE_FT, CONTENT_NAME, _toDescription,
+                                    _fromDescription)
+
+
+def register() -> None:
+    """Register the XEP-0234 translator once."""
+    if TRANSLATOR not in jingle_apps.TRANSLATORS:
+        jingle_apps.register(TRANSLATOR)
+
+
+register()
+
+
+def isFile(application: Optional[Application]) -> bool:
+    return isinstance(application, FileApplication)
+
+
+def acceptedDescription(offered: Any, answer: Optional[RangeAnswer]) -> Any:
+    """The description of our session-accept for the offered one."""
+    if isinstance(offered, FileDescription):
+        return acceptDescription(offered, answer)
+    return offered
+
+
+def answerOf(application: Optional[Application], accepted: Any) -> Optional[RangeAnswer]:
+    """The range the receiver's session-accept asks of us (None: not a file)."""
+    if not isinstance(application, FileApplication):
+        return None
+    description = accepted if isinstance(accepted, FileDescription) else None
+    return rangeOfAccept(description, application.size)
+
+
+class FileStreamEnd:
+    """
+    The end of one XEP-0234 transfer on a live session.
+
+    ``host`` is the stream session (``jingle_streams._StreamSession``): it
+    gives ``session`` (the machine), ``perform(effects)``, ``clock``,
+    ``terminate``, ``weAreInitiator``.  ``sending`` is True for the file's
+    sender.  ``size`` is the number of bytes to move (the asked range).
+    """
+
+    def __init__(self, host: Any, application: FileApplication, creator: str, name: str,
+                 sending: bool, size: int, whole: bool = True,
+                 onOutcome: Optional[Callable[[Outcome], None]] = None) -> None:
+        self.host = host
+        self.digest = StreamDigest(DEFAULT_ALGO)
+        offered: Dict[str, bytes] = {}
+        if application.sha256:
+            offered[DEFAULT_ALGO] = bytes.fromhex(application.sha256)
+        self.machine = FileEnd(SENDER if sending else RECEIVER, creator, name, size,
+                               offered=offered, whole=whole)
+        self.sending = sending
+        self.onOutcome = onOutcome
+        self._timers: Dict[str, Any] = {}
+        self.outcome: Optional[Outcome] = None
+
+    # -- the stream ---------------------------------------------------------------
+
+    def watch(self, stream: Any) -> None:
+        """Count and hash what crosses ``stream``; act when it ends."""
+        if self.sending:
+            write, writeSequence = stream.write, stream.writeSequence
+
+            def counted(data: bytes) -> None:
+                self.digest.update(data)
+                write(data)
+
+            def countedSequence(seq) -> None:
+                seq = list(seq)
+                for data in seq:
+                    self.digest.update(data)
+                writeSequence(seq)
+
+            stream.write = counted
+            stream.writeSequence = countedSequence
+        attach = stream.attachProtocol
+        end = self
+
+        def attachProtocol(protocol: Any) -> None:
+            attach(_Counting.around(protocol, end))
+
+        stream.attachProtocol = attachProtocol
+
+    def streamEnded(self) -> None:
+        self._run(self.machine.dataDone(self.digest.count, self.digest.algo,
+                                        self.digest.digest()))
+
+    # -- the session --------------------------------------------------------------
+
+    def sessionInfo(self, payloads) -> None:
+        for payload in payloads:
+            self._run(self.machine.sessionInfo(payload))
+
+    def sessionEnded(self, condition: str, text: Optional[str], byPeer: bool) -> None:
+        self._run(self.machine.sessionEnded(condition, text, byPeer))
+
+    def stop(self) -> None:
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+
+    def _run(self, effects: List[Any]) -> None:
+        host = self.host
+        for effect in effects:
+            if isinstance(effect, SendInfo):
+                if host.live:
+                    host.perform(host.session.sendSessionInfo([effect.payload]))
+            elif isinstance(effect, Terminate):
+                host.terminate(effect.condition, effect.text)
+            elif isinstance(effect, StartTimer):
+                self._timers[effect.name] = host.clock.callLater(
+                    effect.seconds, self._expired, effect.name)
+            elif isinstance(effect, StopTimer):
+                call = self._timers.pop(effect.name, None)
+                if call is not None and call.active():
+                    call.cancel()
+            elif isinstance(effect, Outcome):
+                self.outcome = effect
+                log.info("file transfer {sid} with {peer}: {how}", sid=host.sid,
+                         peer=host.peer.full(), how=effect.reason)
+                if self.onOutcome is not None:
+                    self.onOutcome(effect)
+
+    def _expired(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self._run(self.machine.timerExpired(name))
+
+
+class _Counting:
+    """Forwards every protocol call; hashes what the stream delivers (the
+    receiving side) and tells the end once the stream is lost."""
+
+    def __init__(self, inner: Any, end: FileStreamEnd):
+        self.inner = inner
+        self.end = end
+        self.ended = False
+
+    @staticmethod
+    def around(inner: Any, end: FileStreamEnd) -> Any:
+        from twisted.internet.interfaces import IHalfCloseableProtocol
+        if IHalfCloseableProtocol.providedBy(inner):
+            return _HalfCloseableCounting(inner, end)
+        return _Counting(inner, end)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def makeConnection(self, transport: Any) -> None:
+        self.inner.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.end.sending:
+            self.end.digest.update(data)
+        self.inner.dataReceived(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        try:
+            self.inner.connectionLost(reason)
+        finally:
+            if not self.ended:
+                self.ended = True
+                self.end.streamEnded()
+
+
+def _halfCloseable():
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+    from zope.interface import implementer
+
+    @implementer(IHalfCloseableProtocol)
+    class _HalfCloseableCounting(_Counting):
+        def readConnectionLost(self) -> None:
+            self.inner.readConnectionLost()
+
+        def writeConnectionLost(self) -> None:
+            self.inner.writeConnectionLost()
+
+    return _HalfCloseableCounting
+
+
+_HalfCloseableCounting = _halfCloseable()
+
+
+__all__ = ["CONTENT_NAME", "FileStreamEnd", "TRANSLATOR", "acceptedDescription",
+           "answerOf", "isFile", "register"]
