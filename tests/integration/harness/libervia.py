@@ -31,6 +31,14 @@ Why it looks like this:
 - **TLS.**  Libervia verifies the server with Twisted's
   ``optionsForClientTLS``, i.e. OpenSSL's default paths:
   ``SSL_CERT_FILE`` = the harness CA makes it trust the test Prosody.
+- **No UPnP.**  Where ``python3-miniupnpc`` is installed (a Recommends of
+  libervia-backend), Libervia's NAT-PORT plugin fails in the namespace with
+  "Miniupnpc Socket error", and that failure reaches every SOCKS5
+  candidate gathering: a Jingle file send then gives up and falls back to
+  XEP-0096, whose sender stalls.  A one-line ``miniupnpc`` module that
+  raises ImportError, first on Libervia's ``PYTHONPATH``, makes the
+  plugin skip itself (its own "missing module" path), as on a machine
+  without the package.
 - **Profile.**  ``profile create`` with the JID (resource ``libervia``)
   and the password, ``Force server``/``Force port`` to the Prosody port,
   ``allow_get_ip`` false (else the backend waits for a user to allow a web
@@ -217,7 +225,8 @@ class NamespacedDaemon(DaemonProcess):
 def liberviaEnvironment(home: str, busAddress: str, caPath: str) -> Dict[str, str]:
     """
     The environment of Libervia's processes: private home and XDG
-    directories, the private bus, the test CA, and nothing of our Python.
+    directories, the private bus, the test CA, nothing of our Python, and no UPnP (see the module
+    docstring).
     """
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -234,6 +243,11 @@ def liberviaEnvironment(home: str, busAddress: str, caPath: str) -> Dict[str, st
     }
     for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
         os.makedirs(env[key], mode=0o700, exist_ok=True)
+    shims = os.path.join(home, "pyshims")
+    os.makedirs(shims, exist_ok=True)
+    with open(os.path.join(shims, "miniupnpc.py"), "w") as f:
+        f.write('raise ImportError("no UPnP in the test namespace (bytestreamd harness)")\n')
+    env["PYTHONPATH"] = shims
     return env
 
 
