@@ -62,7 +62,7 @@ TRANSPORT_NAMESPACES = {"ibb": ns.NS_JINGLE_IBB, "s5b": ns.NS_JINGLE_S5B}
 Key = Tuple[str, str]
 
 #: Transports wired so far.
-READY = ("ibb",)
+READY = ("ibb", "s5b")
 
 
 def requestCondition(exc: BaseException) -> Tuple[str, str]:

@@ -39,7 +39,7 @@ from bytestreamd.negotiation import jingle_apps
 from bytestreamd.negotiation import jingle_file_session as FT
 from bytestreamd.negotiation.attempts import Progress, noProgress, summary
 from bytestreamd.negotiation.jingle_contents import State
-from bytestreamd.negotiation.jingle_effects import Event
+from bytestreamd.negotiation.jingle_effects import Event, Send
 from bytestreamd.negotiation.jingle_via_ibb import IBBDriver
 from bytestreamd.negotiation.jingle_via_s5b import S5BDriver
 from bytestreamd.text import SafeLogger
@@ -436,7 +436,29 @@ class OutgoingSession(_StreamSession):
             self.session = None
             self.retry = self.clock.callLater(delay, self._retry)
             return
+        if event.jingle is None and event.reason.startswith("tie-break:") \
+                and not self.inited:
+            self._withdrawOverruled(event)
         _StreamSession._on_ended(self, event)
+
+    def _withdrawOverruled(self, event: Event) -> None:
+        """
+        Our session-initiate lost a tie-break to the peer's.  The machine
+        ends ours silently (the peer refuses it tie-break); but a peer
+        whose own session-initiate was acknowledged before ours reached it
+        sees no crossing and would take ours as a new offer.  A
+        session-terminate ``alternative-session`` (naming the winner)
+        withdraws it there, and is answered unknown-session otherwise.
+        """
+        winner = None
+        for key, session in self.negotiator._live.items():
+            if key[0] == self.peer.full() and session.role == J.RESPONDER \
+                    and session.sid in event.reason:
+                winner = session.sid
+        self.negotiator.perform([Send(self.peer, J.Jingle(
+            J.SESSION_TERMINATE, event.sid, reason=J.Reason(
+                "alternative-session", "tie-break: your session-initiate crossed "
+                "ours and wins", alternativeSid=winner)))])
 
     def _retry(self) -> None:
         self.retry = None

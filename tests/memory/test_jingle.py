@@ -14,6 +14,13 @@ from tests.memory.test_truth import daemons, payload
 MiB = 1024 * 1024
 
 
+def settled(ctl, linkId, timeout=60.0):
+    """GOOD, ERR, or the final BAD (a BAD before a fallback is progress)."""
+    return ctl.waitEvent(lambda e: e.words[:2] == ["LINK", linkId] and len(e.words) > 2
+                         and (e.words[2] in ("GOOD", "ERR", "CLOS")
+                              or (e.words[2] == "BAD" and "final" in e.options)), timeout)
+
+
 def jingleLink(world, alice, bob, method, extra=""):
     ctl, watch = world.control(alice), world.control(bob, watch=True)
     opened = ctl.expect("OPEN %s methods=%s%s" % (bob.jid.full(), method, extra))
@@ -22,15 +29,14 @@ def jingleLink(world, alice, bob, method, extra=""):
     assert offer.options["negotiation"] == "jingle", offer
     linkB = offer.words[1]
     socketB = watch.expect("ACCEPT %s" % linkB).get("socket")
-    goodA = ctl.waitLinkState(linkA, ("GOOD", "BAD", "ERR"))
-    goodB = watch.waitLinkState(linkB, ("GOOD", "BAD", "ERR"))
+    goodA, goodB = settled(ctl, linkA), settled(watch, linkB)
     assert (goodA.words[2], goodB.words[2]) == ("GOOD", "GOOD"), (
         ctl.linkEvents(linkA), watch.linkEvents(linkB), world.log[-30:])
     return ctl, watch, linkA, linkB, world.localClient(alice, socketA), \
         world.localClient(bob, socketB), goodA, goodB
 
 
-@pytest.mark.parametrize("method", ["ibb"])
+@pytest.mark.parametrize("method", ["ibb", "s5b"])
 def test_link_both_ways_over_jingle(world, method):
     alice, bob = daemons(world, method)
     ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, method)
@@ -115,3 +121,186 @@ def test_burst_beyond_max_links_is_busy_then_retried(world):
     busy = [r for r in world.router.routed("iq")
             if r.sender == bob.jid.full() and "<busy/>" in r.element.toXml()]
     assert busy, "bob never said busy: the burst did not test the limit"
+
+
+def _closedS5B(world, name, peer):
+    # A direct candidate on a closed loopback port and no proxy: SOCKS5 fails.
+    return world.daemon(name, allow="%s@%s" % (peer, world.domain), methods="s5b,ibb",
+                        config={"links": {"peer_timeout": 6},
+                                "s5b": {"advertise": "127.0.0.1:9", "proxy": "none"}})
+
+
+def test_s5b_fails_then_transport_replace_to_ibb(world):
+    alice, bob = _closedS5B(world, "alice", "bob"), _closedS5B(world, "bob", "alice")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, "s5b,ibb")
+    assert goodA.options["method"] == goodB.options["method"] == "ibb"
+    events = [(e.words[2], e.options.get("method")) for e in ctl.linkEvents(linkA)]
+    assert events[:4] == [("INIT", "s5b"), ("BAD", "s5b"), ("INIT", "ibb"), ("GOOD", "ibb")], \
+        events
+    bad = [e for e in ctl.linkEvents(linkA) if e.words[2] == "BAD"][0]
+    # Each candidate, and why: ours (as bob saw it) and bob's (as we saw it).
+    assert "cid " in bad.options["reason"] and "127.0.0.1:9" in bad.options["reason"], bad
+    assert "negotiation" in bad.options and bad.options["negotiation"] == "jingle"
+    theirs = [(e.words[2], e.options.get("method")) for e in watch.linkEvents(linkB)]
+    assert ("BAD", "s5b") in theirs and theirs[-1] == ("GOOD", "ibb"), theirs
+    replaced = world.router.routed("iq", child="{urn:xmpp:jingle:1}jingle")
+    actions = [r.element.firstChildElement()["action"] for r in replaced
+               if r.element.getAttribute("type") == "set"]
+    assert "transport-replace" in actions and "transport-accept" in actions, actions
+    assert actions.count("transport-info") >= 2  # candidate-error both ways
+    data = payload(21, 100000)
+    a.write(data)
+    assert b.waitReceived(len(data)) == data
+
+
+def _jingleSets(world, action=None):
+    out = []
+    for r in world.router.routed("iq", child="{urn:xmpp:jingle:1}jingle"):
+        if r.element.getAttribute("type") != "set":
+            continue
+        j = r.element.firstChildElement()
+        if action is None or j["action"] == action:
+            out.append((r, j))
+    return out
+
+
+def _rawJingle(client, to, xml):
+    from twisted.words.xish import domish
+    from twisted.words.xish.domish import elementStream
+    iq = domish.Element((None, "iq"))
+    iq["type"] = "set"
+    iq["to"] = to
+    parsed = []
+    stream = elementStream()
+    stream.DocumentStartEvent = lambda root: None
+    stream.ElementEvent = parsed.append
+    stream.DocumentEndEvent = lambda: None
+    stream.parse("<r>%s</r>" % xml)
+    iq.addChild(parsed[0])
+    return client.request(iq)
+
+
+def _jingleError(answer):
+    error = [c for c in answer.elements() if c.name == "error"][0]
+    return [c.name for c in error.elements()]
+
+
+def test_stranger_gets_unknown_session(world):
+    alice, bob = daemons(world, "ibb")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, "ibb")
+    [(_, initiate)] = _jingleSets(world, "session-initiate")
+    sid = initiate["sid"]
+    mallory = world.xmppClient("mallory")
+    answer = _rawJingle(mallory, bob.jid.full(),
+                        "<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' "
+                        "sid='%s'><reason><success/></reason></jingle>" % sid)
+    assert answer["type"] == "error"
+    assert set(_jingleError(answer)) >= {"item-not-found", "unknown-session"}
+    # The link is untouched.
+    data = payload(22, 5000)
+    a.write(data)
+    assert b.waitReceived(len(data)) == data
+    assert watch.linkEvents(linkB)[-1].words[2] == "GOOD"
+
+
+def test_out_of_order_and_malformed_from_a_raw_peer(world):
+    bob = world.daemon("bob", allow="carol@%s" % world.domain, methods="ibb")
+    watch = world.control(bob, watch=True)
+    carol = world.xmppClient("carol")
+    offer = ("<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='s1' "
+             "initiator='%s'><content creator='initiator' name='link'>"
+             "<description xmlns='urn:x-bytestreamd:jingle:link:0'/>"
+             "<transport xmlns='urn:xmpp:jingle:transports:ibb:1' sid='ibb1' "
+             "block-size='4096'/></content></jingle>" % carol.jid.full())
+    assert _rawJingle(carol, bob.jid.full(), offer)["type"] == "result"
+    event = watch.waitEvent(r"^650 OFFER ")
+    assert event.options["negotiation"] == "jingle"
+    # session-accept sent to the responder: out-of-order
+    answer = _rawJingle(carol, bob.jid.full(), offer.replace("session-initiate",
+                                                             "session-accept"))
+    assert set(_jingleError(answer)) >= {"unexpected-request", "out-of-order"}
+    # a second session-initiate for the same sid: out-of-order
+    answer = _rawJingle(carol, bob.jid.full(), offer)
+    assert set(_jingleError(answer)) >= {"unexpected-request", "out-of-order"}
+    # malformed: bad-request
+    answer = _rawJingle(carol, bob.jid.full(),
+                        "<jingle xmlns='urn:xmpp:jingle:1' action='nonsense' sid='x'/>")
+    assert "bad-request" in _jingleError(answer)
+    # an IBB open for a sid nobody authorized: not-acceptable
+    watch.expect("ACCEPT %s" % event.words[1])
+    opened = _rawIBBOpen(carol, bob.jid.full(), "other", 4096)
+    assert "not-acceptable" in _jingleError(opened)
+    # a mismatching block-size for the authorized sid: resource-constraint
+    opened = _rawIBBOpen(carol, bob.jid.full(), "ibb1", 8192)
+    assert "resource-constraint" in _jingleError(opened)
+    opened = _rawIBBOpen(carol, bob.jid.full(), "ibb1", 4096)
+    assert opened["type"] == "result"
+    good = watch.waitLinkState(event.words[1], ("GOOD", "BAD", "ERR"))
+    assert good.words[2] == "GOOD" and good.options["method"] == "ibb"
+
+
+def _rawIBBOpen(client, to, sid, blockSize):
+    from twisted.words.xish import domish
+    iq = domish.Element((None, "iq"))
+    iq["type"] = "set"
+    iq["to"] = to
+    o = iq.addElement(("http://jabber.org/protocol/ibb", "open"))
+    o["sid"], o["block-size"], o["stanza"] = sid, str(blockSize), "iq"
+    return client.request(iq)
+
+
+def test_smaller_block_size_in_session_accept_is_honoured(world):
+    alice = world.daemon("alice", allow="bob@%s" % world.domain, methods="ibb")
+    bob = world.daemon("bob", allow="alice@%s" % world.domain, methods="ibb")
+    bob.jingle.method("ibb").maxBlockSize = 2048
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(
+        world, alice, bob, "ibb", " block-size=16384")
+    [(_, accept)] = _jingleSets(world, "session-accept")
+    content = next(accept.elements("urn:xmpp:jingle:1", "content"))
+    transport = next(content.elements("urn:xmpp:jingle:transports:ibb:1", "transport"))
+    assert transport["block-size"] == "2048"
+    [(_, initiate)] = _jingleSets(world, "session-initiate")
+    assert 'block-size="16384"' in initiate.toXml() or "block-size='16384'" in initiate.toXml()
+    opens = world.router.routed("iq", child="{http://jabber.org/protocol/ibb}open")
+    assert [r.element.firstChildElement()["block-size"] for r in opens] == ["2048"]
+    data = payload(23, 50000)
+    a.write(data)
+    assert b.waitReceived(len(data)) == data
+
+
+def test_simultaneous_initiate_is_a_tie_break(world):
+    alice, bob = daemons(world, "ibb")
+    ctlA, ctlB = world.control(alice, watch=True), world.control(bob, watch=True)
+    # Hold alice's session-initiate a second so that bob's crosses it.
+    # (Every Jingle request of alice is held as long: XMPP keeps order.)
+    remove = world.router.addFilter(
+        lambda stanza, sender, to: 1.0 if sender.full() == alice.jid.full()
+        and stanza.getAttribute("type") == "set"
+        and any(c.uri == "urn:xmpp:jingle:1" for c in stanza.elements()) else None)
+    linkA = ctlA.expect("OPEN %s methods=ibb" % bob.jid.full()).get("link")
+    linkB = ctlB.expect("OPEN %s methods=ibb" % alice.jid.full()).get("link")
+    world.advance(3)
+    remove()
+    bads = [e for c, l in ((ctlA, linkA), (ctlB, linkB)) for e in c.linkEvents(l)
+            if e.words[2] == "BAD"]
+    # One of the two crossing session-initiates lost and its OPEN says so;
+    # the winner's is an ordinary offer on the other side, which completes.
+    assert len(bads) == 1 and "tie-break" in bads[0].options["reason"], bads
+    loserIsAlice = bads[0].words[1] == linkA
+    winnerCtl, winnerLink = (ctlB, linkB) if loserIsAlice else (ctlA, linkA)
+    other = ctlA if loserIsAlice else ctlB
+    offer = other.waitEvent(r"^650 OFFER ")
+    assert offer.options["negotiation"] == "jingle"
+    other.expect("ACCEPT %s" % offer.words[1])
+    assert settled(winnerCtl, winnerLink).words[2] == "GOOD"
+    refused = [r for r in world.router.routed("iq")
+               if r.element.getAttribute("type") == "error" and "tie-break" in r.element.toXml()]
+    withdrawn = _jingleSets(world, "session-terminate")
+    # The losing session-initiate was answered tie-break (conflict), or --
+    # when it arrived after the winner's was acknowledged -- withdrawn by
+    # a session-terminate alternative-session; no offer is left behind.
+    assert refused or any("alternative-session" in j.toXml() for _, j in withdrawn)
+    world.advance(2)
+    # one link each side (the winner's), no offer left pending
+    assert len(ctlA.expect("LINKS").rows()) == len(ctlB.expect("LINKS").rows()) == 1
+    assert len(alice.jingle._live) == len(bob.jingle._live) == 1

@@ -49,10 +49,10 @@ def test_daemons_connect_and_probe(world, pair):
                for r in world.router.routed("iq"))
 
 
-def openLink(world: World, pair, method: str):
+def openLink(world: World, pair, method: str, extra: str = ""):
     """OPEN alice -> bob over ``method``, ACCEPT on bob, both GOOD; local clients on both."""
     alice, bob, ctl, watch = pair
-    opened = ctl.expect("OPEN bob@example.test/daemon methods=%s" % method)
+    opened = ctl.expect("OPEN bob@example.test/daemon methods=%s%s" % (method, extra))
     linkA, socketA = opened.get("link"), opened.get("socket")
     offer = watch.waitEvent(r"^650 OFFER ")
     assert offer.options["from"] == "alice@example.test/daemon"
@@ -98,7 +98,8 @@ def test_ibb_link_both_ways_then_local_eof(world, pair):
 
 def test_s5b_link_both_ways_then_local_eof(world, pair):
     alice, bob, ctl, watch = pair
-    linkA, linkB, clientA, clientB = openLink(world, pair, "s5b")
+    # XEP-0065 by SI (Jingle's XEP-0260 is in test_jingle.py).
+    linkA, linkB, clientA, clientB = openLink(world, pair, "s5b", " negotiation=si")
     exchange(world, clientA, clientB)
     # Direct: no data went through the router, only the negotiation.
     assert not world.router.routed(child="{http://jabber.org/protocol/ibb}data")
