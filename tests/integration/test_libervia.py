@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from typing import Tuple
 
 import pytest
@@ -30,6 +31,7 @@ import pytest
 from .harness.daemon import REPO_ROOT, twistdEnvironment
 from .harness.libervia import (CLI, BACKEND, LiberviaBackend, NamespacedProsody,
                                NetNamespace, namespacedDaemon)
+from .harness.prosody import freePort
 from .harness.transfer import sha256File, writeRandomFile
 
 TIMEOUT = 90
@@ -52,13 +54,24 @@ class Tier:
         self.tmp = str(tmp)
         self.ns = NetNamespace().create()
         self.prosody = NamespacedProsody(self.ns, os.path.join(self.tmp, "prosody"),
-                                         accounts=("alice", "bob", "carol"))
+                                         accounts=("alice", "bob", "carol", "dave", "erin"))
         self.prosody.start()
         self.daemons = {}
-        for name, negotiation in (("bob", "jingle, si"), ("carol", "si")):
-            d = namespacedDaemon(self.ns, self.prosody, name, self.tmp, {
-                "accept": {"allow": "alice@localhost"},
-                "links": {"negotiation": negotiation}})
+        # dave's SOCKS5 cannot work: its only candidate is a closed port (in
+        # the namespace nothing listens there), no proxy, and it connects to
+        # no candidate of the peer's -- every S5B attempt fails for real.
+        closed = {"advertise": "127.0.0.1:%d" % freePort(), "proxy": "none",
+                  "connect": "none"}
+        # erin is dave with a smaller IBB block-size than Libervia's 4096.
+        for name, negotiation, s5b, links in (
+                ("bob", "jingle, si", {}, {}), ("carol", "si", {}, {}),
+                ("dave", "jingle", closed, {}),
+                ("erin", "jingle", closed, {"ibb_block_size": "2048"})):
+            config = {"accept": {"allow": "alice@localhost"},
+                      "links": dict(links, negotiation=negotiation)}
+            if s5b:
+                config["s5b"] = s5b
+            d = namespacedDaemon(self.ns, self.prosody, name, self.tmp, config)
             self.daemons[name] = d.start()
         self.libervia = LiberviaBackend(self.prosody, "alice", self.tmp).start()
         self.counter = 0
@@ -122,6 +135,14 @@ def lv(tier, request):
         print("\n===== Libervia tier logs =====\n" + tier.logs())
 
 
+def _waitFor(predicate, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting until " + what)
+        time.sleep(0.1)
+
+
 def test_namespace_has_only_loopback(lv):
     assert lv.ns.interfaces() == ["lo"]
 
@@ -176,3 +197,84 @@ def test_file_from_libervia_over_si(lv):
         final, 900 * KiB + 17, lv.libervia.jid)
     assert sha256File(final) == digest
     assert sent.ok, sent
+
+
+@pytest.mark.timeout(240)
+def test_file_to_libervia_over_jingle_s5b(lv):
+    sent, got = _daemonToLibervia(lv, lv.daemons["bob"], 2048 * KiB + 1, "--methods", "s5b")
+    assert (sent["negotiation"], sent["method"]) == ("jingle", "s5b")
+    assert "File received successfully" in got.out
+
+
+def _linkLog(daemon, linkId: str) -> str:
+    return "\n".join(line for line in daemon.logText().splitlines() if linkId in line)
+
+
+def _liberviaToDaemon(lv, daemon, size: int):
+    src, digest = lv.newFile(size)
+    inDir = lv.newDir("din")
+    receiver = lv.ctlBackground(daemon, "receive", "--dir", inDir, "--from",
+                                lv.libervia.bareJID, "--max-wait", "60", "--json")
+    sender = lv.libervia.sendFile(src, daemon.jid)
+    sent = sender.wait(TIMEOUT)
+    out, err = receiver.communicate(timeout=TIMEOUT)
+    assert receiver.returncode == 0, (out, err, sent)
+    # the daemon read Libervia's checksum (base64 of the hex digest) and checked it
+    _waitFor(lambda: "received %d bytes, sha-256 checked" % size in daemon.logText(),
+             "the daemon checked Libervia's checksum")
+    report = json.loads(out)
+    final = os.path.join(inDir, os.path.basename(src))
+    assert (report["file"], report["size"], report["from"]) == (final, size, lv.libervia.jid)
+    assert sha256File(final) == digest
+    assert sent.ok, sent
+    return report
+
+
+@pytest.mark.timeout(240)
+def test_file_from_libervia_over_jingle_s5b(lv):
+    bob = lv.daemons["bob"]
+    report = _liberviaToDaemon(lv, bob, 1500 * KiB + 9)
+    assert report["negotiation"] == "jingle"
+    assert "GOOD via s5b" in _linkLog(bob, report["link"])
+
+
+def _fellBack(log: str) -> None:
+    """SOCKS5 failed for real (each candidate named), then IBB carried it."""
+    assert "BAD via s5b (s5b: no candidate worked" in log, log
+    assert "is not allowed by [s5b] connect" in log, log
+    assert log.index("BAD via s5b") < log.index("INIT via ibb") < log.index("GOOD via ibb"), log
+
+
+@pytest.mark.timeout(300)
+def test_file_to_libervia_s5b_fails_then_ibb(lv):
+    dave = lv.daemons["dave"]
+    sent, got = _daemonToLibervia(lv, dave, 300 * KiB + 5)
+    assert (sent["negotiation"], sent["method"]) == ("jingle", "ibb"), sent
+    assert "File received successfully" in got.out
+    _fellBack(_linkLog(dave, sent["link"]))
+
+
+@pytest.mark.timeout(300)
+def test_file_from_libervia_s5b_fails_then_ibb(lv):
+    dave = lv.daemons["dave"]
+    report = _liberviaToDaemon(lv, dave, 300 * KiB + 7)
+    assert report["negotiation"] == "jingle"
+    _fellBack(_linkLog(dave, report["link"]))
+
+
+@pytest.mark.timeout(300)
+def test_block_size_towards_libervia(lv):
+    """
+    erin offers IBB (after SOCKS5 failed) with block-size 2048, smaller than
+    Libervia's own 4096: Libervia as the responder echoes our transport and
+    takes our ``<open/>``, so the file crosses.  (The other way round --
+    Libervia initiating IBB and ignoring a smaller block-size in our answer
+    -- cannot happen with our IBB engine, which accepts any block-size up to
+    65535 and so never answers a smaller one; were it to, the ``<open/>``
+    would be refused resource-constraint, as XEP-0261 says: docs/interop.rst.)
+    """
+    erin = lv.daemons["erin"]
+    sent, got = _daemonToLibervia(lv, erin, 40 * KiB + 1, "--block-size", "2048")
+    assert (sent["negotiation"], sent["method"]) == ("jingle", "ibb"), sent
+    _fellBack(_linkLog(erin, sent["link"]))
+    assert "File received successfully" in got.out
