@@ -18,6 +18,12 @@ The glue is deliberately thin:
   and, when the stream ends, hands count and digest to its ``FileEnd``,
   then performs that machine's effects on the session (checksum or
   received session-info, session-terminate, timers) and logs the outcome.
+  On the *receiving* side it holds the stream's end back from the link
+  layer until the outcome is known (at most ``checksumGrace``, 5 s), and
+  leaves the outcome on the stream as ``endDetails`` (``verified=``,
+  ``sha256=``), which the link's ``CLOS``/``ERR`` event carries: so
+  ``bytestreamctl receive`` learns the daemon's verdict on a checksum that
+  came after the data.
 """
 
 from __future__ import annotations
@@ -112,11 +118,15 @@ class FileStreamEnd:
         self.onOutcome = onOutcome
         self._timers: Dict[str, Any] = {}
         self.outcome: Optional[Outcome] = None
+        self.stream: Any = None
+        #: The receiving side's held end of the stream (see the module docstring).
+        self._held: Optional[Callable[[], None]] = None
 
     # -- the stream ---------------------------------------------------------------
 
     def watch(self, stream: Any) -> None:
         """Count and hash what crosses ``stream``; act when it ends."""
+        self.stream = stream
         if self.sending:
             write, writeSequence = stream.write, stream.writeSequence
 
@@ -154,13 +164,45 @@ class FileStreamEnd:
         self._run(self.machine.sessionEnded(condition, text, byPeer))
 
     def stop(self) -> None:
+        """The session is over: no timer left, nothing held back."""
         for call in self._timers.values():
             if call.active():
                 call.cancel()
         self._timers.clear()
+        self._release()
+
+    def holdEnd(self, deliver: Callable[[], None]) -> None:
+        """
+        The stream ended: on the receiving side, ``deliver`` (the link
+        layer's connectionLost) waits for the outcome; at once otherwise.
+        """
+        self.streamEnded()
+        if self.sending or self.outcome is not None:
+            self._setDetails()
+            deliver()
+        else:
+            self._held = deliver
+
+    def _setDetails(self) -> None:
+        if self.stream is not None and self.outcome is not None and not self.sending:
+            try:
+                self.stream.endDetails = self.outcome.details()
+            except AttributeError:
+                pass  # a stream with __slots__: the log still says it
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._setDetails()
+            held()
 
     def _run(self, effects: List[Any]) -> None:
         host = self.host
+        # Known before the session-terminate below runs (its "ended" event
+        # releases the held end, which must carry the outcome).
+        for effect in effects:
+            if isinstance(effect, Outcome):
+                self.outcome = effect
         for effect in effects:
             if isinstance(effect, SendInfo):
                 if host.live:
@@ -180,6 +222,7 @@ class FileStreamEnd:
                          peer=host.peer.full(), how=effect.reason)
                 if self.onOutcome is not None:
                     self.onOutcome(effect)
+                self._release()
 
     def _expired(self, name: str) -> None:
         self._timers.pop(name, None)
@@ -187,13 +230,35 @@ class FileStreamEnd:
 
 
 class _Counting:
-    """Forwards every protocol call; hashes what the stream delivers (the
-    receiving side) and tells the end once the stream is lost."""
+    """
+    Forwards every protocol call; hashes what the stream delivers (the
+    receiving side) and tells the end once the data is over: on the
+    receiving side the peer's end of data (``readConnectionLost`` of a
+    half-closeable protocol, else ``connectionLost``), on the sending side
+    ``connectionLost``.  What the end holds back (the receiving side) is
+    delivered in order once it lets go.
+    """
 
     def __init__(self, inner: Any, end: FileStreamEnd):
         self.inner = inner
         self.end = end
         self.ended = False
+        self.released = False
+        self.queue: List[Callable[[], None]] = []
+
+    def _deliver(self, call: Callable[[], None], endsData: bool) -> None:
+        self.queue.append(call)
+        if endsData and not self.ended:
+            self.ended = True
+            self.end.holdEnd(self._release)
+            return
+        if self.released or not self.ended:
+            self._release()
+
+    def _release(self) -> None:
+        self.released = True
+        while self.queue:
+            self.queue.pop(0)()
 
     @staticmethod
     def around(inner: Any, end: FileStreamEnd) -> Any:
@@ -214,12 +279,7 @@ class _Counting:
         self.inner.dataReceived(data)
 
     def connectionLost(self, reason: Any) -> None:
-        try:
-            self.inner.connectionLost(reason)
-        finally:
-            if not self.ended:
-                self.ended = True
-                self.end.streamEnded()
+        self._deliver(lambda: self.inner.connectionLost(reason), True)
 
 
 def _halfCloseable():
@@ -229,10 +289,10 @@ def _halfCloseable():
     @implementer(IHalfCloseableProtocol)
     class _HalfCloseableCounting(_Counting):
         def readConnectionLost(self) -> None:
-            self.inner.readConnectionLost()
+            self._deliver(self.inner.readConnectionLost, not self.end.sending)
 
         def writeConnectionLost(self) -> None:
-            self.inner.writeConnectionLost()
+            self._deliver(self.inner.writeConnectionLost, False)
 
     return _HalfCloseableCounting
 

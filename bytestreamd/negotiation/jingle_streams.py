@@ -228,6 +228,9 @@ class _StreamSession:
         self.terminate("cancel", "the link was closed before its stream was up")
 
     def connectionLost(self) -> None:
+        if self.fileEnd is not None:
+            self.fileEnd.sessionEnded("connectivity-error", "XMPP connection lost", False)
+            self.fileEnd.stop()
         self.fail("XMPP connection lost")
 
     # -- transports -------------------------------------------------------------------

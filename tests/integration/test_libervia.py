@@ -235,6 +235,9 @@ def test_file_from_libervia_over_jingle_s5b(lv):
     bob = lv.daemons["bob"]
     report = _liberviaToDaemon(lv, bob, 1500 * KiB + 9)
     assert report["negotiation"] == "jingle"
+    # Libervia's checksum came after the data; the daemon checked it and its
+    # CLOS said so (verified=yes sha256=...), which receive checked again
+    assert (report["hash-checked"], report["checked-with"]) == (True, ["sha256"]), report
     assert "GOOD via s5b" in _linkLog(bob, report["link"])
 
 
@@ -259,6 +262,7 @@ def test_file_from_libervia_s5b_fails_then_ibb(lv):
     dave = lv.daemons["dave"]
     report = _liberviaToDaemon(lv, dave, 300 * KiB + 7)
     assert report["negotiation"] == "jingle"
+    assert report["checked-with"] == ["sha256"], report
     _fellBack(_linkLog(dave, report["link"]))
 
 

@@ -65,3 +65,30 @@ def test_resume_asks_for_the_rest(world):
     got = "\n".join(world.log)
     # a range is checked by the checksum of the range, which the sender sends
     assert "received 30000 bytes, sha-256 checked" in got, world.log[-30:]
+
+
+
+def test_between_daemons_clos_is_confirmed_before_the_verdict(world):
+    """
+    Between two bytestreamd the end confirmation (urn:x-bytestreamd:end:0)
+    already proves the byte count, and CLOS says ``confirmed=yes`` as soon
+    as it arrives -- before the checksum is checked, so CLOS has no
+    ``verified=`` here; the verdict is the session's (logged, and a
+    mismatch would end it failed-application).  With a peer that has no
+    end confirmation (Libervia), CLOS waits for the verdict and carries it
+    (tests/integration/test_libervia.py).
+    """
+    alice, bob = daemons(world, "ibb")
+    data = payload(23, 70000)
+    ctl, watch, linkA, socketA, offer = fileOffer(world, alice, bob, data)
+    linkB = offer.words[1]
+    socketB = watch.expect("ACCEPT %s" % linkB).get("socket")
+    assert ctl.waitLinkState(linkA, ("GOOD", "BAD", "ERR")).words[2] == "GOOD"
+    a, b = world.localClient(alice, socketA), world.localClient(bob, socketB)
+    a.write(data)
+    a.writeEOF()
+    end = watch.waitLinkState(linkB, ("CLOS", "ERR"))
+    assert (end.words[2], end.options["confirmed"]) == ("CLOS", "yes"), end
+    assert bytes(b.received) == data
+    world.runUntil(lambda: not bob.jingle._live, 30, "the session ended")
+    assert any("received 70000 bytes, sha-256 checked" in line for line in world.log)
