@@ -177,10 +177,18 @@ def rangeOfAccept(accepted: Optional[FileDescription], size: int) -> RangeAnswer
 
 
 def checksumInfo(digest: bytes, creator: str, name: str,
-                 algo: str = DEFAULT_ALGO) -> Checksum:
-    """The sender's checksum session-info, standard form (base64 of the raw
-    digest, XEP-0300 section 3)."""
-    return Checksum(File(hashes=(Hash.fromDigest(algo, digest),)), creator, name)
+                 algo: str = DEFAULT_ALGO,
+                 sentRange: Optional[RangeAnswer] = None) -> Checksum:
+    """
+    The sender's checksum session-info, standard form (base64 of the raw
+    digest, XEP-0300 section 3).  For a ranged transfer the hash is that of
+    the bytes sent, inside ``<range offset length/>`` (XEP-0234 section 7).
+    """
+    h = (Hash.fromDigest(algo, digest),)
+    if sentRange is not None and (sentRange.offset or sentRange.length is not None):
+        return Checksum(File(range=Range(sentRange.offset or None, sentRange.length, h)),
+                        creator, name)
+    return Checksum(File(hashes=h), creator, name)
 
 
 def checksumDigests(checksum: Checksum) -> Tuple[Tuple[str, bytes], ...]:

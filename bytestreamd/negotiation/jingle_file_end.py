@@ -42,6 +42,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Union
 
+from bytestreamd.application import RangeAnswer
 from bytestreamd.negotiation.jingle_file import checksumDigests, checksumInfo
 from bytestreamd.wire.jingle import MalformedJingle
 from bytestreamd.wire.jingle_ft import DEFAULT_ALGO, Checksum, Received
@@ -144,13 +145,15 @@ class FileEnd:
     (the part to move: the whole file or the asked range), for ``role``.
     ``offered`` maps algo -> raw digest of hashes the offer carried (only
     meaningful for a whole-file transfer: a range is checked only by a
-    checksum of the range).
+    checksum of the range).  ``sentRange`` is the range moved when it is not
+    the whole file: the sender's checksum says so.
     """
 
     def __init__(self, role: str, creator: str, name: str, size: int,
                  offered: Optional[Dict[str, bytes]] = None, whole: bool = True,
                  checksumGrace: float = 5.0, endGrace: float = 10.0,
-                 sendChecksum: bool = True) -> None:
+                 sendChecksum: bool = True,
+                 sentRange: Optional[RangeAnswer] = None) -> None:
         if role not in (SENDER, RECEIVER):
             raise ValueError("role must be sender or receiver")
         self.role = role
@@ -162,6 +165,7 @@ class FileEnd:
         self.checksumGrace = checksumGrace
         self.endGrace = endGrace
         self.sendChecksum = sendChecksum
+        self.sentRange = sentRange
         self.count: Optional[int] = None
         self.digest: Optional[bytes] = None
         self.algo: Optional[str] = None
@@ -249,7 +253,7 @@ class FileEnd:
                         % (self.count, self.size), self.algo, self._digestHex()))
         if self.sendChecksum:
             effects.append(SendInfo(checksumInfo(self.digest, self.creator, self.name,
-                                                 self.algo)))
+                                                 self.algo, self.sentRange)))
         effects.append(self._start(END_TIMER, self.endGrace))
         return effects
 

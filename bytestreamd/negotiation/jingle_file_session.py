@@ -106,14 +106,15 @@ class FileStreamEnd:
 
     def __init__(self, host: Any, application: FileApplication, creator: str, name: str,
                  sending: bool, size: int, whole: bool = True,
-                 onOutcome: Optional[Callable[[Outcome], None]] = None) -> None:
+                 onOutcome: Optional[Callable[[Outcome], None]] = None,
+                 sentRange: Optional[RangeAnswer] = None) -> None:
         self.host = host
         self.digest = StreamDigest(DEFAULT_ALGO)
         offered: Dict[str, bytes] = {}
         if application.sha256:
             offered[DEFAULT_ALGO] = bytes.fromhex(application.sha256)
         self.machine = FileEnd(SENDER if sending else RECEIVER, creator, name, size,
-                               offered=offered, whole=whole)
+                               offered=offered, whole=whole, sentRange=sentRange)
         self.sending = sending
         self.onOutcome = onOutcome
         self._timers: Dict[str, Any] = {}

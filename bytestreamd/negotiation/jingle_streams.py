@@ -257,7 +257,8 @@ class _StreamSession:
         count = size - answer.offset if answer.length is None else answer.length
         return FT.FileStreamEnd(self, application, self.key[0], self.key[1],
                                 sending=self.weAreInitiator, size=count,
-                                whole=answer.offset == 0 and answer.length is None)
+                                whole=answer.offset == 0 and answer.length is None,
+                                sentRange=answer)
 
     def _streamEnded(self) -> None:
         self.terminate("success")

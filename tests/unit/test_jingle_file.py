@@ -334,3 +334,24 @@ class ReceiverEndTests(SynchronousTestCase):
     def test_effect_types_are_values(self):
         self.assertEqual(StopTimer("x"), StopTimer("x"))
         self.assertEqual(SendInfo(Received()), SendInfo(Received()))
+
+
+class RangeChecksumTests(SynchronousTestCase):
+    def test_checksum_of_a_range_is_inside_the_range(self):
+        part = DATA[4000:]
+        digest = hashlib.sha256(part).digest()
+        end = FileEnd(SENDER, "initiator", "c0", len(part), whole=False,
+                      sentRange=RangeAnswer(4000, None))
+        effects = end.dataDone(len(part), "sha-256", digest)
+        checksum = reparsed_checksum(effects[0].payload)
+        self.assertEqual(checksum.file.hashes, ())
+        self.assertEqual((checksum.file.range.offset, checksum.file.range.length), (4000, None))
+        self.assertEqual(checksum.hashes()[0].digest(), digest)
+        receiver = FileEnd(RECEIVER, "initiator", "c0", len(part), whole=False)
+        receiver.dataDone(len(part), "sha-256", digest)
+        self.assertTrue(outcome(receiver.sessionInfo(checksum)).verified)
+
+    def test_whole_file_checksum_has_no_range(self):
+        c = JF.checksumInfo(SHA, "initiator", "c0", sentRange=RangeAnswer(0, None))
+        self.assertIsNone(c.file.range)
+        self.assertEqual(c.file.hashes[0].value, STANDARD)
