@@ -364,6 +364,16 @@ class JingleNegotiator(Handler):
         return [c for c in self._controls.values()
                 if isinstance(c, IncomingSession) and c.pending]
 
+    def sessionControl(self, peer: JID, sid: str) -> Optional[Any]:
+        """
+        The controller (OutgoingSession / IncomingSession) of the live
+        session ``sid`` with ``peer`` -- an established stream's
+        ``sessionId`` -- for an application that sends or hears
+        session-info (XEP-0234's checksum): ``sendSessionInfo(payloads)``,
+        ``infoListener``.
+        """
+        return self._controls.get((peer.full(), sid))
+
     def method(self, name: str) -> Optional[Any]:
         for m in self.methods:
             if m.name == name:

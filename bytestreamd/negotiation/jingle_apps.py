@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple
 
 from bytestreamd import ns
-from bytestreamd.application import Application, LinkApplication
+from bytestreamd.application import Application, LinkApplication, RangeAnswer
 from bytestreamd.wire.jingle_link import LinkDescription
 
 
@@ -37,6 +37,12 @@ class Translator:
     contentName: str
     toDescription: Callable[[Application], Optional[Any]]
     fromDescription: Callable[[Any], Optional[Application]]
+    #: The responder's description in session-accept, given the offered one
+    #: and what ACCEPT asked for (a file's range); default: the offered one.
+    answerDescription: Optional[Callable[[Any, Optional[RangeAnswer]], Any]] = None
+    #: What the responder's session-accept description asks of the
+    #: initiator (a file's range), for ``INegotiator.offer``'s ``answered``.
+    rangeFromAnswer: Optional[Callable[[Any], Optional[RangeAnswer]]] = None
 
 
 def _linkTo(application: Application) -> Optional[LinkDescription]:
@@ -86,3 +92,28 @@ def fromDescription(payload: Any) -> Optional[Application]:
         if application is not None:
             return application
     return None
+
+
+def translatorFor(payload: Any) -> Optional[Translator]:
+    """The translator of a description (by its namespace)."""
+    key = getattr(payload, "namespace", None)
+    if key is None and hasattr(payload, "element"):
+        key = payload.element.uri
+    for t in TRANSLATORS:
+        if t.namespace == key:
+            return t
+    return None
+
+
+def answerDescription(offered: Any, rangeAnswer: Optional[RangeAnswer]) -> Any:
+    t = translatorFor(offered)
+    if t is None or t.answerDescription is None:
+        return offered
+    return t.answerDescription(offered, rangeAnswer)
+
+
+def rangeFromAnswer(description: Any) -> Optional[RangeAnswer]:
+    t = translatorFor(description)
+    if t is None or t.rangeFromAnswer is None:
+        return None
+    return t.rangeFromAnswer(description)

@@ -10,8 +10,9 @@ The glue is deliberately thin:
 * :data:`TRANSLATOR` is registered with :mod:`.jingle_apps` on import, so
   disco advertises ``urn:xmpp:jingle:apps:file-transfer:5`` and offers of
   :class:`~bytestreamd.application.FileApplication` go out as XEP-0234;
-* :func:`acceptedDescription` / :func:`answerOf` put the receiver's
-  ``<range/>`` (resume) in the session-accept and read it back;
+  its ``answerDescription``/``rangeFromAnswer`` hooks put the receiver's
+  ``<range/>`` (resume) in the session-accept and read it back, and
+  :func:`checkedRange` refuses a range the file cannot have;
 * :class:`FileStreamEnd` sits on the established stream: it counts and
   hashes (SHA-256) the bytes that go through -- what the link layer writes
   on the sending side, what the stream delivers on the receiving side --
@@ -39,7 +40,7 @@ from bytestreamd.negotiation.jingle_file_end import (
     Terminate)
 from bytestreamd.ns import NS_JINGLE_FT
 from bytestreamd.text import SafeLogger
-from bytestreamd.wire.jingle_ft import DEFAULT_ALGO, FileDescription
+from bytestreamd.wire.jingle_ft import DEFAULT_ALGO, File, FileDescription
 
 log = SafeLogger()
 
@@ -62,8 +63,22 @@ def _fromDescription(payload: Any) -> Optional[Application]:
     return None
 
 
+def acceptedDescription(offered: Any, answer: Optional[RangeAnswer]) -> Any:
+    """The description of our session-accept for the offered one."""
+    if isinstance(offered, FileDescription):
+        return acceptDescription(offered, answer)
+    return offered
+
+
+def _rangeFromAnswer(accepted: Any) -> Optional[RangeAnswer]:
+    if not isinstance(accepted, FileDescription) or accepted.file.range is None:
+        return None
+    r = accepted.file.range
+    return RangeAnswer(r.effectiveOffset, r.length)
+
+
 TRANSLATOR = jingle_apps.Translator(NS_JINGLE_FT, CONTENT_NAME, _toDescription,
-                                    _fromDescription)
+                                    _fromDescription, acceptedDescription, _rangeFromAnswer)
 
 
 def register() -> None:
@@ -79,19 +94,19 @@ def isFile(application: Optional[Application]) -> bool:
     return isinstance(application, FileApplication)
 
 
-def acceptedDescription(offered: Any, answer: Optional[RangeAnswer]) -> Any:
-    """The description of our session-accept for the offered one."""
-    if isinstance(offered, FileDescription):
-        return acceptDescription(offered, answer)
-    return offered
-
-
-def answerOf(application: Optional[Application], accepted: Any) -> Optional[RangeAnswer]:
-    """The range the receiver's session-accept asks of us (None: not a file)."""
+def checkedRange(application: Optional[Application],
+                 asked: Optional[RangeAnswer]) -> Optional[RangeAnswer]:
+    """
+    The range the receiver's session-accept asks of us, checked against the
+    file (``ValueError`` for one it cannot have); the whole file when it
+    asks none; None when this is not a file.
+    """
     if not isinstance(application, FileApplication):
         return None
-    description = accepted if isinstance(accepted, FileDescription) else None
-    return rangeOfAccept(description, application.size)
+    if asked is None:
+        return RangeAnswer(0, None)
+    return rangeOfAccept(acceptDescription(FileDescription(File(size=application.size)),
+                                           asked), application.size)
 
 
 class FileStreamEnd:
@@ -302,4 +317,4 @@ _HalfCloseableCounting = _halfCloseable()
 
 
 __all__ = ["CONTENT_NAME", "FileStreamEnd", "TRANSLATOR", "acceptedDescription",
-           "answerOf", "isFile", "register"]
+           "checkedRange", "isFile", "register"]

@@ -153,6 +153,8 @@ class _StreamSession:
         self.result: defer.Deferred = defer.Deferred(self._cancel)
         #: Names of the methods both sides have, in our order.
         self.usable: List[str] = []
+        #: Streams beyond the first (XEP-0261 section 2.4), ended with the session.
+        self.extras: List[Any] = []
         #: XEP-0234: the range asked in session-accept, the end of the transfer.
         self.fileRange: Optional[RangeAnswer] = None
         self.fileEnd: Optional[FT.FileStreamEnd] = None
@@ -244,6 +246,9 @@ class _StreamSession:
         if FT.isFile(self.application):
             self.fileEnd = self._fileEnd()
             self.fileEnd.watch(stream)
+            fileEnd = self.fileEnd
+            self.infoListener = lambda event: fileEnd.sessionInfo(
+                event.jingle.info if event.jingle is not None else ())
         else:
             watchEnd(stream, self._streamEnded)
         self.result.callback(stream)
@@ -306,13 +311,13 @@ class _StreamSession:
             return None
         return event.jingle.content(*self.key)
 
-    def _on_session_info(self, event: Event) -> None:
-        if self.fileEnd is not None and event.jingle is not None:
-            self.fileEnd.sessionInfo(event.jingle.info)
-
     def _on_ended(self, event: Event) -> None:
         if self.driver is not None:
             self.driver.stop()
+        extras, self.extras = self.extras, []
+        for stream in extras:
+            if stream.connected:
+                stream.loseConnection()
         if self.fileEnd is not None:
             reason = event.jingle.reason if event.jingle is not None else None
             if reason is not None:
@@ -329,10 +334,79 @@ class _StreamSession:
             log.info("jingle session {sid} with {peer} ended: {why}", sid=self.sid,
                      peer=self.peer.full(), why=event.reason)
 
+    #: Called with each session-info / description-info Event (e.g. XEP-0234's
+    #: checksum and received); set by the application that needs them.
+    infoListener: Optional[Callable[[Event], None]] = None
+
+    def _on_session_info(self, event: Event) -> None:
+        if self.infoListener is not None:
+            self.infoListener(event)
+
+    _on_description_info = _on_session_info
+
+    def sendSessionInfo(self, payloads) -> None:
+        """Send a session-info with ``payloads`` (XEP-0234 checksum, received)."""
+        if self.live:
+            self.perform(self.session.sendSessionInfo(payloads))
+
     def _on_transport_info(self, event: Event) -> None:
         content = self._contentOf(event)
-        if content is not None and self.driver is not None:
-            self.driver.info(content.transport)
+        if content is None:
+            return
+        transport = content.transport
+        if (isinstance(transport, IBBTransport) and self.stream is not None
+                and not self.weAreInitiator and transport.sid != self.stream.sid):
+            self._extraOffered(transport)
+            return
+        if self.driver is not None:
+            self.driver.info(transport)
+
+    # -- several IBB sessions in one Jingle session (XEP-0261 section 2.4) ------------
+
+    #: The responder's listener for extra streams: ``onExtraStream(stream)``.
+    #: Without one, a transport-info offering another IBB session is
+    #: acknowledged and ignored, so its ``<open/>`` is refused not-acceptable.
+    onExtraStream: Optional[Callable[[Any], None]] = None
+
+    def _extraOffered(self, transport: IBBTransport) -> None:
+        if self.onExtraStream is None or self.negotiator.method("ibb") is None:
+            log.info("jingle session {sid}: ignored another IBB session {ibb} from {peer}",
+                     sid=self.sid, ibb=transport.sid, peer=self.peer.full())
+            return
+        extra = _ExtraStream(self)
+        extra.driver.answer(transport)
+        extra.result.addCallbacks(self._extraUp, lambda f: None)
+
+    def _extraUp(self, stream: Any) -> None:
+        if self.onExtraStream is not None and self.live:
+            self.onExtraStream(stream)
+        else:
+            stream.abortConnection()
+
+    def addStream(self, options: Optional[Dict[str, Any]] = None) -> "defer.Deferred[Any]":
+        """
+        The initiator: one more IBB session in this Jingle session
+        (XEP-0261 section 2.4): a transport-info authorizes its sid, then
+        the ``<open/>`` follows (XMPP keeps the order).  Fires with the
+        stream, or fails with MethodFailed.  Each such stream is opened,
+        used and closed on its own; ending the session ends them all.
+        """
+        if not self.weAreInitiator or not self.live or self.stream is None:
+            return defer.fail(MethodFailed("session %s carries no stream to add to"
+                                           % self.sid))
+        if "ibb" not in self.usable or self.negotiator.method("ibb") is None:
+            return defer.fail(MethodFailed("%s has no IBB transport for more streams"
+                                           % self.peer.full()))
+        extra = _ExtraStream(self, options)
+
+        def offered(transport):
+            if not self.live:
+                raise MethodFailed("session %s ended" % self.sid)
+            self.perform(self.session.sendTransportInfo(self.key, transport))
+            extra.driver.start(transport)
+            return extra.result
+
+        return extra.driver.prepare().addCallback(offered)
 
     def _on_transport_rejected(self, event: Event) -> None:
         if event.jingle is not None and self.weAreInitiator:
@@ -376,6 +450,38 @@ class _StreamSession:
 
         driver.answer(content.transport).addCallbacks(
             answered, lambda f: self.transportFailed(driver, f.getErrorMessage()))
+
+
+class _ExtraStream:
+    """
+    What an IBB driver reports to, for a stream beyond the session's first
+    (XEP-0261 section 2.4): the session's identity, its own result.
+    """
+
+    weAreInitiator = property(lambda self: self.parent.weAreInitiator)
+
+    def __init__(self, parent: _StreamSession, options: Optional[Dict[str, Any]] = None):
+        self.parent = parent
+        self.options = dict(parent.options, **(options or {}))
+        self.negotiator = parent.negotiator
+        self.clock = parent.clock
+        self.result: defer.Deferred = defer.Deferred(lambda d: self.driver.stop())
+        self.driver = IBBDriver(self, parent.negotiator.method("ibb"))
+
+    def context(self, transportSid: str, options=None, offeredBy=None) -> StreamContext:
+        return self.parent.context(transportSid, options, offeredBy)
+
+    def transportUp(self, driver: Any, stream: Any) -> None:
+        if self.result.called:
+            stream.abortConnection()
+        else:
+            self.parent.extras.append(stream)
+            self.result.callback(stream)
+
+    def transportFailed(self, driver: Any, reason: str,
+                        condition: Optional[str] = None) -> None:
+        if not self.result.called:
+            self.result.errback(MethodFailed(reason, condition))
 
 
 class OutgoingSession(_StreamSession):
@@ -484,14 +590,15 @@ class OutgoingSession(_StreamSession):
             self.terminate("failed-transport", "%s accepted with another transport"
                            % self.peer.full())
             return
+        asked = (jingle_apps.rangeFromAnswer(content.description)
+                 if content is not None and content.description is not None else None)
         try:
-            self.fileRange = FT.answerOf(
-                self.application, content.description if content is not None else None)
+            self.fileRange = FT.checkedRange(self.application, asked)
         except ValueError as e:
             self.terminate("failed-application", str(e))
             return
         if self.answered is not None:
-            self.answered(self.fileRange)
+            self.answered(asked)
         self.inited = True
         self.progress("INIT", self.driver.name, None)
         self.driver.start(transport)
@@ -606,9 +713,10 @@ class IncomingSession(_StreamSession):
                 return
             c = self.offered
             self.fileRange = rangeAnswer if FT.isFile(self.application) else None
+            description = jingle_apps.answerDescription(c.description, rangeAnswer)
             self.perform(self.session.accept([Content(
-                c.creator, c.name, c.senders, c.disposition,
-                FT.acceptedDescription(c.description, rangeAnswer), answer, c.security)]))
+                c.creator, c.name, c.senders, c.disposition, description, answer,
+                c.security)]))
             self.inited = True
             self.progress("INIT", driver.name, None)
             driver.startAnswered(c.transport)

@@ -304,3 +304,81 @@ def test_simultaneous_initiate_is_a_tie_break(world):
     # one link each side (the winner's), no offer left pending
     assert len(ctlA.expect("LINKS").rows()) == len(ctlB.expect("LINKS").rows()) == 1
     assert len(alice.jingle._live) == len(bob.jingle._live) == 1
+
+
+class _Collect:
+    """A protocol that keeps what it receives and knows when it ended."""
+
+    def __init__(self):
+        self.received = bytearray()
+        self.ended = None
+        self.transport = None
+
+    def makeConnection(self, transport):
+        self.transport = transport
+
+    def dataReceived(self, data):
+        self.received.extend(data)
+
+    def connectionLost(self, reason):
+        self.ended = reason
+
+
+def test_several_ibb_sessions_in_one_jingle_session(world):
+    # XEP-0261 section 2.4, at the negotiator: transport-info authorizes
+    # each further IBB session; each is opened, used and closed on its own.
+    alice, bob = daemons(world, "ibb")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, "ibb")
+    [mine] = alice.jingle._controls.values()
+    [theirs] = bob.jingle._controls.values()
+    arrived = []
+    theirs.onExtraStream = arrived.append
+    results = []
+    for i in range(3):
+        mine.addStream().addCallbacks(results.append, results.append)
+    world.runUntil(lambda: len(results) == 3 and len(arrived) == 3, 10, "three streams")
+    assert all(not hasattr(r, "value") for r in results), results
+    sids = {s.sid for s in results}
+    assert len(sids) == 3 and sids == {s.sid for s in arrived}
+    assert {s.sessionId for s in results + arrived} == {mine.sid}
+    assert len(_jingleSets(world, "session-initiate")) == 1
+    assert len(_jingleSets(world, "transport-info")) == 3
+    # each carries its own bytes both ways and ends on its own
+    byId = {s.sid: s for s in arrived}
+    pairs = []
+    for i, s in enumerate(sorted(results, key=lambda s: s.sid)):
+        here, there = _Collect(), _Collect()
+        s.attachProtocol(here)
+        byId[s.sid].attachProtocol(there)
+        s.write(payload(40 + i, 20000 + i))
+        byId[s.sid].write(payload(50 + i, 10000 + i))
+        pairs.append((s, here, there, i))
+    world.advance(1)
+    for s, here, there, i in pairs:
+        assert bytes(there.received) == payload(40 + i, 20000 + i)
+        assert bytes(here.received) == payload(50 + i, 10000 + i)
+    first = pairs[0]
+    first[0].loseConnection()
+    world.advance(1)
+    assert first[1].ended is not None and first[2].ended is not None
+    assert all(p[1].ended is None and p[2].ended is None for p in pairs[1:])
+    # the link itself is untouched
+    data = payload(60, 5000)
+    a.write(data)
+    assert b.waitReceived(len(data)) == data
+    ctl.expect("CLOSE %s" % linkA)
+    assert ctl.waitLinkState(linkA).words[2] == "CLOS"
+    world.advance(2)
+    # the session's end closed the other extra streams
+    assert all(p[1].ended is not None and p[2].ended is not None for p in pairs)
+
+
+def test_extra_ibb_session_without_a_listener_is_refused(world):
+    alice, bob = daemons(world, "ibb")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, "ibb")
+    [mine] = alice.jingle._controls.values()
+    results = []
+    mine.addStream().addCallbacks(results.append, results.append)
+    world.runUntil(lambda: results, 70, "the extra stream's outcome")
+    assert hasattr(results[0], "value"), results
+    assert "not-acceptable" in str(results[0].value), results[0]

@@ -168,8 +168,19 @@ class TranslatorTests(SynchronousTestCase):
         self.assertEqual(name, "file")
         self.assertEqual(jingle_apps.fromDescription(description),
                          FileApplication("a", 1, desc=None, range=False))
-        self.assertIsNone(FT.answerOf(None, description))
-        self.assertEqual(FT.answerOf(FileApplication("a", 10), None), RangeAnswer(0, None))
+        self.assertIsNone(FT.checkedRange(None, None))
+        app = FileApplication("a", 10)
+        self.assertEqual(FT.checkedRange(app, None), RangeAnswer(0, None))
+        self.assertEqual(FT.checkedRange(app, RangeAnswer(4, 3)), RangeAnswer(4, 3))
+        self.assertRaises(ValueError, FT.checkedRange, app, RangeAnswer(11))
+
+    def test_range_hooks_round_trip(self):
+        offered, _ = jingle_apps.describe(FileApplication("a", 10, range=True))
+        accepted = jingle_apps.answerDescription(offered, RangeAnswer(4))
+        self.assertEqual(accepted.file.range.offset, 4)
+        self.assertEqual(jingle_apps.rangeFromAnswer(accepted), RangeAnswer(4, None))
+        whole = jingle_apps.answerDescription(offered, None)
+        self.assertIsNone(jingle_apps.rangeFromAnswer(whole))
 
     def test_unusable_offer_is_a_value_error(self):
         bad = FileDescription(File(name="a"))  # no size, no hash

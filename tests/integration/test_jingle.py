@@ -1,0 +1,112 @@
+"""
+Jingle links (XEP-0166 with XEP-0261 IBB and XEP-0260 SOCKS5) between two
+real daemons through a real Prosody and its proxy65 component.
+
+Everything stays on loopback, as in test_s5b.py: every candidate a daemon
+offers is a 127.0.0.1 address and the proxy65 announces 127.0.0.1.
+
+* links both ways, 32 MiB sha-256 checked, over IBB, over direct SOCKS5
+  and over the server's proxy65;
+* the fallback with real failures: a direct candidate on a closed loopback
+  port (connection refused) and no proxy; a proxy JID that does not exist
+  and no direct candidate -- each ends ``BAD method=s5b`` naming every
+  candidate and why, then ``INIT method=ibb`` by transport-replace, then
+  ``GOOD method=ibb``, bytes intact.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .harness.flows import MiB, transferFile
+from .test_s5b import SLOW, Exchange, _pair, _states
+
+JINGLE = {"links": {"methods": "s5b, ibb", "negotiation": "jingle, si"}}
+
+
+def _cfg(**s5b):
+    cfg = {"links": dict(JINGLE["links"])}
+    if s5b:
+        cfg["s5b"] = s5b
+    return cfg
+
+
+def _allJingle(events):
+    assert events and all(e.options.get("negotiation") == "jingle" for e in events), events
+
+
+@pytest.mark.timeout(SLOW)
+@pytest.mark.parametrize("method,options", [
+    ("ibb", "methods=ibb"),
+    ("s5b", "methods=s5b"),
+])
+def test_jingle_both_ways_32MiB_sha256(daemons, tmp_path, method, options):
+    cfg = _cfg(proxy="none")
+    alice, bob = _pair(daemons, cfg, cfg)
+    there = transferFile(alice, bob, tmp_path, 32 * MiB, options, method, timeout=200)
+    _allJingle(there.senderEvents)
+    _allJingle(there.receiverEvents)
+    back = transferFile(bob, alice, tmp_path, 32 * MiB, options, method, timeout=200)
+    _allJingle(back.senderEvents)
+    print("Jingle %s alice->bob %.1f MiB/s, bob->alice %.1f MiB/s"
+          % (method, there.rate, back.rate))
+
+
+@pytest.mark.timeout(SLOW)
+def test_jingle_s5b_proxy_only_32MiB_sha256(daemons, tmp_path):
+    """Neither daemon listens: the nominated candidate is the proxy65, which
+    the side that offered it activates."""
+    cfg = _cfg(listen="none")
+    alice, bob = _pair(daemons, cfg, cfg)
+    result = transferFile(alice, bob, tmp_path, 32 * MiB, "methods=s5b", "s5b", timeout=200)
+    _allJingle(result.senderEvents)
+    print("Jingle s5b via proxy65 alice->bob %.1f MiB/s" % result.rate)
+
+
+def _fellBack(ex: Exchange):
+    ex.waitGood("ibb")
+    _allJingle(ex.aliceEvents)
+    states = _states(ex.aliceEvents)
+    assert states[:4] == [("INIT", "s5b"), ("BAD", "s5b"), ("INIT", "ibb"),
+                          ("GOOD", "ibb")], ex.aliceEvents
+    bad = [e for e in ex.aliceEvents if e.words[2] == "BAD"][0]
+    assert bad.options.get("final") != "yes", bad
+    ex.exchangeThenClose(os.urandom(MiB + 123), os.urandom(MiB // 2 + 7))
+    ex.waitClosed()
+    return bad.options["reason"]
+
+
+@pytest.mark.timeout(SLOW)
+def test_fallback_closed_port_no_proxy(daemons):
+    port = _closedPort()
+    cfg = _cfg(proxy="none", advertise="127.0.0.1:%d" % port)
+    alice, bob = _pair(daemons, cfg, cfg)
+    ex = Exchange(alice, bob, "methods=s5b,ibb")
+    try:
+        reason = _fellBack(ex)
+    finally:
+        ex.close()
+    assert "127.0.0.1:%d" % port in reason and "refused" in reason, reason
+
+
+@pytest.mark.timeout(SLOW)
+def test_fallback_absent_proxy(daemons):
+    cfg = _cfg(listen="none", proxy="proxy.nowhere.localhost")
+    alice, bob = _pair(daemons, cfg, cfg)
+    ex = Exchange(alice, bob, "methods=s5b,ibb")
+    try:
+        reason = _fellBack(ex)
+    finally:
+        ex.close()
+    assert "offered no candidate" in reason or "none of our candidates" in reason, reason
+
+
+def _closedPort() -> int:
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
