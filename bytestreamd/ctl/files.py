@@ -286,7 +286,7 @@ def cmdReceive(control: ControlConnection, args: argparse.Namespace,
             raise CtlError("%s is incomplete: received %d of %d bytes" % (
                 offer.name, receiver.have, offer.size))
         digest, sha256 = digests.md5.hexdigest(), digests.sha256.hexdigest()
-        checked = _check(offer, closed, digest, sha256)
+        checked = _check(offer, closed, digest, sha256, whole=have == 0)
         if checked is not None:
             keep = False  # wrong bytes: nothing to resume from
             raise CtlError("%s is corrupt: %s" % (offer.name, checked))
@@ -339,9 +339,12 @@ def _checkedWith(offer: _Offer, closed: Event) -> List[str]:
     return names
 
 
-def _check(offer: _Offer, closed: Event, md5: str, sha256: str) -> Optional[str]:
+def _check(offer: _Offer, closed: Event, md5: str, sha256: str,
+           whole: bool = True) -> Optional[str]:
     """Why the bytes are wrong, or None: against the offer's MD5 and SHA-256,
-    and the daemon's verdict on the sender's checksum."""
+    and the daemon's verdict on the sender's checksum.  The daemon's
+    ``sha256=`` is that of the bytes that crossed: compared with ours only
+    when they are the whole file (not after ``--resume``)."""
     if offer.md5 is not None and md5 != offer.md5:
         return "md5 %s, the offer said %s" % (md5, offer.md5)
     if offer.sha256 is not None and sha256 != offer.sha256:
@@ -349,7 +352,8 @@ def _check(offer: _Offer, closed: Event, md5: str, sha256: str) -> Optional[str]
     if closed.options.get("verified") == "no":
         return "the sender's checksum does not match (%s)" % closed.text
     reported = _reportedSha256(closed)
-    if reported is not None and closed.options.get("verified") == "yes" and reported != sha256:
+    if (whole and reported is not None and closed.options.get("verified") == "yes"
+            and reported != sha256):
         return "sha256 %s, the daemon checked %s" % (sha256, reported)
     return None
 

@@ -23,8 +23,10 @@ Choices made here, and why:
   0.9 reads ``<hash/>`` as base64 of the *hex* digest and fails the whole
   offer on a standard (base64 of the raw digest) value, while it tolerates
   a standard value in the checksum (it then says "hash can't be verified").
-  ``hashInOffer=True`` puts the standard value in the offer, for peers
-  that want it up front.
+  ``hashInOffer=True`` puts the standard values (the MD5 the user gave, the
+  SHA-256 when known) in the offer, for peers that want them up front: a
+  bytestreamd peer (:mod:`.jingle_file_session` decides by its disco), so
+  that ``bytestreamctl receive`` checks the offered MD5 as over SI.
 * **Reading an offer.**  A file offer must have a name, a size and a
   ``<hash/>`` or ``<hash-used/>`` (:meth:`File.offerProblems`).  Hash
   values are read in both forms (:func:`bytestreamd.wire.jingle_ft.rawDigest`)
@@ -105,9 +107,12 @@ def offerDescription(application: FileApplication,
     module docstring for why the hash is announced, not sent, by default)."""
     hashes: Tuple[Hash, ...] = ()
     used: Tuple[HashUsed, ...] = (HashUsed(DEFAULT_ALGO),)
-    if hashInOffer and application.sha256:
-        hashes = (Hash.fromDigest(DEFAULT_ALGO, bytes.fromhex(application.sha256)),)
-        used = ()
+    if hashInOffer:
+        if application.hash:
+            hashes += (Hash.fromDigest("md5", bytes.fromhex(application.hash)),)
+        if application.sha256:
+            hashes += (Hash.fromDigest(DEFAULT_ALGO, bytes.fromhex(application.sha256)),)
+            used = ()
     return FileDescription(File(
         name=application.name, size=application.size, date=application.date,
         mediaType=guessMediaType(application.name), desc=application.desc or "",

@@ -38,7 +38,7 @@ from bytestreamd.negotiation.jingle_file import (
 from bytestreamd.negotiation.jingle_file_end import (
     RECEIVER, SENDER, FileEnd, Outcome, SendInfo, StartTimer, StopTimer, StreamDigest,
     Terminate)
-from bytestreamd.ns import NS_JINGLE_FT
+from bytestreamd.ns import NS_JINGLE_FT, NS_JINGLE_LINK
 from bytestreamd.text import SafeLogger
 from bytestreamd.wire.jingle_ft import DEFAULT_ALGO, File, FileDescription
 
@@ -77,8 +77,22 @@ def _rangeFromAnswer(accepted: Any) -> Optional[RangeAnswer]:
     return RangeAnswer(r.effectiveOffset, r.length)
 
 
+def _forPeer(description: Any, application: Application, features: Any) -> Any:
+    """
+    A bytestreamd peer (it advertises our own link application) gets the
+    hashes in the offer -- the MD5 ``bytestreamctl send`` computed, as over
+    SI; any other peer gets only ``<hash-used/>`` (Libervia 0.9 fails an
+    offer whose ``<hash/>`` it cannot read: docs/interop.rst).
+    """
+    if isinstance(application, FileApplication) and features is not None \
+            and NS_JINGLE_LINK in features:
+        return offerDescription(application, hashInOffer=True)
+    return description
+
+
 TRANSLATOR = jingle_apps.Translator(NS_JINGLE_FT, CONTENT_NAME, _toDescription,
-                                    _fromDescription, acceptedDescription, _rangeFromAnswer)
+                                    _fromDescription, acceptedDescription, _rangeFromAnswer,
+                                    _forPeer)
 
 
 def register() -> None:

@@ -101,3 +101,16 @@ def test_send_passes_negotiation(daemon, tmp_path):
     assert command.options["negotiation"] == "jingle"
     report = json.loads(result.out)
     assert (report["negotiation"], report["sha256"]) == ("jingle", SHA)
+
+
+def test_resume_does_not_compare_the_range_digest_with_the_file(daemon, tmp_path):
+    """After --resume the daemon's sha256= is that of the range: not ours."""
+    out = inDir(tmp_path)
+    (out / ".data.bin.part").write_bytes(DATA[:1000])
+    rangeSha = hashlib.sha256(DATA[1000:]).hexdigest()
+    link = offering(daemon, tmp_path, offerLine("6", md5=None), data=DATA[1000:],
+                    end="650 LINK 6 CLOS negotiation=jingle verified=yes sha256=" + rangeSha)
+    result = runCtl(daemon, ["receive", "--dir", str(out), "--resume"])
+    link.join()
+    assert result.code == 0, result.err
+    assert (out / "data.bin").read_bytes() == DATA

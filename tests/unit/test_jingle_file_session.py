@@ -185,3 +185,27 @@ class TranslatorTests(SynchronousTestCase):
     def test_unusable_offer_is_a_value_error(self):
         bad = FileDescription(File(name="a"))  # no size, no hash
         self.assertRaises(ValueError, jingle_apps.fromDescription, bad)
+
+
+class ForPeerTests(SynchronousTestCase):
+    def test_bytestreamd_peer_gets_the_hashes_in_the_offer(self):
+        from bytestreamd.ns import NS_JINGLE, NS_JINGLE_LINK
+        md5 = hashlib.md5(DATA).hexdigest()
+        app = FileApplication("f", len(DATA), hash=md5, sha256=SHA.hex())
+        offered, _ = jingle_apps.describe(app)
+        self.assertEqual(offered.file.hashes, ())  # to anyone: hash-used only
+        ours = jingle_apps.descriptionForPeer(offered, app, {NS_JINGLE, NS_JINGLE_LINK,
+                                                             NS_JINGLE_FT})
+        self.assertEqual({h.algo: h.digest().hex() for h in ours.file.hashes},
+                         {"md5": md5, "sha-256": SHA.hex()})
+        self.assertEqual(jingle_apps.fromDescription(ours).hash, md5)
+        libervia = jingle_apps.descriptionForPeer(offered, app, {NS_JINGLE, NS_JINGLE_FT})
+        self.assertIs(libervia, offered)
+        self.assertIs(jingle_apps.descriptionForPeer(offered, app, None), offered)
+
+    def test_md5_alone_keeps_hash_used_for_the_checksum(self):
+        from bytestreamd.negotiation.jingle_file import offerDescription
+        md5 = hashlib.md5(DATA).hexdigest()
+        f = offerDescription(FileApplication("f", 3, hash=md5), hashInOffer=True).file
+        self.assertEqual([h.algo for h in f.hashes], ["md5"])
+        self.assertEqual([u.algo for u in f.hashesUsed], ["sha-256"])
