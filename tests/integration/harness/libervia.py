@@ -109,16 +109,41 @@ class NetNamespace:
     command inside it, :meth:`call` runs a function in a thread inside it.
     """
 
+    PREFIX = "bsd-lv-"
+
     def __init__(self, name: Optional[str] = None) -> None:
-        self.name = name or "bsd-lv-" + uuid.uuid4().hex[:8]
+        self.name = name or "%s%d-%s" % (self.PREFIX, os.getpid(), uuid.uuid4().hex[:6])
         self.path = "/run/netns/" + self.name
         self.created = False
+
+    @classmethod
+    def removeStale(cls) -> List[str]:
+        """
+        Delete namespaces this harness left behind in runs that were killed:
+        ours are named ``bsd-lv-<pid>-<hex>``, and only those whose process
+        is gone are removed (a parallel run keeps its own).
+        """
+        removed = []
+        try:
+            names = os.listdir("/run/netns")
+        except OSError:
+            return removed
+        for name in names:
+            if not name.startswith(cls.PREFIX):
+                continue
+            pid = name[len(cls.PREFIX):].split("-", 1)[0]
+            if not pid.isdigit() or os.path.exists("/proc/%s" % pid):
+                continue
+            subprocess.run([IP, "netns", "del", name], capture_output=True)
+            removed.append(name)
+        return removed
 
     @property
     def prefix(self) -> List[str]:
         return [IP, "netns", "exec", self.name]
 
     def create(self) -> "NetNamespace":
+        self.removeStale()
         subprocess.run([IP, "netns", "add", self.name], check=True, capture_output=True)
         self.created = True
         subprocess.run([IP, "-n", self.name, "link", "set", "lo", "up"],
