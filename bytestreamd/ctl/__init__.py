@@ -139,7 +139,7 @@ def buildParser() -> argparse.ArgumentParser:
                        help="do not read stdin (receive only); without it, EOF on "
                             "stdin ends the link once its bytes are delivered")
         _lingerOption(p)
-    p = add("send", cmdSend, "offer FILE to JID (XEP-0096 file transfer) and send it",
+    p = add("send", cmdSend, "offer FILE to JID (XEP-0234 over Jingle, else XEP-0096) and send it",
             withJson=True)
     p.add_argument("file", metavar="FILE")
     p.add_argument("jid", metavar="JID")
@@ -151,7 +151,7 @@ def buildParser() -> argparse.ArgumentParser:
                         "chooses Jingle for peers that advertise XEP-0234)")
     _methodOptions(p)
     _lingerOption(p)
-    p = add("receive", cmdReceive, "accept the next file offer (XEP-0096) and save the file",
+    p = add("receive", cmdReceive, "accept the next file offer (XEP-0234 or XEP-0096) and save the file",
             withJson=True)
     p.add_argument("--dir", metavar="DIR", help="directory to save the file in (default: .)")
     _fromOption(p)
