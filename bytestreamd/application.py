@@ -39,16 +39,23 @@ Pairs = Tuple[Tuple[str, str], ...]
 
 @dataclass(frozen=True)
 class LinkApplication:
-    """A bytestream to the peer's ``[services]`` entry ``service`` (or none)."""
+    """
+    A bytestream to the peer's ``[services]`` entry ``service`` (or none).
+    ``many``: a ``connections=many`` link, whose socket takes any number of
+    local connections, each one more stream in the same session (Jingle
+    only; see docs/jingle.rst).
+    """
 
     service: Optional[str] = None
+    many: bool = False
     profile: ClassVar[str] = LINK_PROFILE
 
     def details(self) -> Pairs:
-        return ()
+        return (("connections", "many"),) if self.many else ()
 
     def offerDetails(self) -> Pairs:
-        return ()  # the service is a field of its own in OFFER
+        # the service is a field of its own in OFFER
+        return (("connections", "many"),) if self.many else ()
 
 
 @dataclass(frozen=True)

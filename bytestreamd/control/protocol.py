@@ -90,12 +90,12 @@ class _Spec:
 _COMMANDS: Dict[str, _Spec] = {
     "OPEN": _Spec(
         "OPEN <jid> [service=NAME] [methods=m1,m2] [block-size=N] [stanza=iq|message] "
-        "[negotiation=jingle|si] [profile=link|file] [name=NAME size=N [hash=MD5] [date=ISO8601] [desc=TEXT] "
+        "[negotiation=jingle|si] [connections=one|many] [profile=link|file] [name=NAME size=N [hash=MD5] [date=ISO8601] [desc=TEXT] "
         "[range=yes]]",
         "open an outgoing link (profile=file: offer a file, XEP-0096); "
         "progress comes as 650 LINK events",
         args=("jid",), options=("service", "methods", "block-size", "stanza", "profile",
-                                 "negotiation")
+                                 "negotiation", "connections")
         + _FILE_OPTIONS),
     "ACCEPT": _Spec("ACCEPT <id> [offset=N] [length=N]",
                     "accept an offered link (offset/length: part of a ranged file offer)",
@@ -353,7 +353,8 @@ class ControlProtocol(protocol.Protocol):
     def do_OPEN(self, jid: str, service: Optional[str] = None,
                 methods: Optional[str] = None, block_size: Optional[str] = None,
                 stanza: Optional[str] = None, profile: Optional[str] = None,
-                negotiation: Optional[str] = None, **fileOptions: str) -> bytes:
+                negotiation: Optional[str] = None, connections: Optional[str] = None,
+                **fileOptions: str) -> bytes:
         peer = grammar.parseJID(jid)
         if service is not None and not service:
             raise SyntaxErrorInArgument("service= needs a name")
@@ -376,6 +377,11 @@ class ControlProtocol(protocol.Protocol):
         if negotiation is not None:
             # Passed only when given, so backends without it keep working.
             extra["negotiation"] = _parseNegotiation(negotiation)
+        if connections is not None:
+            if connections.lower() not in ("one", "many"):
+                raise SyntaxErrorInArgument("connections= must be one or many")
+            if connections.lower() == "many":
+                extra["connections"] = "many"
         info = self.backend.open(
             peer, owner=self, service=service,
             methods=None if methods is None else _parseMethods(methods),

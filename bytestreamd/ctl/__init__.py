@@ -11,6 +11,7 @@ lives in one module per concern:
 * :mod:`.pipe`: the stdin/stdout splice of ``connect`` and ``listen``;
 * :mod:`.commands`: ``status``, ``links``, ``open``, ``close``, ``watch``,
   ``connect``, ``listen``;
+* :mod:`.forward`: ``forward`` (ssh -L over one ``connections=many`` link);
 * :mod:`.files`: ``send`` and ``receive`` (XEP-0096), moving their bytes
   with :mod:`.transfer`.
 
@@ -34,6 +35,7 @@ from bytestreamd.ctl.client import (EXIT_FAILED, EXIT_USAGE, REPLY_TIMEOUT, Cont
 from bytestreamd.ctl.commands import (cmdClose, cmdConnect, cmdLinks, cmdListen, cmdOpen,
                                       cmdStatus, cmdWatch)
 from bytestreamd.ctl.files import cmdReceive, cmdSend
+from bytestreamd.ctl.forward import cmdForward
 from bytestreamd.ctl.link import LINGER
 from bytestreamd.ctl.output import Console
 
@@ -139,6 +141,12 @@ def buildParser() -> argparse.ArgumentParser:
                        help="do not read stdin (receive only); without it, EOF on "
                             "stdin ends the link once its bytes are delivered")
         _lingerOption(p)
+    p = add("forward", cmdForward, "like ssh -L: listen on LOCAL and send every connection "
+            "through one connections=many link to JID's service NAME")
+    p.add_argument("local", metavar="LOCAL",
+                   help="PORT, HOST:PORT, tcp:[HOST:]PORT, or unix:PATH")
+    p.add_argument("jid", metavar="JID")
+    _linkOptions(p)
     p = add("send", cmdSend, "offer FILE to JID (XEP-0234 over Jingle, else XEP-0096) and send it",
             withJson=True)
     p.add_argument("file", metavar="FILE")

@@ -80,10 +80,12 @@ class Effects:
                 # only an out-of-band transport needs the per-chunk mark.
                 splice.onActivity = self.monitor.heardFrom(link.peer.full())
         self._linkEvent(link, GOOD, stream.method, extra=tuple(link.rangeDetails()))
-        if not splice.hasLocal and link.port is not None:
+        if not splice.hasLocal and link.port is not None and link.many is None:
             link.attachTimer = self.reactor.callLater(
                 self.config.attach_timeout, self._feed, link, m.ATTACH_EXPIRED)
         splice.streamReady(stream, lifecycle, link.session)
+        if link.many is not None:
+            link.many.good(stream)  # connections=many: the stream is the anchor
         if link.session is not None:
             self.endChannel.replay(link.session)
 
@@ -157,6 +159,8 @@ class Effects:
     def _doFinish(self, link: Link, **_) -> None:
         """Forget a link that reached a final state; remove its socket."""
         self._links.pop(link.id, None)
+        if link.many is not None:
+            link.many.finish()
         if link.port is not None:
             port, link.port = link.port, None
             port.stopListening()

@@ -19,6 +19,7 @@ from bytestreamd.events import Event, LinkInfo
 from bytestreamd.interfaces import IIncomingOffer, IOfferAcceptor
 from bytestreamd.links import machine as m
 from bytestreamd.links.link import Link
+from bytestreamd.links.many import ManyConnections
 from bytestreamd.local.sockets import ServiceFactory
 from bytestreamd.text import SafeLogger
 
@@ -54,6 +55,20 @@ class IncomingOffers:
                  id=link.id, peer=peer.full(), nego=offer.negotiation,
                  profile=application.profile,
                  svc=", service %s" % service if service else "")
+        if getattr(application, "many", False):
+            # connections=many: every stream goes to the service; there is
+            # no socket to hand out, so it needs one (links.many).
+            if service is None or service not in self.config.services:
+                self._links.pop(link.id, None)
+                raise OfferRejected("connections=many needs a [services] entry here "
+                                    "(asked: %s)" % (service or "none",))
+            link.many = ManyConnections(self, link)
+            link.socketPath = None
+            self._newSplice(link)
+            self._feed(link, m.SERVICE_CONNECTING)
+            self._feed(link, m.SERVICE_UP)
+            self._startAccept(link)
+            return
         if service is not None and service in self.config.services:
             self._acceptForService(link, self.config.services[service])
             return

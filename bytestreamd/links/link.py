@@ -54,6 +54,8 @@ class Link:
         #: Running while a GOOD link has no local client yet.
         self.attachTimer = None
         self.watched = False
+        #: A ``connections=many`` link's connections (links.many), else None.
+        self.many = None
 
     @property
     def done(self) -> bool:

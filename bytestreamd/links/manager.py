@@ -23,6 +23,7 @@ from bytestreamd.links import machine as m
 from bytestreamd.links.effects import Effects
 from bytestreamd.links.incoming import IncomingOffers
 from bytestreamd.links.link import Link
+from bytestreamd.links.many import ManyConnections, ManySocketFactory
 from bytestreamd.local.sockets import LinkSocketFactory, Splice, listenLinkSocket
 from bytestreamd.report import daemonStatus, peerSummary
 from bytestreamd.text import SafeLogger
@@ -145,6 +146,8 @@ class LinkManager(IncomingOffers, Effects):
         """
         path = os.path.join(self._linksDir, link.id)
         factory = LinkSocketFactory(link.id, self._newSplice(link))
+        if link.many is not None:
+            factory = ManySocketFactory(link.many)  # the anchor's splice stays bare
         try:
             os.makedirs(self._linksDir, mode=0o700, exist_ok=True)  # made at start
             link.port = listenLinkSocket(self.reactor, path, factory,
@@ -174,27 +177,30 @@ class LinkManager(IncomingOffers, Effects):
         if timer is not None and timer.active():
             timer.cancel()
 
-    def negotiatorFor(self, peer: JID, methods=None) -> INegotiator:
+    def negotiatorFor(self, peer: JID, methods=None, application=None) -> INegotiator:
         """
         The first negotiator (in preference order) that ``peer``'s cached
         disco features support.  Nothing cached, or nothing supported: the
         first, which asks disco itself and says why it cannot go on.
         """
         info = self.discovery.cached(peer) if self.discovery is not None else None
-        return self._supporting(info.features if info is not None else None, methods)
+        return self._supporting(info.features if info is not None else None, methods,
+                                application)
 
-    def _supporting(self, features, methods=None) -> INegotiator:
+    def _supporting(self, features, methods=None, application=None) -> INegotiator:
         """
-        The first negotiator that supports ``features`` and, when the OPEN
-        named ``methods``, can carry one of them to this peer (a negotiator
-        may say so with ``canCarry(features, methods)``; Jingle does).
+        The first negotiator that supports ``features`` and can carry this
+        ``application`` by one of ``methods`` (when the OPEN named them) to
+        this peer -- a negotiator may say so with ``canCarry(features,
+        methods, application)``; Jingle does (a file goes by SI until a
+        Jingle file application is registered).
         """
         if features is not None:
             for negotiator in self.negotiators:
                 if not negotiator.supports(features):
                     continue
                 canCarry = getattr(negotiator, "canCarry", None)
-                if methods and canCarry is not None and not canCarry(features, methods):
+                if canCarry is not None and not canCarry(features, methods, application):
                     continue
                 return negotiator
         return self.negotiators[0]
@@ -225,7 +231,7 @@ class LinkManager(IncomingOffers, Effects):
                 raise
             except Exception:
                 features = None  # the first negotiator says why
-            chosen = self._supporting(features, args[1])
+            chosen = self._supporting(features, args[1], args[0])
             link.negotiation = chosen.name
             return await chosen.offer(peer, *args)
 
@@ -255,7 +261,7 @@ class LinkManager(IncomingOffers, Effects):
 
     def open(self, peer: JID, owner, service=None, methods=None,
              blockSize=None, stanza=None, profile=None, headers=None,
-             negotiation=None) -> LinkInfo:
+             negotiation=None, connections=None) -> LinkInfo:
         """
         ``profile`` names the application (bytestreamd.application; default
         a link to ``service``); for a file, ``headers`` are its ``name``,
@@ -263,6 +269,17 @@ class LinkManager(IncomingOffers, Effects):
         the sender can start at an offset).
         """
         application = app.fromControl(profile, service, headers)
+        many = connections == "many"
+        if many:
+            # Each local connection is one more stream in one Jingle
+            # session, joined to the peer's [services] entry (links.many).
+            if not isinstance(application, app.LinkApplication) or not service:
+                raise SyntaxErrorInArgument("connections=many needs service=NAME "
+                                            "(a link to a service)")
+            if negotiation not in (None, "jingle"):
+                raise SyntaxErrorInArgument("connections=many needs negotiation=jingle")
+            negotiation = "jingle"
+            application = app.LinkApplication(service, True)
         if not self.xmpp.connected:
             raise NotConnected()
         if methods:
@@ -281,10 +298,12 @@ class LinkManager(IncomingOffers, Effects):
             negotiator = self._namedNegotiator(negotiation)
         elif len(self.negotiators) == 1 or self.discovery is None \
                 or self.discovery.cached(peer) is not None:
-            negotiator = self.negotiatorFor(peer, methods)
+            negotiator = self.negotiatorFor(peer, methods, application)
         link = Link(self._newId(), peer, "out", owner, application,
                     (negotiator or self.negotiators[0]).name, service=service)
         self._links[link.id] = link
+        if many:
+            link.many = ManyConnections(self, link)
         self._openSocket(link)
         options = {}
         if blockSize:

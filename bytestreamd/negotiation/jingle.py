@@ -151,9 +151,21 @@ class JingleNegotiator(Handler):
                 and bool(self.transportsIn(features))
                 and any(n in features for n in jingle_apps.NAMESPACES))
 
-    def canCarry(self, features, methods: Sequence[str]) -> bool:
-        """Whether one of ``methods`` is a Jingle transport of ours the peer has."""
-        return any(m.name in methods for m in self.transportsIn(features or ()))
+    def canCarry(self, features, methods: Optional[Sequence[str]] = None,
+                 application: Optional[Application] = None) -> bool:
+        """
+        Whether we can offer ``application`` (a translator knows it and the
+        peer advertises its namespace) by one of ``methods`` (a Jingle
+        transport of ours the peer has); ``None``: not asked.
+        """
+        features = features or ()
+        if methods and not any(m.name in methods for m in self.transportsIn(features)):
+            return False
+        if application is not None:
+            description = jingle_apps.toDescription(application)
+            if description is None or J.payloadKey(description)[0] not in features:
+                return False
+        return True
 
     def offer(self, peer: JID, application: Application,
               methods: Optional[Sequence[str]] = None,

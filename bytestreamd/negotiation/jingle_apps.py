@@ -50,13 +50,13 @@ class Translator:
 
 def _linkTo(application: Application) -> Optional[LinkDescription]:
     if isinstance(application, LinkApplication):
-        return LinkDescription(application.service)
+        return LinkDescription(application.service, application.many)
     return None
 
 
 def _linkFrom(payload: Any) -> Optional[Application]:
     if isinstance(payload, LinkDescription):
-        return LinkApplication(payload.service)
+        return LinkApplication(payload.service, payload.many)
     return None
 
 

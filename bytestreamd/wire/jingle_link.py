@@ -5,7 +5,9 @@ bytestreamd's own Jingle application: a byte link to a named service.
 is :class:`LinkDescription`.  It is the Jingle twin of the SI link profile
 (``<link xmlns='urn:x-bytestreamd:si:link:0' service='NAME'/>``): the only
 field is ``service``, the name the responder maps to a local endpoint
-(``[services]``); without it the link is a plain byte pipe.  The service
+(``[services]``); without it the link is a plain byte pipe.
+``connections='many'`` asks for a link whose every local connection is one
+more stream in the session (the responder connects each to the service).  The service
 name follows the same rule as SI's (1 to 255 characters, no whitespace or
 control characters).  Unknown attributes and children are ignored, so that
 a later version can add fields.
@@ -31,11 +33,16 @@ class LinkDescription:
     elementName = "description"
 
     service: Optional[str] = None
+    #: ``connections='many'``: each local connection is one more stream
+    #: (an IBB session by transport-info) in the same session.
+    many: bool = False
 
     def toElement(self) -> domish.Element:
         element = domish.Element((NS_JINGLE_LINK, "description"))
         if self.service is not None:
             element["service"] = checkServiceName(self.service)
+        if self.many:
+            element["connections"] = "many"
         return element
 
     @classmethod
@@ -48,7 +55,11 @@ class LinkDescription:
                 checkServiceName(service)
             except MalformedSI as e:
                 raise MalformedJingle("link description: %s" % (e,))
-        return cls(service)
+        connections = element.getAttribute("connections")
+        if connections not in (None, "one", "many"):
+            raise MalformedJingle("link description: connections must be one or many, "
+                                  "not %r" % (connections,))
+        return cls(service, connections == "many")
 
 
 #: The codecs :func:`bytestreamd.wire.jingle.defaultRegistry` registers.

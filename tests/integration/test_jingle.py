@@ -110,3 +110,120 @@ def _closedPort() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+# -- connections=many and bytestreamctl forward -------------------------------------
+
+
+class _HTTPish:
+    """A threaded local server: reads a request to its blank line, answers
+    with a body derived from it, closes."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.served = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def body(request: bytes) -> bytes:
+        import hashlib
+        return b"%s\n" % request.split(b"\r\n")[0] + hashlib.sha256(request).digest() * 4000
+
+    def _one(self, conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        body = self.body(data.split(b"\r\n\r\n")[0])
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        conn.close()
+        self.served += 1
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.timeout(SLOW)
+def test_forward_twenty_concurrent_exchanges_one_session(daemons):
+    """
+    ``bytestreamctl forward PORT bob --service web``: 20 concurrent
+    request/response exchanges through one connections=many link to a real
+    local server, all correct, one Jingle session (one link on each side).
+    """
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+    from .test_ssh import REPO_ROOT
+
+    server = _HTTPish()
+    alice = daemons("alice", accept="bob@localhost", extra=_cfg())
+    bob = daemons("bob", accept="alice@localhost", extra=_cfg(),
+                  services={"web": "tcp:host=127.0.0.1:port=%d" % server.port})
+    port = _closedPort()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [REPO_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    forward = subprocess.Popen(
+        [sys.executable, "-m", "bytestreamd.ctl", "--control", alice.controlPath, "forward",
+         "127.0.0.1:%d" % port, bob.jid, "--service", "web", "--methods", "ibb", "-v"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        results = {}
+
+        def exchange(i):
+            request = b"GET /item/%d HTTP/1.0\r\nHost: web" % i
+            with socket.create_connection(("127.0.0.1", port), 60) as c:
+                c.sendall(request + b"\r\n\r\n")
+                got = b""
+                while True:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+            body = _HTTPish.body(request)
+            results[i] = got == (b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n"
+                                 % len(body) + body)
+
+        threads = [threading.Thread(target=exchange, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert results == {i: True for i in range(20)}, results
+        ctl, watch = alice.control(), bob.control()
+        mine, theirs = ctl.expect("LINKS").rows(), watch.expect("LINKS").rows()
+        assert len(mine) == 1 and len(theirs) == 1, (mine, theirs)
+        assert mine[0]["negotiation"] == "jingle" and mine[0].get("connections") == "many"
+        assert forward.poll() is None, forward.stderr.read()
+    finally:
+        forward.terminate()
+        try:
+            forward.wait(10)
+        except subprocess.TimeoutExpired:
+            forward.kill()
+        server.close()

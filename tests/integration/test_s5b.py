@@ -38,9 +38,17 @@ SLOW = 240
 def _pair(daemons, alice: Optional[Dict[str, Dict[str, str]]] = None,
           bob: Optional[Dict[str, Dict[str, str]]] = None
           ) -> Tuple[DaemonProcess, DaemonProcess]:
-    """alice and bob, each accepting the other, with extra config sections."""
-    a = daemons("alice", accept="bob@localhost", extra=alice or {})
-    b = daemons("bob", accept="alice@localhost", extra=bob or {})
+    """
+    alice and bob, each accepting the other, with extra config sections.
+    XEP-0065 by Stream Initiation unless a test says otherwise (Jingle's
+    XEP-0260 is tests/integration/test_jingle.py).
+    """
+    def si(extra):
+        extra = {k: dict(v) for k, v in (extra or {}).items()}
+        extra.setdefault("links", {}).setdefault("negotiation", "si")
+        return extra
+    a = daemons("alice", accept="bob@localhost", extra=si(alice))
+    b = daemons("bob", accept="alice@localhost", extra=si(bob))
     return a, b
 
 

@@ -203,3 +203,57 @@ def test_application_seams_for_file_transfer():
     finally:
         jingle_apps.TRANSLATORS.remove(t)
         jingle_apps.NAMESPACES.remove("urn:example:app")
+
+
+def test_many_in_the_link_description():
+    element = LinkDescription("web", True).toElement()
+    assert element.getAttribute("connections") == "many"
+    assert LinkDescription.fromElement(element) == LinkDescription("web", True)
+    assert jingle_apps.fromDescription(LinkDescription("web", True)) == \
+        LinkApplication("web", True)
+    assert LinkApplication("web", True).details() == (("connections", "many"),)
+    assert LinkApplication("web").details() == ()
+    element["connections"] = "several"
+    with pytest.raises(J.MalformedJingle):
+        LinkDescription.fromElement(element)
+
+
+class _ManyBackend(_Backend):
+    def open(self, peer, owner, service=None, methods=None, blockSize=None, stanza=None,
+             profile=None, headers=None, negotiation=None, connections=None):
+        self.connections = connections
+        return _Backend.open(self, peer, owner, service, methods, blockSize, stanza,
+                             profile, headers, negotiation)
+
+
+class OpenConnectionsTests(ProtocolTestCase):
+    def setUp(self):
+        self.backend = _ManyBackend()
+        self.proto, self.transport = self.connect()
+
+    def test_many_is_passed(self):
+        self.command("OPEN bob@example.org/x service=web connections=MANY")
+        self.assertEqual(self.backend.connections, "many")
+
+    def test_one_is_the_default(self):
+        self.backend.connections = "unset"
+        self.command("OPEN bob@example.org/x connections=one")
+        self.assertEqual(self.backend.connections, None)
+
+    def test_other_values_are_512(self):
+        out = self.command("OPEN bob@example.org/x connections=2")
+        self.assertTrue(out.startswith(b"512 connections= must be one or many"), out)
+
+
+def test_forward_local_endpoints():
+    import socket
+    from bytestreamd.ctl.client import CtlError
+    from bytestreamd.ctl.forward import parseLocal
+    assert parseLocal("8080") == (socket.AF_INET, ("127.0.0.1", 8080))
+    assert parseLocal("tcp:0.0.0.0:80") == (socket.AF_INET, ("0.0.0.0", 80))
+    assert parseLocal("[::1]:22") == (socket.AF_INET6, ("::1", 22))
+    assert parseLocal("unix:/tmp/s") == (socket.AF_UNIX, "/tmp/s")
+    assert parseLocal("./sock") == (socket.AF_UNIX, "./sock")
+    for bad in ("x", "host:", "70000"):
+        with pytest.raises(CtlError):
+            parseLocal(bad)
