@@ -10,10 +10,10 @@ terminates) is :mod:`bytestreamd.negotiation.jingle_file_end`.
 
 Choices made here, and why:
 
-* **Which negotiation.**  :func:`chooseFileNegotiation`: Jingle when the
-  peer's disco advertises Jingle, the file-transfer application and at
-  least one transport we speak (XEP-0261 IBB or XEP-0260 S5B); Stream
-  Initiation (XEP-0096) otherwise, when it advertises that.
+* **Which negotiation** is the link manager's (``[links] negotiation``):
+  Jingle when the peer's disco advertises Jingle, one of our transports and
+  this application's namespace (``JingleNegotiator.canCarry``), Stream
+  Initiation (XEP-0096) otherwise.
 * **The offer.**  name, size, date, media-type (guessed from the name),
   desc, ``<hash-used algo='sha-256'/>`` and an empty ``<range/>`` when the
   sender can start at an offset.  ``<desc/>`` is always present (empty when
@@ -46,55 +46,12 @@ from __future__ import annotations
 
 import binascii
 import mimetypes
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 from bytestreamd.application import FileApplication, RangeAnswer
-from bytestreamd.ns import (NS_JINGLE, NS_JINGLE_FT, NS_JINGLE_IBB, NS_JINGLE_S5B,
-                            NS_SI, NS_SI_FILE_TRANSFER)
 from bytestreamd.wire.jingle import MalformedJingle
 from bytestreamd.wire.jingle_ft import (
     DEFAULT_ALGO, Checksum, File, FileDescription, Hash, HashUsed, Range)
-
-#: The negotiations a file can go over, by ``negotiation=`` name.
-JINGLE = "jingle"
-SI = "si"
-DEFAULT_PREFERENCE: Tuple[str, ...] = (JINGLE, SI)
-
-
-def peerTakesJingleFiles(features: Iterable[str]) -> bool:
-    """Whether disco features say the peer receives XEP-0234 files over a
-    transport we speak."""
-    f = set(features)
-    return (NS_JINGLE in f and NS_JINGLE_FT in f
-            and (NS_JINGLE_IBB in f or NS_JINGLE_S5B in f))
-
-
-def peerTakesSIFiles(features: Iterable[str]) -> bool:
-    """Whether disco features say the peer receives XEP-0096 files."""
-    f = set(features)
-    return NS_SI in f and NS_SI_FILE_TRANSFER in f
-
-
-def chooseFileNegotiation(features: Optional[Iterable[str]],
-                          preference: Sequence[str] = DEFAULT_PREFERENCE) -> str:
-    """
-    The negotiation to offer a file with: the first of ``preference`` the
-    peer advertises.  Unknown features (no disco answer cached) fall back to
-    the last choice of ``preference`` -- SI by default, what every peer of
-    the daemon spoke before Jingle.
-    """
-    if not preference:
-        raise ValueError("no negotiation to choose from")
-    if features is None:
-        return preference[-1]
-    f = set(features)
-    for name in preference:
-        if name == JINGLE and peerTakesJingleFiles(f):
-            return JINGLE
-        if name == SI and peerTakesSIFiles(f):
-            return SI
-    return preference[-1]
-
 
 def guessMediaType(name: str) -> Optional[str]:
     """The media type of a file name's extension, if the platform knows one."""
@@ -202,8 +159,7 @@ def checksumDigests(checksum: Checksum) -> Tuple[Tuple[str, bytes], ...]:
 
 
 __all__ = [
-    "DEFAULT_PREFERENCE", "FileOfferError", "JINGLE", "SI", "acceptDescription",
-    "applicationOf", "checksumDigests", "checksumInfo", "chooseFileNegotiation",
-    "guessMediaType", "offerDescription", "peerTakesJingleFiles", "peerTakesSIFiles",
+    "FileOfferError", "acceptDescription", "applicationOf", "checksumDigests",
+    "checksumInfo", "guessMediaType", "offerDescription",
     "rangeOfAccept",
 ]

@@ -58,27 +58,6 @@ def liberviaChecksum(value: str = LIBERVIA) -> Checksum:
         % (NS_JINGLE_FT, NS_HASHES, value)))
 
 
-class ChoiceTests(SynchronousTestCase):
-    def test_jingle_when_advertised_with_a_transport(self):
-        self.assertEqual(JF.chooseFileNegotiation(JINGLE_FEATURES + SI_FEATURES), "jingle")
-        self.assertEqual(JF.chooseFileNegotiation([NS_JINGLE, NS_JINGLE_FT, NS_JINGLE_IBB]),
-                         "jingle")
-
-    def test_si_when_jingle_lacks_the_application_or_a_transport(self):
-        self.assertEqual(JF.chooseFileNegotiation([NS_JINGLE, NS_JINGLE_IBB] + SI_FEATURES),
-                         "si")
-        self.assertEqual(JF.chooseFileNegotiation([NS_JINGLE, NS_JINGLE_FT] + SI_FEATURES),
-                         "si")
-
-    def test_preference_order_and_unknown_peer(self):
-        both = JINGLE_FEATURES + SI_FEATURES
-        self.assertEqual(JF.chooseFileNegotiation(both, ("si", "jingle")), "si")
-        self.assertEqual(JF.chooseFileNegotiation(None), "si")
-        self.assertEqual(JF.chooseFileNegotiation(None, ("jingle",)), "jingle")
-        self.assertEqual(JF.chooseFileNegotiation([], ("jingle", "si")), "si")
-        self.assertRaises(ValueError, JF.chooseFileNegotiation, both, ())
-
-
 class OfferTests(SynchronousTestCase):
     def test_offer_announces_sha256_and_always_has_a_desc(self):
         app = FileApplication("report.pdf", 42, date="2026-11-26T07:00:00Z", range=True,
