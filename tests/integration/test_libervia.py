@@ -53,10 +53,22 @@ class Tier:
     def __init__(self, tmp) -> None:
         self.tmp = str(tmp)
         self.ns = NetNamespace().create()
-        self.prosody = NamespacedProsody(self.ns, os.path.join(self.tmp, "prosody"),
-                                         accounts=("alice", "bob", "carol", "dave", "erin", "frank"))
-        self.prosody.start()
+        self.prosody = None
         self.daemons = {}
+        self.libervia = None
+        self.second: Optional[LiberviaBackend] = None  # frank, started on demand
+        self.counter = 0
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        self.prosody = NamespacedProsody(
+            self.ns, os.path.join(self.tmp, "prosody"),
+            accounts=("alice", "bob", "carol", "dave", "erin", "frank"))
+        self.prosody.start()
         # dave's SOCKS5 cannot work: its only candidate is a closed port (in
         # the namespace nothing listens there), no proxy, and it connects to
         # no candidate of the peer's -- every S5B attempt fails for real.
@@ -73,15 +85,15 @@ class Tier:
                 config["s5b"] = s5b
             d = namespacedDaemon(self.ns, self.prosody, name, self.tmp, config)
             self.daemons[name] = d.start()
-        self.libervia = LiberviaBackend(self.prosody, "alice", self.tmp).start()
-        self.second: Optional[LiberviaBackend] = None  # frank, started on demand
-        self.counter = 0
+        self.libervia = LiberviaBackend(self.prosody, "alice", self.tmp)
+        self.libervia.start()
 
     def close(self) -> None:
         failures = []
         backends = [b.close for b in (self.second, self.libervia) if b is not None]
-        for closer in backends + [d.close for d in self.daemons.values()] + [
-                self.prosody.close, self.ns.close]:
+        servers = [self.prosody.close] if self.prosody is not None else []
+        for closer in backends + [d.close for d in self.daemons.values()] + servers + [
+                self.ns.close]:
             try:
                 closer()
             except Exception as e:  # keep closing the rest
@@ -154,7 +166,8 @@ def test_libervia_to_libervia(lv):
     """The harness works (Libervia to Libervia, Jingle), so any failure below
     belongs to the daemon."""
     if lv.second is None:
-        lv.second = LiberviaBackend(lv.prosody, "frank", lv.tmp).start()
+        lv.second = LiberviaBackend(lv.prosody, "frank", lv.tmp)
+        lv.second.start()
     src, digest = lv.newFile(256 * KiB + 3)
     inDir = lv.newDir("fin")
     receiver = lv.second.receiveFiles(inDir, lv.libervia.bareJID)
