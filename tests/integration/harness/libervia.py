@@ -417,7 +417,7 @@ class LiberviaBackend:
     def logText(self) -> str:
         return _tail(self.logPath, 10 ** 6)
 
-    def start(self, timeout: float = 60.0) -> "LiberviaBackend":
+    def start(self, timeout: float = 120.0) -> "LiberviaBackend":
         """Bus, backend, profile (created once), connection."""
         deadline = time.monotonic() + timeout
         self.bus = subprocess.Popen(
@@ -512,7 +512,7 @@ class LiberviaBackend:
         if sender:
             args.append(sender)
         receiver = self.cliBackground(*args)
-        receiver.waitOutput("waiting for incoming file request", 30)
+        receiver.waitOutput("waiting for incoming file request", 60)
         return receiver
 
     def sendFile(self, path: str, to: str) -> CliProcess:
