@@ -18,6 +18,8 @@ digest) and Libervia 0.9 can only read its own base64-of-hex form.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +34,7 @@ from .harness.daemon import REPO_ROOT, twistdEnvironment
 from .harness.libervia import (CLI, BACKEND, LiberviaBackend, NamespacedProsody,
                                NetNamespace, namespacedDaemon)
 from .harness.prosody import freePort
+from .harness.rawxmpp import RawXMPPClient
 from .harness.transfer import sha256File, writeRandomFile
 
 TIMEOUT = 90
@@ -67,7 +70,7 @@ class Tier:
     def _start(self) -> None:
         self.prosody = NamespacedProsody(
             self.ns, os.path.join(self.tmp, "prosody"),
-            accounts=("alice", "bob", "carol", "dave", "erin", "frank"))
+            accounts=("alice", "bob", "carol", "dave", "erin", "frank", "gina"))
         self.prosody.start()
         # dave's SOCKS5 cannot work: its only candidate is a closed port (in
         # the namespace nothing listens there), no proxy, and it connects to
@@ -316,3 +319,38 @@ def test_block_size_towards_libervia(lv):
     assert (sent["negotiation"], sent["method"]) == ("jingle", "ibb"), sent
     _fellBack(_linkLog(erin, sent["link"]))
     assert "File received successfully" in got.out
+
+
+@pytest.mark.timeout(240)
+def test_libervia_acks_then_fails_an_offer_with_a_standard_hash(lv):
+    """
+    Two of Libervia 0.9's ways at once, on the wire (a raw client, gina,
+    logged in from inside the namespace): it acknowledges a session-initiate
+    before checking it, then ends the session ``failed-application`` -- here
+    because the offer's ``<hash/>`` is the standard base64 of the raw digest,
+    which it decodes as UTF-8 hex text.  This is why we announce the hash
+    (``<hash-used/>``) and send it in the checksum after the data.
+    """
+    # data whose digest starts with a byte that cannot start UTF-8
+    data = next(d for d in (b"%d" % i * 700 for i in range(1000))
+                if 0x80 <= hashlib.sha256(d).digest()[0] < 0xC0)
+    gina = lv.ns.call(lambda: RawXMPPClient.connect(lv.prosody, "gina", "raw"))
+    try:
+        receiver = lv.libervia.receiveFiles(lv.newDir("gin"), "gina@localhost")
+        offer = (
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='g1' "
+            "initiator='%s'><content creator='initiator' name='file' senders='initiator'>"
+            "<description xmlns='urn:xmpp:jingle:apps:file-transfer:5'><file>"
+            "<name>x.bin</name><size>%d</size><desc/><hash xmlns='urn:xmpp:hashes:2' "
+            "algo='sha-256'>%s</hash></file></description>"
+            "<transport xmlns='urn:xmpp:jingle:transports:ibb:1' sid='ibbg' "
+            "block-size='4096'/></content></jingle>"
+            % (gina.jid, len(data), base64.b64encode(hashlib.sha256(data).digest()).decode()))
+        answer = gina.request("set", lv.libervia.jid, offer, timeout=30)
+        assert "type='result'" in answer, answer  # acknowledged first
+        terminate = gina.waitFor(lambda st: "session-terminate" in st, timeout=30)
+        assert "<failed-application/>" in terminate, terminate
+        assert "utf-8" in terminate, terminate  # its words: the decode error
+        receiver.stop()
+    finally:
+        gina.close()
