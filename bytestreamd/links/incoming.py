@@ -87,6 +87,18 @@ class IncomingOffers:
                          id=link.id, peer=link.peer.full(), reason=reason)
                 self._feed(link, m.FORGOTTEN)
 
+    def peerAllowed(self, peer) -> bool:
+        """
+        ``[accept] allow``: may ``peer`` offer links here at all.  Jingle
+        asks before acknowledging a session-initiate (XEP-0166 section
+        6.3.2: an unknown initiator gets an error, not an ack).
+        """
+        allowed = self._allowed(peer)
+        if not allowed:
+            log.warn("refused an offer from {peer}: not allowed by [accept] allow",
+                     peer=peer.full())
+        return allowed
+
     def _allowed(self, peer) -> bool:
         from bytestreamd.config import allowed
         return allowed(self.config, peer)

@@ -359,12 +359,23 @@ class JingleNegotiator(Handler):
         if self.table is None:
             self._answer(errorFor(iq, stanzaError("service-unavailable", type="cancel")))
             return
+        if request.action == J.SESSION_INITIATE and not self._mayInitiate(sender):
+            # XEP-0166 section 6.3.2: an initiator we do not communicate
+            # with gets service-unavailable instead of an acknowledgement.
+            self._answer(errorFor(iq, stanzaError(
+                "service-unavailable", "%s is not allowed to open links here"
+                % sender.userhost(), type="cancel")))
+            return
         effects = self.table.receive(sender, request)
         if request.action == J.SESSION_INITIATE:
             session = self.table.get(sender, request.sid)
             if session is not None:
                 self._live.setdefault((sender.full(), request.sid), session)
         self.perform(effects, iq)
+
+    def _mayInitiate(self, peer: JID) -> bool:
+        allowed = getattr(self.acceptor, "peerAllowed", None)
+        return allowed is None or allowed(peer)
 
     def _incoming(self, key: Key, event: Event) -> None:
         session = self._live.get(key)

@@ -155,6 +155,7 @@ class _StreamSession:
         self.usable: List[str] = []
         #: Streams beyond the first (XEP-0261 section 2.4), ended with the session.
         self.extras: List[Any] = []
+        self.cancelling = False
         #: XEP-0234: the range asked in session-accept, the end of the transfer.
         self.fileRange: Optional[RangeAnswer] = None
         self.fileEnd: Optional[FT.FileStreamEnd] = None
@@ -210,8 +211,8 @@ class _StreamSession:
         return self.result.called
 
     def fail(self, reason: str, condition: Optional[str] = None) -> None:
-        if self.finished:
-            return
+        if self.finished or self.cancelling:
+            return  # a cancel fires the result itself (CancelledError)
         if self.driver is not None:
             self.driver.stop()
         if self.inited:
@@ -225,6 +226,7 @@ class _StreamSession:
             self.perform(self.session.terminate(condition, text))
 
     def _cancel(self, d: defer.Deferred) -> None:
+        self.cancelling = True
         if self.driver is not None:
             self.driver.stop()
         self.terminate("cancel", "the link was closed before its stream was up")
@@ -333,6 +335,20 @@ class _StreamSession:
         else:
             log.info("jingle session {sid} with {peer} ended: {why}", sid=self.sid,
                      peer=self.peer.full(), why=event.reason)
+            if event.jingle is not None and self.stream is not None \
+                    and self.stream.connected:
+                # The peer ended the session; its transport's end should
+                # follow.  A peer that leaves it open (it failed the
+                # application, it forgot) does not keep the link forever.
+                self.clock.callLater(self.negotiator.requestTimeout, self._endStream,
+                                     event.reason)
+
+    def _endStream(self, why: str) -> None:
+        stream = self.stream
+        if stream is not None and stream.connected and not stream.disconnecting:
+            log.info("jingle session {sid}: the stream outlived the session ({why}); "
+                     "closing it", sid=self.sid, why=why)
+            stream.loseConnection()
 
     #: Called with each session-info / description-info Event (e.g. XEP-0234's
     #: checksum and received); set by the application that needs them.

@@ -89,7 +89,8 @@ def test_service_endpoint_reaches_tcp_server(daemons):
 def test_offer_from_stranger_is_refused(daemons, tmp_path):
     """bob accepts only alice: mallory's offer gets forbidden, bob's watchers see nothing."""
     bob = daemons("bob", accept="alice@localhost")
-    mallory = daemons("mallory")
+    # SI's answer (Jingle's, service-unavailable, is in tests/memory/test_jingle.py)
+    mallory = daemons("mallory", extra={"links": {"negotiation": "si"}})
     bobWatch = bob.control(watch=True)
     ctl = mallory.control()
     linkId, path = openLink(ctl, bob.jid, "methods=ibb")

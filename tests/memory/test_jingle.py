@@ -473,3 +473,93 @@ def test_a_file_goes_by_si_while_jingle_has_no_file_application(world, monkeypat
                         % bob.jid.full())
     offer = watch.waitEvent(r"^650 OFFER ")
     assert offer.options["negotiation"] == "si"
+
+
+def test_close_while_negotiating_is_clos(world):
+    alice, bob = daemons(world, "ibb")
+    ctl, watch = world.control(alice), world.control(bob, watch=True)
+    link = ctl.expect("OPEN %s methods=ibb" % bob.jid.full()).get("link")
+    offer = watch.waitEvent(r"^650 OFFER ")  # never accepted
+    ctl.expect("CLOSE %s" % link)
+    end = ctl.waitLinkState(link)
+    assert end.words[2] == "CLOS", ctl.linkEvents(link)
+    world.advance(1)
+    # the offer was withdrawn on bob's side (session-terminate cancel)
+    assert not alice.jingle._live and not bob.jingle._live
+    assert not [r for r in watch.expect("LINKS").rows() if r["link"] == offer.words[1]]
+
+
+def test_offer_from_a_stranger_is_refused_before_any_ack(world):
+    # XEP-0166 section 6.3.2: bob does not communicate with mallory, so
+    # mallory's session-initiate gets service-unavailable, no ack, no OFFER.
+    bob = world.daemon("bob", allow="alice@%s" % world.domain, methods="ibb")
+    mallory = world.daemon("mallory", methods="ibb")
+    watch = world.control(bob, watch=True)
+    ctl = world.control(mallory)
+    link = ctl.expect("OPEN %s methods=ibb" % bob.jid.full()).get("link")
+    end = settled(ctl, link)
+    assert end.words[2] == "BAD" and end.options["negotiation"] == "jingle", end
+    assert "service-unavailable" in end.options["reason"], end
+    assert "not allowed" in end.options["reason"], end
+    world.advance(1)
+    assert not [e for e in watch.pending if e.words[0] == "OFFER"]
+    answers = [r for r in world.router.routed("iq") if r.sender == bob.jid.full()
+               and r.to == mallory.jid.full() and r.element.getAttribute("type") == "result"
+               and not list(r.element.elements())]
+    initiate = _jingleSets(world, "session-initiate")
+    assert len(initiate) == 1 and not any(
+        a.element.getAttribute("id") == initiate[0][0].element.getAttribute("id")
+        for a in answers)
+    assert not bob.jingle._live
+
+
+@pytest.mark.parametrize("broken", ["alice", "bob"])
+def test_s5b_one_side_unreachable_uses_the_other_sides_candidate(world, broken):
+    # XEP-0260 section 2.5 rule 2: one candidate-error, one candidate-used:
+    # the used one is nominated, whoever offered it.
+    def make(name, peer):
+        s5b = {"proxy": "none"}
+        if name == broken:
+            s5b["advertise"] = "127.0.0.1:9"
+        return world.daemon(name, allow="%s@%s" % (peer, world.domain), methods="s5b,ibb",
+                            config={"s5b": s5b})
+    alice, bob = make("alice", "bob"), make("bob", "alice")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, "s5b,ibb")
+    assert goodA.options["method"] == goodB.options["method"] == "s5b"
+    assert [e.words[2] for e in ctl.linkEvents(linkA)] == ["INIT", "GOOD"]
+    infos = [j for _, j in _jingleSets(world, "transport-info")]
+    kinds = sorted(c.name for j in infos for content in j.elements()
+                   for t in content.elements() for c in t.elements())
+    assert kinds == ["candidate-error", "candidate-used"], kinds
+    data = payload(70, 200000)
+    a.write(data)
+    b.write(data)
+    assert b.waitReceived(len(data)) == data and a.waitReceived(len(data)) == data
+
+
+def test_peer_terminate_without_closing_the_transport_ends_the_link(world):
+    # A peer that ends the session but leaves its IBB session open (it
+    # failed the application, or forgot): the link does not stay GOOD.
+    alice, bob = daemons(world, "ibb")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(world, alice, bob, "ibb")
+    [theirs] = bob.jingle._controls.values()
+    # bob's session ends (as if its application failed) while the stream stays
+    bob.jingle.perform(theirs.session.terminate("failed-application", "test"))
+    end = ctl.waitLinkState(linkA, timeout=3 * 6 + 10)
+    assert end.words[2] in ("CLOS", "ERR"), ctl.linkEvents(linkA)
+
+
+def test_ibb_with_message_stanzas(world):
+    alice, bob = daemons(world, "ibb")
+    ctl, watch, linkA, linkB, a, b, goodA, goodB = jingleLink(
+        world, alice, bob, "ibb", " stanza=message block-size=2048")
+    [(_, initiate)] = _jingleSets(world, "session-initiate")
+    transport = next(next(initiate.elements("urn:xmpp:jingle:1", "content")).elements(
+        "urn:xmpp:jingle:transports:ibb:1", "transport"))
+    assert transport.getAttribute("stanza") == "message"
+    data = payload(80, 30000)
+    a.write(data)
+    assert b.waitReceived(len(data)) == data
+    carried = world.router.routed("message", child="{http://jabber.org/protocol/ibb}data")
+    assert carried and not world.router.routed(
+        "iq", child="{http://jabber.org/protocol/ibb}data")
