@@ -538,6 +538,9 @@ class OutgoingSession(_StreamSession):
         content = Content(J.INITIATOR, contentName or "link", description=description,
                           transport=transport)
         self.key = content.key
+        if self.negotiator.table is None:
+            self.driver.stop()
+            raise NegotiationFailed("not connected to the XMPP server")
         # Register before the effects run, so no event is missed.
         session, effects = self.negotiator.table.initiate(
             self.peer, [content], self.negotiator._newSid())

@@ -257,3 +257,20 @@ def test_forward_local_endpoints():
     for bad in ("x", "host:", "70000"):
         with pytest.raises(CtlError):
             parseLocal(bad)
+
+
+def test_the_negotiator_and_its_offers_provide_their_interfaces():
+    from zope.interface.verify import verifyObject
+    from bytestreamd.interfaces import IIncomingOffer, INegotiator
+    from bytestreamd.negotiation.jingle_session import JingleSession
+    from bytestreamd.negotiation.jingle_streams import IncomingSession
+    n = _negotiator()
+    verifyObject(INegotiator, n)
+    request = J.Jingle(J.SESSION_INITIATE, "s1", initiator=JID("a@x/r"), contents=(
+        J.Content(J.INITIATOR, "link", description=LinkDescription("ssh"),
+                  transport=IBBTransport("i1", 4096)),))
+    session, _ = JingleSession.incoming(JID("b@x/r"), JID("a@x/r"), request)
+    offer = IncomingSession(n, session, request)
+    offer.application = LinkApplication("ssh")
+    verifyObject(IIncomingOffer, offer)
+    assert (offer.negotiation, offer.sid, offer.peer) == ("jingle", "s1", JID("a@x/r"))
