@@ -105,6 +105,8 @@ class FileApplication:
     One file offered by its sender: ``name``, ``size`` in bytes, optional
     MD5 ``hash`` (hex), XEP-0082 ``date`` and ``desc``; ``range`` says the
     sender can start at an offset (resume, XEP-0096 ``<range/>``).
+    ``sha256`` (hex) is the SHA-256 a Jingle (XEP-0234) offer carried in
+    advance, when it did (XEP-0300; see ``negotiation/jingle_file.py``).
     """
 
     name: str
@@ -115,6 +117,7 @@ class FileApplication:
     range: bool = False
     #: The file is (asked to be) sent end-to-end, as a link's bytes are.
     e2e: Optional[E2ERequest] = None
+    sha256: Optional[str] = None
     profile: ClassVar[str] = FILE_PROFILE
 
     def details(self) -> Pairs:
@@ -131,7 +134,7 @@ class FileApplication:
     def offerDetails(self) -> Pairs:
         """``650 OFFER``: everything the sender said about the file."""
         pairs = [("name", self.name), ("size", str(self.size))]
-        for key in ("date", "hash", "desc"):
+        for key in ("date", "hash", "desc", "sha256"):
             value = getattr(self, key)
             if value not in (None, ""):
                 pairs.append((key, value))
@@ -187,7 +190,7 @@ def fromControl(profile: Optional[str], service: Optional[str],
     if service:
         raise SyntaxErrorInArgument("service= cannot be used with profile=file")
     h = {k: v for k, v in (headers or {}).items() if v is not None}
-    unknown = sorted(set(h) - {"name", "size", "hash", "date", "desc", "range"})
+    unknown = sorted(set(h) - {"name", "size", "hash", "date", "desc", "range", "sha256"})
     if unknown:
         raise SyntaxErrorInArgument("unknown file option %s" % ", ".join(unknown))
     if not h.get("name"):
@@ -198,9 +201,17 @@ def fromControl(profile: Optional[str], service: Optional[str],
     rangeFlag = str(h.get("range", "false")).lower()
     if rangeFlag not in ("true", "false", "1", "0", "yes", "no"):
         raise SyntaxErrorInArgument("file range %r is not a boolean" % (h["range"],))
+    sha256 = h.get("sha256")
+    if sha256 is not None and not _isHex(sha256, 64):
+        raise SyntaxErrorInArgument("sha256 must be 64 hex digits")
     return FileApplication(name=h["name"], size=int(size), hash=h.get("hash"),
                            date=h.get("date"), desc=h.get("desc"),
-                           range=rangeFlag in ("true", "1", "yes"))
+                           range=rangeFlag in ("true", "1", "yes"),
+                           sha256=sha256.lower() if sha256 is not None else None)
+
+
+def _isHex(value: str, length: int) -> bool:
+    return len(value) == length and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 def requestRange(linkId: str, application: Application, offset: Optional[int],

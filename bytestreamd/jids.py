@@ -117,8 +117,10 @@ def makeJID(user: Optional[str], host: str, resource: Optional[str] = None) -> J
             jid: JID = LiteralJID(user, literal, resource)
         else:
             jid = JID(tuple=(user, literal or host, resource))
-    except (InvalidFormat, UnicodeError, ValueError) as e:
-        raise InvalidJID(_words(e))
+    except (InvalidFormat, UnicodeError, ValueError, IndexError) as e:
+        # IndexError: a domain that nameprep maps to nothing (U+00AD alone)
+        # reaches Twisted's final-dot check empty
+        raise InvalidJID("empty domain" if isinstance(e, IndexError) else _words(e))
     for part, name in ((jid.user, "localpart"), (jid.host, "domain"),
                        (jid.resource, "resource")):
         if part is not None and len(part.encode("utf-8")) > MAX_PART:

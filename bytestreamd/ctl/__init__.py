@@ -167,16 +167,19 @@ def buildParser() -> argparse.ArgumentParser:
             withJson=True)
     p.add_argument("jid", metavar="JID")
     p.add_argument("fingerprint", metavar="FINGERPRINT", nargs="?")
-    p = add("send", cmdSend, "offer FILE to JID (XEP-0096 file transfer) and send it",
+    p = add("send", cmdSend, "offer FILE to JID (XEP-0234 over Jingle, else XEP-0096) and send it",
             withJson=True)
     p.add_argument("file", metavar="FILE")
     p.add_argument("jid", metavar="JID")
     p.add_argument("--desc", metavar="TEXT", help="description shown to the receiver")
     p.add_argument("--no-hash", action="store_true",
-                   help="do not compute and offer the file's MD5")
+                   help="do not compute and offer the file's MD5 and SHA-256")
+    p.add_argument("--negotiation", choices=("jingle", "si"),
+                   help="XEP-0234 over Jingle or XEP-0096 over SI (default: the daemon "
+                        "chooses Jingle for peers that advertise XEP-0234)")
     _methodOptions(p)
     _lingerOption(p)
-    p = add("receive", cmdReceive, "accept the next file offer (XEP-0096) and save the file",
+    p = add("receive", cmdReceive, "accept the next file offer (XEP-0234 or XEP-0096) and save the file",
             withJson=True)
     p.add_argument("--dir", metavar="DIR", help="directory to save the file in (default: .)")
     _fromOption(p)

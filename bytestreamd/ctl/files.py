@@ -1,8 +1,13 @@
 """
-XEP-0096 file transfer: ``send`` offers a file and sends the range the
-receiver asks for; ``receive`` accepts the next file offer and saves it
-under a safe name, checking the size and the offered MD5, optionally
-resuming a partial file.  The bytes move in :mod:`bytestreamd.ctl.transfer`.
+File transfer, XEP-0096 (Stream Initiation) or XEP-0234 (Jingle), which
+the daemon chooses from the peer's disco (``--negotiation`` overrides):
+``send`` offers a file and sends the range the receiver asks for;
+``receive`` accepts the next file offer and saves it under a safe name,
+checking the size and every digest it is given -- the MD5 of an SI offer,
+the SHA-256 of a Jingle offer, or the SHA-256 the daemon reports on the
+link's ``CLOS`` when the sender sent it after the data (XEP-0234 checksum)
+-- optionally resuming a partial file.  The bytes move in
+:mod:`bytestreamd.ctl.transfer`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,19 @@ FILE_TRANSFER = "http://jabber.org/protocol/si/profile/file-transfer"
 MAX_NAME = 240
 
 
+class Digests:
+    """MD5 (what XEP-0096 offers carry) and SHA-256 (XEP-0234, XEP-0300) of
+    the same bytes, fed once."""
+
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        self.sha256.update(data)
+
+
 def _hashInto(h: Any, f: BinaryIO) -> None:
     """Feed the rest of ``f`` to the hash ``h``."""
     for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -49,6 +67,7 @@ class LocalFile:
     size: int
     date: str
     md5: Optional[str]
+    sha256: Optional[str] = None
 
     @classmethod
     def inspect(cls, path: str, withHash: bool = True) -> "LocalFile":
@@ -61,16 +80,15 @@ class LocalFile:
                            % path, EXIT_USAGE)
         name = os.path.basename(os.path.normpath(path))
         date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime))
-        digest = None
-        if withHash:
-            h = hashlib.md5()
-            try:
-                with open(path, "rb") as f:
-                    _hashInto(h, f)
-            except OSError as exc:
-                raise _cannotRead(path, exc)
-            digest = h.hexdigest()
-        return cls(path, name, st.st_size, date, digest)
+        if not withHash:
+            return cls(path, name, st.st_size, date, None)
+        h = Digests()
+        try:
+            with open(path, "rb") as f:
+                _hashInto(h, f)
+        except OSError as exc:
+            raise _cannotRead(path, exc)
+        return cls(path, name, st.st_size, date, h.md5.hexdigest(), h.sha256.hexdigest())
 
 
 def safeFileName(offered: Optional[str]) -> Optional[str]:
@@ -98,6 +116,7 @@ def _sendCommand(jid: str, local: LocalFile, args: argparse.Namespace) -> str:
     return openLine(jid, [
         ("profile", "file"), ("name", local.name), ("size", str(local.size)),
         ("hash", local.md5), ("date", local.date), ("desc", args.desc), ("range", "yes"),
+        ("negotiation", getattr(args, "negotiation", None)),
     ] + methodPairs(args))
 
 
@@ -145,8 +164,9 @@ def cmdSend(control: ControlConnection, args: argparse.Namespace, console: Conso
     if args.json:
         printJSON(console, {
             "link": linkId, "file": local.path, "name": local.name, "size": local.size,
-            "md5": local.md5, "offset": offset, "length": count,
-            "method": good.options.get("method"), "peer": args.jid,
+            "md5": local.md5, "sha256": local.sha256, "offset": offset, "length": count,
+            "method": good.options.get("method"),
+            "negotiation": good.options.get("negotiation", "si"), "peer": args.jid,
             "sent": sender.sent, "seconds": round(progress.seconds, 3)})
     elif progress.enabled or args.verbose:
         console.say("sent %s (%d bytes%s) to %s via %s" % (
@@ -168,6 +188,7 @@ class _Offer:
     size: int
     md5: Optional[str]
     ranged: bool
+    sha256: Optional[str] = None
 
 
 def _nextFileOffer(control: ControlConnection,
@@ -188,8 +209,10 @@ def _nextFileOffer(control: ControlConnection,
     if name is None or not (size.isascii() and size.isdigit()):
         return event, None
     md5 = event.options.get("hash")
+    sha256 = event.options.get("sha256")
     return event, _Offer(event.subject or "", event.options.get("from", ""), name, int(size),
-                         md5.lower() if md5 else None, event.options.get("range") == "yes")
+                         md5.lower() if md5 else None, event.options.get("range") == "yes",
+                         sha256.lower() if sha256 else None)
 
 
 def _pendingOffers(control: ControlConnection) -> List[Event]:
@@ -200,7 +223,7 @@ def _pendingOffers(control: ControlConnection) -> List[Event]:
             continue
         options = {"from": row.get("peer", "")}
         options.update((k, v) for k, v in row.items() if k in (
-            "profile", "service", "name", "size", "hash", "range"))
+            "profile", "service", "name", "size", "hash", "range", "sha256"))
         offers.append(Event("OFFER", [row["link"]], options, "OFFER %s (pending)" % row["link"]))
     return offers
 
@@ -232,7 +255,7 @@ def cmdReceive(control: ControlConnection, args: argparse.Namespace,
         partial = os.path.getsize(temp)
         if 0 < partial <= offer.size:
             have = partial
-    md5 = hashlib.md5()
+    digests = Digests()
     try:
         out = open(temp, "r+b" if have else "wb")
     except OSError as exc:
@@ -241,7 +264,7 @@ def cmdReceive(control: ControlConnection, args: argparse.Namespace,
     keep = bool(have)  # a partial file from an earlier run stays until replaced
     try:
         if have:
-            _hashInto(md5, out)
+            _hashInto(digests, out)
             out.seek(have)
             out.truncate()
         if args.verbose:
@@ -254,19 +277,19 @@ def cmdReceive(control: ControlConnection, args: argparse.Namespace,
         link = connectLink(control, linkId, path, args.linger)
         try:
             progress = ProgressBar(console.err, offer.name, offer.size, have)
-            receiver = Receiver(control, linkId, link, progress, out, md5, have,
+            receiver = Receiver(control, linkId, link, progress, out, digests, have,
                                 offer.size, args.linger)
-            receiver.run()
+            closed = receiver.run()
         finally:
             link.close()
         if receiver.have != offer.size:
             raise CtlError("%s is incomplete: received %d of %d bytes" % (
                 offer.name, receiver.have, offer.size))
-        digest = md5.hexdigest()
-        if offer.md5 is not None and digest != offer.md5:
+        digest, sha256 = digests.md5.hexdigest(), digests.sha256.hexdigest()
+        checked = _check(offer, closed, digest, sha256, whole=have == 0)
+        if checked is not None:
             keep = False  # wrong bytes: nothing to resume from
-            raise CtlError("%s is corrupt: md5 %s, the offer said %s" % (
-                offer.name, digest, offer.md5))
+            raise CtlError("%s is corrupt: %s" % (offer.name, checked))
         out.flush()
         os.fsync(out.fileno())
         out.close()
@@ -283,14 +306,56 @@ def cmdReceive(control: ControlConnection, args: argparse.Namespace,
             _unlink(temp)
         raise
     if args.json:
-        printJSON(console, {
+        report = {
             "file": final, "name": offer.name, "size": offer.size, "from": offer.sender,
-            "md5": digest, "hash-checked": offer.md5 is not None, "offset": have,
-            "link": linkId})
+            "md5": digest, "hash-checked": bool(_checkedWith(offer, closed)), "offset": have,
+            "link": linkId}
+        if closed.options.get("negotiation") == "jingle" or "sha256" in _checkedWith(
+                offer, closed):
+            report.update({"sha256": sha256, "checked-with": _checkedWith(offer, closed),
+                           "negotiation": closed.options.get("negotiation", "si")})
+        printJSON(console, report)
     else:
         console.out.write(final + "\n")
         console.out.flush()
     return EXIT_OK
+
+
+def _reportedSha256(closed: Event) -> Optional[str]:
+    """The SHA-256 the daemon reports on CLOS: the sender's XEP-0234 checksum
+    after the data, when one came (``sha256=`` with ``verified=``)."""
+    value = closed.options.get("sha256")
+    return value.lower() if value else None
+
+
+def _checkedWith(offer: _Offer, closed: Event) -> List[str]:
+    """The digests the received file was checked against (``md5``, ``sha256``)."""
+    names = []
+    if offer.md5 is not None:
+        names.append("md5")
+    if offer.sha256 is not None or (_reportedSha256(closed) is not None
+                                    and closed.options.get("verified") == "yes"):
+        names.append("sha256")
+    return names
+
+
+def _check(offer: _Offer, closed: Event, md5: str, sha256: str,
+           whole: bool = True) -> Optional[str]:
+    """Why the bytes are wrong, or None: against the offer's MD5 and SHA-256,
+    and the daemon's verdict on the sender's checksum.  The daemon's
+    ``sha256=`` is that of the bytes that crossed: compared with ours only
+    when they are the whole file (not after ``--resume``)."""
+    if offer.md5 is not None and md5 != offer.md5:
+        return "md5 %s, the offer said %s" % (md5, offer.md5)
+    if offer.sha256 is not None and sha256 != offer.sha256:
+        return "sha256 %s, the offer said %s" % (sha256, offer.sha256)
+    if closed.options.get("verified") == "no":
+        return "the sender's checksum does not match (%s)" % closed.text
+    reported = _reportedSha256(closed)
+    if (whole and reported is not None and closed.options.get("verified") == "yes"
+            and reported != sha256):
+        return "sha256 %s, the daemon checked %s" % (sha256, reported)
+    return None
 
 
 def _unlink(path: str) -> None:

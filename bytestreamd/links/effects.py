@@ -25,6 +25,12 @@ from bytestreamd.text import SafeLogger
 log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 
 
+def _endDetails(link: Link) -> tuple:
+    """What the stream's application said about its end (XEP-0234: the
+    daemon's verdict on the sender's checksum, ``verified=`` ``sha256=``)."""
+    return tuple(getattr(link.stream, "endDetails", None) or ())
+
+
 class Effects:
     """What each machine output does."""
 
@@ -115,11 +121,12 @@ class Effects:
             confirmed = isinstance(exc, LinkClosed) and exc.confirmed
             why = exc.reason if isinstance(exc, LinkClosed) else None
             self._linkEvent(link, CLOS, reason=why,
-                            extra=(("confirmed", "yes" if confirmed else "no"),))
+                            extra=(("confirmed", "yes" if confirmed else "no"),)
+                            + _endDetails(link))
         else:
             exc = failure.value
             why = getattr(exc, "reason", None) or failure.getErrorMessage()
-            self._linkEvent(link, ERR, reason=why)
+            self._linkEvent(link, ERR, reason=why, extra=_endDetails(link))
 
     def _doCancelNegotiation(self, link: Link, **_) -> None:
         if link.pending is not None:

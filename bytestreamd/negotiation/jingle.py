@@ -226,6 +226,9 @@ class JingleNegotiator(Handler):
                    or "none of them"), condition="unsupported-transports")
         if self.table is None:
             raise NegotiationFailed("not connected")
+        # an application may say more to a peer it knows (XEP-0234: hashes
+        # in the offer for a bytestreamd peer, never for Libervia 0.9)
+        description = jingle_apps.descriptionForPeer(description, application, features)
         await control.start(usable, description)
 
     # -- sessions: start, effects ---------------------------------------------------

@@ -43,6 +43,9 @@ class Translator:
     #: What the responder's session-accept description asks of the
     #: initiator (a file's range), for ``INegotiator.offer``'s ``answered``.
     rangeFromAnswer: Optional[Callable[[Any], Optional[RangeAnswer]]] = None
+    #: The offer's description once the peer's disco features are known
+    #: (``forPeer(description, application, features)``); default: as is.
+    forPeer: Optional[Callable[[Any, Application, Any], Any]] = None
 
 
 def _linkTo(application: Application) -> Optional[LinkDescription]:
@@ -112,6 +115,14 @@ def answerDescription(offered: Any, rangeAnswer: Optional[RangeAnswer]) -> Any:
     if t is None or t.answerDescription is None:
         return offered
     return t.answerDescription(offered, rangeAnswer)
+
+
+def descriptionForPeer(description: Any, application: Application, features: Any) -> Any:
+    """The offered description, refined for a peer with ``features``."""
+    t = translatorFor(description)
+    if t is None or t.forPeer is None:
+        return description
+    return t.forPeer(description, application, features)
 
 
 def rangeFromAnswer(description: Any) -> Optional[RangeAnswer]:

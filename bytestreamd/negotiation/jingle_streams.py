@@ -35,6 +35,7 @@ from bytestreamd.application import Application, RangeAnswer
 from bytestreamd.errors import MethodFailed, NegotiationFailed, OfferBusy, OfferRejected
 from bytestreamd.interfaces import IIncomingOffer, StreamContext
 from bytestreamd.negotiation import jingle_apps
+from bytestreamd.negotiation import jingle_file_session as FT
 from bytestreamd.negotiation.attempts import Progress, noProgress, summary
 from bytestreamd.negotiation.jingle_contents import State
 from bytestreamd.negotiation.jingle_effects import Event, Send
@@ -158,6 +159,9 @@ class _StreamSession:
         #: Streams beyond the first (XEP-0261 section 2.4), ended with the session.
         self.extras: List[Any] = []
         self.cancelling = False
+        #: XEP-0234: the range asked in session-accept, the end of the transfer.
+        self.fileRange: Optional[RangeAnswer] = None
+        self.fileEnd: Optional[FT.FileStreamEnd] = None
 
     # -- identity -------------------------------------------------------------------
 
@@ -231,6 +235,9 @@ class _StreamSession:
         self.terminate("cancel", "the link was closed before its stream was up")
 
     def connectionLost(self) -> None:
+        if self.fileEnd is not None:
+            self.fileEnd.sessionEnded("connectivity-error", "XMPP connection lost", False)
+            self.fileEnd.stop()
         self.fail("XMPP connection lost")
 
     # -- transports -------------------------------------------------------------------
@@ -241,8 +248,27 @@ class _StreamSession:
             return
         self.stream = stream
         self.perform(self.session.transportEstablished(self.key))
-        watchEnd(stream, self._streamEnded)
+        if FT.isFile(self.application):
+            self.fileEnd = self._fileEnd()
+            self.fileEnd.watch(stream)
+            fileEnd = self.fileEnd
+            self.infoListener = lambda event: fileEnd.sessionInfo(
+                event.jingle.info if event.jingle is not None else ())
+        else:
+            watchEnd(stream, self._streamEnded)
         self.result.callback(stream)
+
+    def _fileEnd(self) -> "FT.FileStreamEnd":
+        """XEP-0234: the sender is the initiator (we do not serve requests)."""
+        application = self.application
+        assert application is not None and self.key is not None
+        answer = self.fileRange or RangeAnswer(0, None)
+        size = getattr(application, "size", 0)
+        count = size - answer.offset if answer.length is None else answer.length
+        return FT.FileStreamEnd(self, application, self.key[0], self.key[1],
+                                sending=self.weAreInitiator, size=count,
+                                whole=answer.offset == 0 and answer.length is None,
+                                sentRange=answer)
 
     def _streamEnded(self) -> None:
         # XEP-0261 section 2.5: one party sends session-terminate and the
@@ -304,6 +330,13 @@ class _StreamSession:
         for stream in extras:
             if stream.connected:
                 stream.loseConnection()
+        if self.fileEnd is not None:
+            reason = event.jingle.reason if event.jingle is not None else None
+            if reason is not None:
+                self.fileEnd.sessionEnded(reason.condition, reason.text, True)
+            else:
+                self.fileEnd.sessionEnded("general-error", event.reason, False)
+            self.fileEnd.stop()
         if not self.finished:
             if self.failures:
                 self.fail("%s; %s" % (summary(self.failures), event.reason))
@@ -586,9 +619,15 @@ class OutgoingSession(_StreamSession):
             self.terminate("failed-transport", "%s accepted with another transport"
                            % self.peer.full())
             return
+        asked = (jingle_apps.rangeFromAnswer(content.description)
+                 if content is not None and content.description is not None else None)
+        try:
+            self.fileRange = FT.checkedRange(self.application, asked)
+        except ValueError as e:
+            self.terminate("failed-application", str(e))
+            return
         if self.answered is not None:
-            self.answered(jingle_apps.rangeFromAnswer(content.description)
-                          if content.description is not None else None)
+            self.answered(asked)
         self.inited = True
         self.progress("INIT", self.driver.name, None)
         self.driver.start(transport)
@@ -702,6 +741,7 @@ class IncomingSession(_StreamSession):
             if driver is not self.driver or not self.live:
                 return
             c = self.offered
+            self.fileRange = rangeAnswer if FT.isFile(self.application) else None
             description = jingle_apps.answerDescription(c.description, rangeAnswer)
             self.perform(self.session.accept([Content(
                 c.creator, c.name, c.senders, c.disposition, description, answer,

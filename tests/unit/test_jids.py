@@ -127,3 +127,11 @@ def test_configOwnJIDWithALiteral():
 def test_configRefusesABadLiteral():
     with pytest.raises(ConfigError, match=r"\[accept\] allow.*bob@::1"):
         _load(accept_allow="bob@::1")
+
+
+def test_domainThatNameprepEmptiesIsInvalid():
+    # U+00AD (soft hyphen) is mapped to nothing by nameprep: Twisted then
+    # indexes an empty domain (found by test_fuzz_grammar: "OPEN \xad")
+    with pytest.raises(InvalidJID) as e:
+        parseJID("\xad")
+    assert "empty domain" in str(e.value)

@@ -57,7 +57,8 @@ def test_translators():
     assert jingle_apps.toDescription(LinkApplication("ssh")) == LinkDescription("ssh")
     assert jingle_apps.describe(LinkApplication(None)) == (LinkDescription(None), "link")
     assert jingle_apps.fromDescription(LinkDescription("x")) == LinkApplication("x")
-    assert jingle_apps.toDescription(FileApplication("f", 1)) is None  # not yet
+    # XEP-0234 is registered (negotiation/jingle_file_session.py)
+    assert jingle_apps.toDescription(FileApplication("f", 1)).file.name == "f"
     assert jingle_apps.fromDescription(object()) is None
     assert ns.NS_JINGLE_LINK in jingle_apps.NAMESPACES
 
@@ -118,10 +119,11 @@ def _negotiator(names=("s5b", "ibb")):
 
 def test_disco_advertises_jingle_transports_and_the_application():
     features = {str(f) for f in _negotiator().getDiscoInfo(None, None)}
+    # the applications: our link and XEP-0234 (negotiation/jingle_file_session.py)
     assert features == {ns.NS_JINGLE, ns.NS_JINGLE_IBB, ns.NS_JINGLE_S5B,
-                        ns.NS_JINGLE_LINK}
+                        ns.NS_JINGLE_LINK, ns.NS_JINGLE_FT}
     assert {str(f) for f in _negotiator(["ibb"]).getDiscoInfo(None, None)} == {
-        ns.NS_JINGLE, ns.NS_JINGLE_IBB, ns.NS_JINGLE_LINK}
+        ns.NS_JINGLE, ns.NS_JINGLE_IBB, ns.NS_JINGLE_LINK, ns.NS_JINGLE_FT}
     assert _negotiator().getDiscoInfo(None, None, "node") == []
 
 
