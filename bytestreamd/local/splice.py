@@ -131,6 +131,33 @@ class _LocalGate:
         self.transport.stopProducing()
 
 
+@implementer(interfaces.IPushProducer)
+class _LifecycleStops:
+    """
+    The local side as an e2e stream's producer: pause and resume go
+    through, ``stopProducing`` does not.  A transport that breaks stops its
+    producer at once, but the TLS layer above it reports the end (with
+    TLS's reason: a forged tail's ``bad record mac``) only a reactor turn
+    later (bytestreamd.transport.tls); closing the local client meanwhile
+    would make the link's reason "the local client went away".  The
+    lifecycle closes the local side when the link ends.
+    """
+
+    __slots__ = ("producer",)
+
+    def __init__(self, producer):
+        self.producer = producer
+
+    def pauseProducing(self) -> None:
+        self.producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class LinkClosed(error.ConnectionDone):
     """
     A link ended ``CLOS``: how ``Splice`` reports a clean end, as the
@@ -320,7 +347,10 @@ class Splice:
         held, self._held, self._heldBytes = self._held, [], 0
         if self.local is not None:
             localTransport = self.local.transport
-            self.stream.registerProducer(self._gate or localTransport, True)
+            producer = self._gate or localTransport
+            if getattr(self.stream, "e2eFingerprint", None) is not None:
+                producer = _LifecycleStops(producer)
+            self.stream.registerProducer(producer, True)
             self._producer = _StreamProducer(self.stream)
             localTransport.registerProducer(self._producer, True)
             if self._localPaused:
@@ -501,9 +531,7 @@ class Splice:
         if reason is None or reason.check(error.ConnectionDone):
             self._perform(self.lifecycle.transportEnded())
         else:
-            exc = reason.value
-            why = getattr(exc, "reason", None) or reason.getErrorMessage()
-            self._perform(self.lifecycle.transportFailed(why))
+            self._perform(self.lifecycle.transportFailed(_why(reason)))
 
     # --- the peer, over XMPP, and the link layer ----------------------------
 
@@ -798,6 +826,25 @@ class Splice:
         else:
             reason = failure.Failure(BytestreamBroken(finished.reason or "failed"))
         self.onRemoteClosed(reason)
+
+
+def _why(reason: failure.Failure) -> str:
+    """
+    A transport failure in words: its ``reason`` when it has one; for a TLS
+    error (pyOpenSSL's ``SSL.Error``, whose text is a list of (library,
+    function, reason) tuples) the reasons, e.g. ``TLS failed: decryption
+    failed or bad record mac`` -- what a forged e2e tail gives.
+    """
+    exc = reason.value
+    why = getattr(exc, "reason", None)
+    if why:
+        return why
+    args = getattr(exc, "args", ())
+    if type(exc).__module__.startswith("OpenSSL") and args and isinstance(args[0], list):
+        parts = [str(e[-1]) for e in args[0] if isinstance(e, tuple) and e and e[-1]]
+        if parts:
+            return "TLS failed: " + "; ".join(parts)
+    return reason.getErrorMessage()
 
 
 def unreadByLocal(transport) -> int:

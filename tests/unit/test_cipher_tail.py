@@ -266,6 +266,8 @@ class SpliceTests(SynchronousTestCase):
         self.transfer(payload, 5000)
         self.assertIn("b", self.ends)
         self.ends["b"].trap(BytestreamBroken)
+        self.assertIn("TLS failed: decryption failed or bad record mac",
+                      self.ends["b"].value.reason)
         self.assertNotEqual(self.splices["b"].lifecycle.finished.state, CLOS)
         self.assertNotEqual(self.locals["b"][1].value(), payload)
         self.assertTrue(payload.startswith(self.locals["b"][1].value()))
