@@ -255,6 +255,8 @@ class SpliceTests(SynchronousTestCase):
         self.assertGreater(flushes[0][1], len(payload) - 6000)
         self.assertEqual(sum(t[2] for t in tails), 6000)
         self.assertEqual(self.locals["b"][1].value(), payload)
+        # No plaintext was kept to be re-sent: only the transport's ciphertext.
+        self.assertIsNone(self.splices["a"]._kept)
         for name in "ab":
             self.ends[name].trap(LinkClosed)
             self.assertTrue(self.ends[name].value.confirmed, self.ends[name])
