@@ -42,6 +42,8 @@ from zope.interface import implementer
 
 from bytestreamd.e2e import MODE_BYTES, MODE_XMPP, trust
 from bytestreamd.e2e import stream as e2e
+from bytestreamd.e2e import tail
+from bytestreamd.e2e.tail import CipherTail
 from bytestreamd.errors import NegotiationFailed
 from bytestreamd.text import SafeLogger
 
@@ -58,6 +60,10 @@ class E2EFailed(NegotiationFailed):
 
 class SecuredStream:
     """The stream after a successful e2e negotiation (module docstring)."""
+
+    #: For a relayed stream: its last ciphertext, kept to be re-sent, and the
+    #: way in for the peer's (:mod:`bytestreamd.e2e.tail`); else None.
+    cipherTail: Optional[CipherTail] = None
 
     def __init__(self, stream: Any, negotiation: "_Negotiation", mode: str,
                  fingerprint: str, how: str):
@@ -219,6 +225,8 @@ class _Negotiation(protocol.Protocol):
         assert self.decision is not None
         secured = SecuredStream(self.stream, self, output.mode,
                                 self.decision.fingerprint, self.decision.how)
+        if output.mode == MODE_BYTES:
+            secured.cipherTail = tail.attach(self.stream)
         self.secured = secured
         if output.data:
             secured._held.append(output.data)

@@ -131,6 +131,33 @@ class _LocalGate:
         self.transport.stopProducing()
 
 
+@implementer(interfaces.IPushProducer)
+class _LifecycleStops:
+    """
+    The local side as an e2e stream's producer: pause and resume go
+    through, ``stopProducing`` does not.  A transport that breaks stops its
+    producer at once, but the TLS layer above it reports the end (with
+    TLS's reason: a forged tail's ``bad record mac``) only a reactor turn
+    later (bytestreamd.transport.tls); closing the local client meanwhile
+    would make the link's reason "the local client went away".  The
+    lifecycle closes the local side when the link ends.
+    """
+
+    __slots__ = ("producer",)
+
+    def __init__(self, producer):
+        self.producer = producer
+
+    def pauseProducing(self) -> None:
+        self.producer.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.producer.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class LinkClosed(error.ConnectionDone):
     """
     A link ended ``CLOS``: how ``Splice`` reports a clean end, as the
@@ -284,13 +311,20 @@ class Splice:
         self.lifecycle = lifecycle or LinkLifecycle(False, self.settleTimeout)
         self.channel = channel
         if getattr(stream, "relayed", False) and self.lifecycle.confirmed \
-                and channel is not None and getattr(stream, "e2eFingerprint", None) is None:
-            # A relay may strand our last bytes (docs/protocol.rst): keep
-            # them, to re-send in-band if the peer asks.  Never on an e2e
-            # link: they would cross the servers in clear, and a tail the
-            # servers could forge would reach the local client (docs/e2e.rst).
-            self._kept = bytearray()
-            channel.onTail = self.peerTail
+                and channel is not None:
+            if getattr(stream, "e2eFingerprint", None) is None:
+                # A relay may strand our last bytes (docs/protocol.rst): keep
+                # them, to re-send in-band if the peer asks.
+                self._kept = bytearray()
+                channel.onTail = self.peerTail
+            else:
+                # Never the payload of an e2e link: it would cross the
+                # servers in clear, and a tail they forged would reach the
+                # local client.  Its transport keeps its ciphertext instead,
+                # and takes the peer's below TLS (bytestreamd.e2e.tail).
+                self._cipherTail = getattr(stream, "cipherTail", None)
+                if self._cipherTail is not None:
+                    channel.onTail = self.peerCipherTail
         if self.budget is not None:
             self._budgetSent = stream.bytesSent
             stream.onSent = self._budgetSync  # IBB: called on every acknowledgement
@@ -313,7 +347,10 @@ class Splice:
         held, self._held, self._heldBytes = self._held, [], 0
         if self.local is not None:
             localTransport = self.local.transport
-            self.stream.registerProducer(self._gate or localTransport, True)
+            producer = self._gate or localTransport
+            if getattr(self.stream, "e2eFingerprint", None) is not None:
+                producer = _LifecycleStops(producer)
+            self.stream.registerProducer(producer, True)
             self._producer = _StreamProducer(self.stream)
             localTransport.registerProducer(self._producer, True)
             if self._localPaused:
@@ -361,6 +398,11 @@ class Splice:
     #: Seconds without progress on an announced tail before asking the peer
     #: to flush (see LinkLifecycle.tailStalled).
     stallTimeout = 2.0
+    #: A relayed e2e link's transport tail (bytestreamd.e2e.tail); None otherwise.
+    _cipherTail = None
+    #: After a flush: the give-up timer, and how much had arrived when it started.
+    _flushTimer = None
+    _flushArrived = 0
 
     def fromRemote(self, data: bytes) -> None:
         if self._tailed:
@@ -390,6 +432,18 @@ class Splice:
             self._tailed = True
             self._remotePos = arrived
         self._fromPeer(data[arrived - offset:])
+
+    def peerCipherTail(self, offset: int, data: bytes) -> None:
+        """
+        The peer re-sent bytes of its *transport* stream (an e2e link's
+        ciphertext, ``offset`` in transport bytes): into the transport's
+        input, below TLS, which authenticates them -- a forged tail ends the
+        link ERR through the TLS layer, never as data.
+        """
+        lifecycle = self.lifecycle
+        if lifecycle is None or lifecycle.finished is not None or self._cipherTail is None:
+            return
+        self._cipherTail.feed(offset, data)
 
     def _fromPeer(self, data: bytes) -> None:
         lifecycle = self.lifecycle
@@ -477,9 +531,7 @@ class Splice:
         if reason is None or reason.check(error.ConnectionDone):
             self._perform(self.lifecycle.transportEnded())
         else:
-            exc = reason.value
-            why = getattr(exc, "reason", None) or reason.getErrorMessage()
-            self._perform(self.lifecycle.transportFailed(why))
+            self._perform(self.lifecycle.transportFailed(_why(reason)))
 
     # --- the peer, over XMPP, and the link layer ----------------------------
 
@@ -488,11 +540,63 @@ class Splice:
         self._watchTail()
 
     def peerAskedFlush(self, received: Optional[int] = None) -> None:
+        if self._cipherTail is not None:
+            self._answerCipherFlush(received)
+            return
         if self.lifecycle is not None:
             keptFrom = None
             if self._kept is not None:
                 keptFrom = self.lifecycle.sent - len(self._kept)
             self._perform(self.lifecycle.peerAskedFlush(received, keptFrom))
+
+    def _answerCipherFlush(self, received: Optional[int]) -> None:
+        """
+        A relayed e2e link's peer is missing our last bytes; ``received``
+        counts *transport* bytes (bytestreamd.e2e.tail).  Send the kept
+        ciphertext from there on; there is no fallback (TLS has no
+        half-close), so a flush we cannot answer leaves the peer to give up
+        (``tailTimeout``) and end the link ERR.
+        """
+        lifecycle = self.lifecycle
+        if lifecycle is None or lifecycle.finished is not None or not lifecycle.eofSent \
+                or received is None or self.channel is None:
+            return
+        data = self._cipherTail.since(received)
+        if data:
+            self.channel.sendTail(received, data)
+
+    def _askedFlush(self) -> None:
+        """
+        We asked the peer to re-send its tail: bound the wait.  No progress
+        on the announced bytes for ``settleTimeout`` -- while our own reader
+        was reading -- ends the link ERR, rather than leaving it to hang
+        (the relay holds the bytes, and the peer could not re-send them).
+        """
+        if self.clock is None:
+            return
+        if self._flushTimer is not None and self._flushTimer.active():
+            self._flushTimer.cancel()
+        lifecycle = self.lifecycle
+        self._flushArrived = lifecycle.delivered + lifecycle.discarded
+        self._flushTimer = self.clock.callLater(self.settleTimeout, self._flushExpired)
+
+    def _flushExpired(self) -> None:
+        self._flushTimer = None
+        lifecycle = self.lifecycle
+        arrived = lifecycle.delivered + lifecycle.discarded
+        if lifecycle.finished is not None or lifecycle.peerSent is None \
+                or arrived >= lifecycle.peerSent:
+            return
+        if arrived > self._flushArrived or (self._producer is not None
+                                            and self._producer.paused):
+            self._askedFlush()  # progress, or our reader is the slow one
+            return
+        self._perform(lifecycle.fail(
+            "received %d of the %d bytes the peer announced; the rest did not come "
+            "within %gs of asking the peer to re-send it (a relay holds it%s)"
+            % (arrived, lifecycle.peerSent, self.settleTimeout,
+               "; an e2e link takes it only as ciphertext"
+               if self._cipherTail is not None else "")))
 
     def peerEnded(self, end) -> None:
         self._perform(self.lifecycle.peerEnded(end))
@@ -637,7 +741,12 @@ class Splice:
             elif kind is lc.SendFlush:
                 if self.channel is not None:
                     lifecycle = self.lifecycle
-                    self.channel.sendFlush(lifecycle.delivered + lifecycle.discarded)
+                    if self._cipherTail is not None:
+                        # In transport bytes: the tail comes as ciphertext.
+                        self.channel.sendFlush(self._cipherTail.received)
+                    else:
+                        self.channel.sendFlush(lifecycle.delivered + lifecycle.discarded)
+                    self._askedFlush()
             elif kind is lc.SendTail:
                 if self.channel is not None and self._kept is not None:
                     keptFrom = self.lifecycle.sent - len(self._kept)
@@ -705,7 +814,9 @@ class Splice:
         self._ended = True
         if self.budget is not None:
             self._leaveBudget()
-        for name in ("_timer", "_stallTimer", "_graceTimer", "_drainTimer"):
+        if self._cipherTail is not None:
+            self._cipherTail.stop()
+        for name in ("_timer", "_stallTimer", "_graceTimer", "_drainTimer", "_flushTimer"):
             timer = getattr(self, name)
             if timer is not None and timer.active():
                 timer.cancel()
@@ -715,6 +826,25 @@ class Splice:
         else:
             reason = failure.Failure(BytestreamBroken(finished.reason or "failed"))
         self.onRemoteClosed(reason)
+
+
+def _why(reason: failure.Failure) -> str:
+    """
+    A transport failure in words: its ``reason`` when it has one; for a TLS
+    error (pyOpenSSL's ``SSL.Error``, whose text is a list of (library,
+    function, reason) tuples) the reasons, e.g. ``TLS failed: decryption
+    failed or bad record mac`` -- what a forged e2e tail gives.
+    """
+    exc = reason.value
+    why = getattr(exc, "reason", None)
+    if why:
+        return why
+    args = getattr(exc, "args", ())
+    if type(exc).__module__.startswith("OpenSSL") and args and isinstance(args[0], list):
+        parts = [str(e[-1]) for e in args[0] if isinstance(e, tuple) and e and e[-1]]
+        if parts:
+            return "TLS failed: " + "; ".join(parts)
+    return reason.getErrorMessage()
 
 
 def unreadByLocal(transport) -> int:

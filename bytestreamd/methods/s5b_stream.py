@@ -18,7 +18,7 @@ calls :meth:`S5BStream.bind` once, where it picks the stream.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from twisted.internet import error
 from twisted.python import failure
@@ -63,6 +63,13 @@ class S5BStream(BytestreamTransport):
         self._writeClosed = False
         self._aborted = False
         self._fullClose = False
+        #: Bytes that came in-band (:meth:`feedTail`) ahead of the socket:
+        #: the socket's copies of them are dropped when they come.
+        self._inBand = 0
+
+    #: Given every chunk written to the socket (the ciphertext, under TLS):
+    #: a relayed e2e link keeps its last bytes (bytestreamd.e2e.tail).
+    onWritten: Optional[Callable[[bytes], None]] = None
 
     def bind(self, ctx: StreamContext, streamhost: StreamHost, relayed: bool) -> None:
         """This connection serves ``ctx`` through ``streamhost``: say so once."""
@@ -92,6 +99,8 @@ class S5BStream(BytestreamTransport):
         if self._writeClosed or self._endReason is not None:
             return
         self.bytesSent += len(data)
+        if self.onWritten is not None:
+            self.onWritten(data)
         self.transport.write(data)
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
@@ -99,6 +108,9 @@ class S5BStream(BytestreamTransport):
             return
         data = list(data)
         self.bytesSent += sum(len(d) for d in data)
+        if self.onWritten is not None:
+            for chunk in data:
+                self.onWritten(chunk)
         self.transport.writeSequence(data)
 
     def loseConnection(self) -> None:
@@ -147,6 +159,13 @@ class S5BStream(BytestreamTransport):
     # -- from the TCP protocol -------------------------------------------------
 
     def _dataReceived(self, data: bytes) -> None:
+        if self._inBand:
+            # Part of what the socket brings already came in-band.
+            skip = min(self._inBand, len(data))
+            self._inBand -= skip
+            data = data[skip:]
+            if not data:
+                return
         self.bytesReceived += len(data)
         if self.protocol is not None and not self._paused and not self._held:
             self.protocol.dataReceived(data)
@@ -158,6 +177,28 @@ class S5BStream(BytestreamTransport):
         if self._heldBytes + len(data) >= HOLD_LIMIT or self.protocol is not None:
             self._pauseSocket()
         self._hold(data)
+
+    def feedTail(self, offset: int, data: bytes) -> int:
+        """
+        Bytes of the peer's stream from ``offset`` on (counted as
+        :attr:`bytesReceived` counts: everything since the SOCKS5 handshake)
+        that came another way -- a tail the relay stranded, re-sent in-band
+        by the peer (:mod:`bytestreamd.e2e.tail`).  Only what had not arrived
+        is new: it goes where the socket's bytes go (under TLS: to the TLS
+        layer, which authenticates it), and the socket's copies of it are
+        dropped if they come after all.  A gap (bytes before ``offset``
+        still missing) cannot be used.  Returns how many bytes were new.
+        """
+        arrived = self.bytesReceived
+        if offset > arrived or offset + len(data) <= arrived or self._finished \
+                or self._endReason is not None or self._aborted:
+            return 0
+        new = data[arrived - offset:]
+        # Taken as if from the socket, then owed by it.
+        pending, self._inBand = self._inBand, 0
+        self._dataReceived(new)
+        self._inBand = pending + len(new)
+        return len(new)
 
     def _readLost(self) -> None:
         # A resumed half-closed socket reports EOF again: the base ignores it.
