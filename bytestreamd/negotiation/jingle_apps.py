@@ -82,6 +82,10 @@ def toDescription(application: Application) -> Optional[Any]:
 
 def describe(application: Application) -> Tuple[Optional[Any], str]:
     """(description, content name) for ``application``; (None, '') if none."""
+    if getattr(application, "e2e", None) is not None:
+        # An end-to-end secured link or file (e2e=) is SI's only, for now:
+        # no Jingle description here carries the e2e request.
+        return None, ""
     for t in TRANSLATORS:
         description = t.toDescription(application)
         if description is not None:
