@@ -164,6 +164,12 @@ def test_e2e_xmpp_over_jingle(world, pair):
     seen = b"".join(base64.b64decode(str(d)) for s in world.router.routed("iq")
                     for d in s.element.elements(NS_IBB, "data"))
     assert b"over jingle" not in seen
+    # the initiator's header (in clear, before STARTTLS): bare JIDs, as
+    # XEP-0246 says, not XEP-0247's full ones (docs/e2e.rst, Addresses)
+    header = seen[:seen.index(b">", seen.index(b"<stream:stream")) + 1]
+    assert b"from='alice@example.test'" in header and b"to='bob@example.test'" in header, \
+        header
+    assert b"/daemon" not in header
     clientA.writeEOF()
     endA, endB = final(ctl, linkA), final(watch, linkB)
     assert endA.words[2] == "CLOS" and endB.words[2] == "CLOS", (endA, endB)
