@@ -231,3 +231,32 @@ def test_required_with_a_jingle_only_path_without_xmlstream_is_bad(world):
     assert NS_XMLSTREAM in bad.options["reason"], bad
     assert not [e for e in watch.events if e.words[0] == "OFFER"]
     assert not world.router.routed("iq", "{%s}jingle" % NS_JINGLE)
+
+
+def test_s5b_fails_then_ibb_with_the_same_fingerprints(world):
+    """SOCKS5 cannot connect: transport-replace to IBB (XEP-0260's fallback,
+    IBB last as XEP-0247 asks); the description and its fingerprints are
+    the session's, so the TLS on IBB is bound to the same signalling."""
+    def closedS5B(name, peer):
+        return world.daemon(name, allow="%s@%s" % (peer, world.domain),
+                            config={"links": {"peer_timeout": 6},
+                                    "s5b": {"advertise": "127.0.0.1:9", "proxy": "none"}})
+    alice, bob = closedS5B("alice", "bob"), closedS5B("bob", "alice")
+    ctl, watch = world.control(alice), world.control(bob, watch=True)
+    fpAlice = ctl.expect("FINGERPRINT").get("fingerprint")
+    offer, linkA, linkB, socketA, socketB, goodA, goodB = openE2E(
+        ctl, watch, "methods=ibb,s5b e2e=bytes")
+    events = [(e.words[2], e.options.get("method")) for e in ctl.linkEvents(linkA)]
+    assert events[:4] == [("INIT", "s5b"), ("BAD", "s5b"), ("INIT", "ibb"), ("GOOD", "ibb")], \
+        events
+    assert goodA.options["e2e"] == "tls" and goodB.options["fingerprint"] == fpAlice, goodB
+    actions = [j.getAttribute("action") for r in world.router.routed("iq")
+               for j in r.element.elements(NS_JINGLE, "jingle")]
+    assert "transport-replace" in actions, actions
+    assert len(descriptions(world, "session-initiate")) == 1
+    assert not descriptions(world, "transport-replace")
+    clientA = world.localClient(alice, socketA)
+    clientB = world.localClient(bob, socketB)
+    data = payload(23, 200_000)
+    clientA.write(data)
+    assert clientB.waitReceived(len(data), timeout=120) == data
