@@ -260,3 +260,31 @@ def test_s5b_fails_then_ibb_with_the_same_fingerprints(world):
     data = payload(23, 200_000)
     clientA.write(data)
     assert clientB.waitReceived(len(data), timeout=120) == data
+
+
+def test_session_accept_claiming_the_tls_client_role_is_refused(world, pair):
+    """XEP-0246 makes the stream's initiator the TLS client: a session-accept
+    whose fingerprint says setup='active' ends the session
+    failed-application, before any stream byte."""
+    alice, bob, ctl, watch = pair
+
+    def active(stanza, sender, to):
+        for jingle in stanza.elements(NS_JINGLE, "jingle"):
+            if jingle.getAttribute("action") == "session-accept":
+                for content in jingle.elements(NS_JINGLE, "content"):
+                    for desc in content.elements(NS_XMLSTREAM, "description"):
+                        for fp in desc.elements(NS_DTLS, "fingerprint"):
+                            fp["setup"] = "active"
+        return None
+
+    world.router.addFilter(active)
+    offer, linkA, linkB, socketA, socketB, endA, endB = openE2E(
+        ctl, watch, "methods=ibb e2e=bytes")
+    assert endA.words[2] == "BAD" and "responder" in endA.options["reason"], endA
+    assert endB.words[2] in ("BAD", "ERR"), endB
+    terminated = [j for r in world.router.routed("iq")
+                  for j in r.element.elements(NS_JINGLE, "jingle")
+                  if j.getAttribute("action") == "session-terminate"]
+    assert terminated and any(c.name == "failed-application" for t in terminated
+                              for r in t.elements(NS_JINGLE, "reason") for c in r.elements())
+    assert not [d for r in world.router.routed("iq") for d in r.element.elements(NS_IBB, "data")]
