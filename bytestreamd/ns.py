@@ -52,6 +52,11 @@ NS_PING = "urn:xmpp:ping"
 #: ``x-`` space, like the SI link profile.  See docs/jingle.rst.
 NS_JINGLE_LINK = "urn:x-bytestreamd:jingle:link:0"
 
+#: XEP-0247 Jingle XML Streams: the application an end-to-end link (e2e=
+#: bytes|xmpp) is negotiated with over Jingle.  See docs/e2e.rst and
+#: bytestreamd.wire.jingle_xmlstream.
+NS_JINGLE_XMLSTREAM = "urn:xmpp:jingle:apps:xmlstream:0"
+
 #: XEP-0166 Jingle, and its error conditions (``<out-of-order/>``...).
 NS_JINGLE = "urn:xmpp:jingle:1"
 NS_JINGLE_ERRORS = "urn:xmpp:jingle:errors:1"

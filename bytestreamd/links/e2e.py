@@ -21,6 +21,13 @@ The policy, ``[links] e2e`` and ``OPEN ... e2e=``:
 
 Files (``profile=file``, XEP-0096) carry the same field in ``<file/>``;
 ``e2e=xmpp`` is for links only.
+
+The negotiators carry the field, this module never sees their wire: SI in
+the link profile, Jingle as XEP-0247's ``xmlstream`` application
+(``negotiation/jingle_apps.py``; a file with ``e2e=`` goes by SI).  Both
+answer ``LinkAnswer(e2e)`` (files: ``RangeAnswer.e2e``) through ``answered``
+before the stream exists, so :meth:`E2ELinks._secureIfAsked` is the same
+for both.
 """
 
 from __future__ import annotations

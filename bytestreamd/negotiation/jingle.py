@@ -218,6 +218,9 @@ class JingleNegotiator(Handler):
                                     % (peer.full(), " nor ".join(missing)),
                                     condition="service-unavailable")
         usable = [m for m in ours if TRANSPORT_NAMESPACES[m.name] in features]
+        if appNs == ns.NS_JINGLE_XMLSTREAM:
+            # XEP-0247 section 4.2: IBB MUST be the lowest preference.
+            usable.sort(key=lambda m: m.name == "ibb")
         if not usable:
             raise NegotiationFailed(
                 "no Jingle transport in common: we offer %s, peer supports %s"

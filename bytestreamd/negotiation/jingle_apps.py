@@ -6,7 +6,9 @@ Jingle descriptions <-> the framework-neutral application values
 Each Jingle application is one :class:`Translator` in :data:`TRANSLATORS`:
 its description namespace (advertised in disco), how an application value
 becomes a ``<description/>`` and back.  Today: bytestreamd's own link
-(:mod:`bytestreamd.wire.jingle_link`).  XEP-0234 file transfer plugs in the
+(:mod:`bytestreamd.wire.jingle_link`) for a plain link, XEP-0247's XML
+stream (:mod:`bytestreamd.wire.jingle_xmlstream`) for an end-to-end one
+(``e2e=bytes|xmpp``, docs/e2e.rst).  XEP-0234 file transfer plugs in the
 same way (a translator for :class:`~bytestreamd.application.FileApplication`
 and :class:`~bytestreamd.wire.jingle_ft.FileDescription`) with
 :func:`register`; nothing else in the negotiator knows which applications
@@ -19,8 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple
 
 from bytestreamd import ns
-from bytestreamd.application import Application, LinkApplication, RangeAnswer
+from bytestreamd.application import (Application, E2ERequest, LinkAnswer,
+                                     LinkApplication, RangeAnswer)
+from bytestreamd.e2e import wire as e2ewire
 from bytestreamd.wire.jingle_link import LinkDescription
+from bytestreamd.wire.jingle_xmlstream import XmlStreamDescription
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,15 @@ class Translator:
     #: The offer's description once the peer's disco features are known
     #: (``forPeer(description, application, features)``); default: as is.
     forPeer: Optional[Callable[[Any, Application, Any], Any]] = None
+    #: Whether the description carries an application's ``e2e`` request.
+    #: An application with ``e2e`` set is described only by a translator
+    #: that does (XEP-0247's for links); no other may drop it silently --
+    #: such an application (a file with e2e=) goes by SI instead.
+    carriesE2E: bool = False
 
 
 def _linkTo(application: Application) -> Optional[LinkDescription]:
-    # An end-to-end secured link (e2e=) is SI's only, for now: the Jingle
-    # link description has no e2e field.
+    # An end-to-end link (e2e=) is XEP-0247's (below).
     if isinstance(application, LinkApplication) and getattr(application, "e2e", None) is None:
         return LinkDescription(application.service, application.many)
     return None
@@ -62,8 +71,65 @@ def _linkFrom(payload: Any) -> Optional[Application]:
     return None
 
 
+# --- XEP-0247: an end-to-end link ----------------------------------------------
+#
+# The offer carries the initiator's fingerprint (setup='active'), the mode
+# and the service; session-accept the responder's fingerprint
+# (setup='passive') and the mode it accepted, which the initiator hands to
+# the link layer as LinkAnswer(e2e) -- as SI's result does -- so that
+# links.e2e._secureIfAsked binds the TLS handshake to both.  Files (XEP-0234)
+# asked with e2e= are not described here: they go by SI (docs/e2e.rst).
+
+
+def _xmlstreamTo(application: Application) -> Optional[XmlStreamDescription]:
+    e2e = getattr(application, "e2e", None)
+    if not isinstance(application, LinkApplication) or e2e is None or application.many:
+        return None
+    return XmlStreamDescription(
+        e2ewire.E2EParams(e2ewire.Fingerprint(e2e.fingerprint, e2ewire.SETUP_ACTIVE),
+                          e2e.mode), application.service)
+
+
+def _xmlstreamFrom(payload: Any) -> Optional[Application]:
+    if not isinstance(payload, XmlStreamDescription):
+        return None
+    if payload.e2e is None:
+        raise ValueError("an XML stream without a <fingerprint/> (XEP-0320) to bind "
+                         "its TLS to: this daemon makes no end-to-end stream in clear")
+    try:
+        e2ewire.answerSetup(payload.e2e.fingerprint.setup)
+    except e2ewire.Malformed as e:
+        raise ValueError(str(e))
+    return LinkApplication(payload.service, e2e=E2ERequest(
+        payload.e2e.mode, payload.e2e.fingerprint.value))
+
+
+def _xmlstreamAnswer(offered: Any, answer: Optional[RangeAnswer]) -> Any:
+    e2e = getattr(answer, "e2e", None)
+    if e2e is None:
+        # Accepted without e2e: an empty description, which the initiator
+        # reads as "no end-to-end stream" (and fails a required link).
+        return XmlStreamDescription()
+    return XmlStreamDescription(e2ewire.E2EParams(
+        e2ewire.Fingerprint(e2e.fingerprint, e2ewire.SETUP_PASSIVE), e2e.mode))
+
+
+def _xmlstreamAnswered(description: Any) -> Optional[LinkAnswer]:
+    params = getattr(description, "e2e", None)
+    if params is None:
+        return LinkAnswer(None)
+    try:
+        e2ewire.checkSetup(e2ewire.SETUP_ACTIVE, params.fingerprint.setup)
+    except e2ewire.Malformed as e:
+        raise ValueError(str(e))
+    return LinkAnswer(E2ERequest(params.mode, params.fingerprint.value))
+
+
 TRANSLATORS: List[Translator] = [
     Translator(ns.NS_JINGLE_LINK, "link", _linkTo, _linkFrom),
+    Translator(ns.NS_JINGLE_XMLSTREAM, "xmlstream", _xmlstreamTo, _xmlstreamFrom,
+               answerDescription=_xmlstreamAnswer, rangeFromAnswer=_xmlstreamAnswered,
+               carriesE2E=True),
 ]
 
 #: The description namespaces we advertise (a view kept in step by register).
@@ -82,11 +148,10 @@ def toDescription(application: Application) -> Optional[Any]:
 
 def describe(application: Application) -> Tuple[Optional[Any], str]:
     """(description, content name) for ``application``; (None, '') if none."""
-    if getattr(application, "e2e", None) is not None:
-        # An end-to-end secured link or file (e2e=) is SI's only, for now:
-        # no Jingle description here carries the e2e request.
-        return None, ""
+    e2e = getattr(application, "e2e", None) is not None
     for t in TRANSLATORS:
+        if e2e and not t.carriesE2E:
+            continue
         description = t.toDescription(application)
         if description is not None:
             return description, t.contentName

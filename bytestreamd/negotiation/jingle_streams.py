@@ -94,10 +94,17 @@ class _EndWatch:
 
     @staticmethod
     def around(inner: Any, onEnd: Callable[[], None]) -> Any:
-        from twisted.internet.interfaces import IHalfCloseableProtocol
+        from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener
+        from zope.interface import alsoProvides
         if IHalfCloseableProtocol.providedBy(inner):
-            return _HalfCloseableEndWatch(inner, onEnd)
-        return _EndWatch(inner, onEnd)
+            watch: Any = _HalfCloseableEndWatch(inner, onEnd)
+        else:
+            watch = _EndWatch(inner, onEnd)
+        if IHandshakeListener.providedBy(inner):
+            # an e2e link's negotiation (e2e.secure) hears its TLS handshake
+            # through us: TLSMemoryBIOProtocol asks the wrapped protocol
+            alsoProvides(watch, IHandshakeListener)
+        return watch
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -619,9 +626,11 @@ class OutgoingSession(_StreamSession):
             self.terminate("failed-transport", "%s accepted with another transport"
                            % self.peer.full())
             return
-        asked = (jingle_apps.rangeFromAnswer(content.description)
-                 if content is not None and content.description is not None else None)
         try:
+            # ValueError: an answer the application refuses (a range beyond
+            # the file, an e2e fingerprint with the wrong setup role)
+            asked = (jingle_apps.rangeFromAnswer(content.description)
+                     if content is not None and content.description is not None else None)
             self.fileRange = FT.checkedRange(self.application, asked)
         except ValueError as e:
             self.terminate("failed-application", str(e))

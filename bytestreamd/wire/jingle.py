@@ -232,9 +232,10 @@ def defaultRegistry() -> Registry:
     """
     global _default
     if _default is None:
-        from bytestreamd.wire import jingle_ft, jingle_ibb, jingle_link, jingle_s5b
+        from bytestreamd.wire import (jingle_ft, jingle_ibb, jingle_link, jingle_s5b,
+                                      jingle_xmlstream)
         registry = Registry()
-        for module in (jingle_ibb, jingle_s5b, jingle_ft, jingle_link):
+        for module in (jingle_ibb, jingle_s5b, jingle_ft, jingle_link, jingle_xmlstream):
             for cls in module.CODECS:
                 registry.register(cls.namespace, cls.elementName, cls.fromElement)
         _default = registry

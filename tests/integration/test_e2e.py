@@ -130,6 +130,27 @@ def test_e2e_bytes_ibb_32MiB_each_way(daemons, tmp_path):
 
 
 @pytest.mark.timeout(SLOW)
+def test_e2e_bytes_over_jingle_s5b_32MiB(daemons, tmp_path):
+    """
+    XEP-0247: the e2e link negotiated over Jingle (session-initiate with
+    urn:xmpp:jingle:apps:xmlstream:0 and alice's fingerprint, session-accept
+    with bob's), S5B direct although [links] methods puts ibb first (IBB is
+    XEP-0247's lowest preference), 32 MiB through nc, sha-checked.
+    """
+    ibbFirst = {"links": {"methods": "ibb, s5b"}, "s5b": {"proxy": "none"}}
+    alice, bob = _pair(daemons, tmp_path, ibbFirst, ibbFirst)
+    result = transferFile(alice, bob, tmp_path, BIG, "e2e=bytes negotiation=jingle", "s5b",
+                          timeout=240)
+    for events, peer in ((result.senderEvents, bob), (result.receiverEvents, alice)):
+        good = [e for e in events if e.words[2] == "GOOD"][0]
+        assert good.options.get("negotiation") == "jingle", good
+        assert good.options.get("method") == "s5b", good
+        assert good.options.get("e2e") == "tls", good
+        assert good.options.get("fingerprint") == _fingerprint(peer), good
+    print("e2e=bytes over Jingle S5B %.1f MiB/s" % result.rate)
+
+
+@pytest.mark.timeout(SLOW)
 def test_e2e_xmpp_messages_and_iqs_both_ways(daemons, tmp_path):
     alice, bob = _pair(daemons, tmp_path)
     ex = Exchange(alice, bob, "e2e=xmpp")

@@ -103,7 +103,7 @@ def stripAnswer(stanza, sender, to):
 
 
 def openAndWait(ctl, watch, options, accept=True):
-    opened = ctl.expect("OPEN bob@example.test/daemon methods=ibb %s" % options)
+    opened = ctl.expect("OPEN bob@example.test/daemon methods=ibb negotiation=si %s" % options)
     linkA = opened.get("link")
     linkB = None
     if accept:

@@ -119,11 +119,13 @@ def _negotiator(names=("s5b", "ibb")):
 
 def test_disco_advertises_jingle_transports_and_the_application():
     features = {str(f) for f in _negotiator().getDiscoInfo(None, None)}
-    # the applications: our link and XEP-0234 (negotiation/jingle_file_session.py)
+    # the applications: our link, XEP-0247 (e2e links) and XEP-0234
+    # (negotiation/jingle_file_session.py)
     assert features == {ns.NS_JINGLE, ns.NS_JINGLE_IBB, ns.NS_JINGLE_S5B,
-                        ns.NS_JINGLE_LINK, ns.NS_JINGLE_FT}
+                        ns.NS_JINGLE_LINK, ns.NS_JINGLE_XMLSTREAM, ns.NS_JINGLE_FT}
     assert {str(f) for f in _negotiator(["ibb"]).getDiscoInfo(None, None)} == {
-        ns.NS_JINGLE, ns.NS_JINGLE_IBB, ns.NS_JINGLE_LINK, ns.NS_JINGLE_FT}
+        ns.NS_JINGLE, ns.NS_JINGLE_IBB, ns.NS_JINGLE_LINK, ns.NS_JINGLE_XMLSTREAM,
+        ns.NS_JINGLE_FT}
     assert _negotiator().getDiscoInfo(None, None, "node") == []
 
 
