@@ -100,6 +100,8 @@ class ExtraContent:
             return
         self.stream = stream
         self.perform(self.session.transportEstablished(self.key))
+        log.info("jingle session {sid}: content {name} up via {method}",
+                 sid=self.parent.sid, name=self.key[1], method=driver.name)
         self.parent.extras.append(stream)
         if self.weAreInitiator:
             from bytestreamd.negotiation.jingle_streams import watchEnd
