@@ -166,3 +166,41 @@ def test_a_content_add_without_a_listener_is_rejected(world):
     a.write(data)
     assert b.waitReceived(len(data)) == data
     assert ctl.expect("LINKS").rows()[0]["state"] == "GOOD"
+
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(data)
+
+
+def test_close_ends_every_open_socks5_content(world):
+    port = world.listenTCP(protocol.Factory.forProtocol(Echo))
+    alice, bob = pair(world, port)
+    ctl = world.control(alice)
+    opened = ctl.expect("OPEN %s service=web connections=many" % bob.jid.full())
+    link, path = opened.get("link"), opened.get("socket")
+    assert settled(ctl, link).words[2] == "GOOD"
+    clients = [world.localClient(alice, path) for _ in range(4)]
+    for i, c in enumerate(clients):
+        c.write(payload(110 + i, 3000))
+    for i, c in enumerate(clients):
+        assert c.waitReceived(3000) == payload(110 + i, 3000)
+    [mine] = alice.jingle._controls.values()
+    [theirs] = bob.jingle._controls.values()
+    assert len(mine.more.contents) == len(theirs.more.contents) == 4
+    assert len(mine.session.contents) == len(theirs.session.contents) == 5
+    # one connection ends on its own: its content goes, the others stay
+    clients[0].close()
+    world.advance(2)
+    assert len(mine.more.contents) == len(theirs.more.contents) == 3
+    assert len(_jingleSets(world, "content-remove")) == 1
+    clients[1].write(b"still here")
+    assert clients[1].waitReceived(3000 + 10)[-10:] == b"still here"
+    # the link's end ends the rest
+    ctl.expect("CLOSE %s" % link)
+    assert ctl.waitLinkState(link, timeout=60).words[2] == "CLOS"
+    for c in clients[1:]:
+        c.waitEOF(timeout=30)
+    world.advance(2)
+    assert not mine.more.contents and not theirs.more.contents
+    assert not alice.jingle._live and not bob.jingle._live
