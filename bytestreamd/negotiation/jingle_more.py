@@ -52,6 +52,13 @@ log = SafeLogger()  # peer and user text escaped (bytestreamd.text)
 Key = Tuple[str, str]
 
 
+def _streams() -> Any:
+    """:mod:`.jingle_streams` (drivers, ``watchEnd``): it imports this
+    module, so its helpers are looked up when first used."""
+    from bytestreamd.negotiation import jingle_streams
+    return jingle_streams
+
+
 class ExtraContent:
     """
     One content beyond the session's first, and its stream.  The drivers
@@ -92,6 +99,9 @@ class ExtraContent:
     def context(self, transportSid: str, options=None, offeredBy=None) -> StreamContext:
         return self.parent.context(transportSid, options, offeredBy)
 
+    def newDriver(self, name: str) -> Any:
+        return _streams().DRIVERS[name](self, self.negotiator.method(name))
+
     # -- the driver's reports ---------------------------------------------------------
 
     def transportUp(self, driver: Any, stream: Any) -> None:
@@ -104,8 +114,7 @@ class ExtraContent:
                  sid=self.parent.sid, name=self.key[1], method=driver.name)
         self.parent.extras.append(stream)
         if self.weAreInitiator:
-            from bytestreamd.negotiation.jingle_streams import watchEnd
-            watchEnd(stream, self._streamEnded)
+            _streams().watchEnd(stream, self._streamEnded)
         self.result.callback(stream)
 
     def transportFailed(self, driver: Any, reason: str,
@@ -126,8 +135,7 @@ class ExtraContent:
         self.fail(summary(self.failures), condition)
 
     def _replaceWithIBB(self) -> None:
-        from bytestreamd.negotiation.jingle_via_ibb import IBBDriver
-        self.driver = driver = IBBDriver(self, self.negotiator.method("ibb"))
+        self.driver = driver = self.newDriver("ibb")
 
         def offered(transport):
             if driver is self.driver and self.live:
@@ -230,16 +238,15 @@ class ExtraContent:
                 self.peer.full(), summary(self.failures)))
 
     def _on_transport_replace(self, event: Event) -> None:
-        from bytestreamd.negotiation.jingle_streams import DRIVERS, driverNameFor
         transport = self._transportIn(event)
-        name = driverNameFor(transport)
+        name = _streams().driverNameFor(transport)
         if self.weAreInitiator or name not in self.parent.usable \
                 or self.negotiator.method(name) is None or self.result.called:
             self.perform(self.session.rejectTransport(self.key))
             return
         if self.driver is not None:
             self.driver.stop()
-        self.driver = driver = DRIVERS[name](self, self.negotiator.method(name))
+        self.driver = driver = self.newDriver(name)
 
         def answered(answer):
             if driver is self.driver and self.live:
@@ -288,8 +295,7 @@ class MoreStreams:
         anchor = parent.session.contents[parent.key]
         key = self._newKey(anchor.name)
         extra = ExtraContent(self, key, options)
-        from bytestreamd.negotiation.jingle_streams import DRIVERS
-        extra.driver = driver = DRIVERS[name](extra, parent.negotiator.method(name))
+        extra.driver = driver = extra.newDriver(name)
         self.contents[key] = extra
 
         def offered(transport):
@@ -320,7 +326,6 @@ class MoreStreams:
     # -- the responder ------------------------------------------------------------------
 
     def _added(self, event: Event) -> None:
-        from bytestreamd.negotiation.jingle_streams import DRIVERS, driverNameFor
         parent = self.parent
         key = event.content
         offer = event.jingle.content(*key) if event.jingle is not None else None
@@ -332,9 +337,8 @@ class MoreStreams:
                      sid=parent.sid, name=key[1], peer=parent.peer.full(), why=problem[1])
             parent.perform(parent.session.rejectContent(key, *problem))
             return
-        name = driverNameFor(offer.transport)
         extra = ExtraContent(self, key)
-        extra.driver = driver = DRIVERS[name](extra, parent.negotiator.method(name))
+        extra.driver = driver = extra.newDriver(_streams().driverNameFor(offer.transport))
         self.contents[key] = extra
 
         def answered(answer):
@@ -358,7 +362,6 @@ class MoreStreams:
         extra.result.addCallbacks(self._up, lambda f: None)
 
     def _refusal(self, offer: Content) -> Optional[Tuple[str, str]]:
-        from bytestreamd.negotiation.jingle_streams import driverNameFor
         parent = self.parent
         if parent.weAreInitiator or parent.stream is None \
                 or parent.onExtraStream is None:
@@ -367,7 +370,7 @@ class MoreStreams:
         if anchor is None or offer.description is None or anchor.description is None \
                 or J.payloadKey(offer.description) != J.payloadKey(anchor.description):
             return "unsupported-applications", "another application than the session's"
-        name = driverNameFor(offer.transport)
+        name = _streams().driverNameFor(offer.transport)
         if name is None or name not in parent.usable \
                 or parent.negotiator.method(name) is None:
             return "unsupported-transports", "that transport is not enabled here"
