@@ -204,3 +204,24 @@ def test_close_ends_every_open_socks5_content(world):
     world.advance(2)
     assert not mine.more.contents and not theirs.more.contents
     assert not alice.jingle._live and not bob.jingle._live
+
+
+def test_each_connection_through_the_proxy_activates_its_own(world):
+    # No direct streamhost: each content's stream goes through proxy65,
+    # activated for its own sid (the nomination and activation of XEP-0260
+    # section 2.5, as for the first content).
+    from tests.memory.proxy65 import Proxy65
+    proxy = Proxy65(world)
+    port = world.listenTCP(protocol.Factory.forProtocol(HTTPish))
+    alice, bob = pair(world, port, {"proxy": proxy.jid.full(), "listen": "none"})
+    ctl = world.control(alice)
+    opened = ctl.expect("OPEN %s service=web connections=many" % bob.jid.full())
+    link, path = opened.get("link"), opened.get("socket")
+    good = settled(ctl, link)
+    assert good.words[2] == "GOOD" and good.options["method"] == "s5b", good
+    exchange(world, alice, path, 5)
+    world.advance(2)
+    assert proxy.activated == 6  # the anchor and each connection
+    assert len(transportsOf(world, "content-accept")) == 5
+    assert not world.router.routed("iq", child="{http://jabber.org/protocol/ibb}open")
+    assert len(_jingleSets(world, "content-remove")) == 5
