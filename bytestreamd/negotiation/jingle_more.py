@@ -266,9 +266,9 @@ class MoreStreams:
         self.count = 0
 
     def owns(self, event: Event) -> bool:
-        """Is ``event`` about one of these contents (or a new one)?"""
-        return event.content is not None and event.content != self.parent.key \
-            and (event.content in self.contents or event.kind == "content-add")
+        """Is ``event`` about a content other than the session's own?  (One
+        of these, a new one, or one already gone: never the anchor's.)"""
+        return event.content is not None and event.content != self.parent.key
 
     def event(self, event: Event) -> None:
         if event.kind == "content-add":
