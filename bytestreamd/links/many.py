@@ -5,8 +5,10 @@ local connections at once.
 The link's own stream (the one negotiated with the session) is its
 *anchor*: it makes the link GOOD and ends it (CLOSE, the peer's end), and
 carries no bytes.  Every local connection is one more stream in the same
-session -- an IBB session authorized by a Jingle transport-info (XEP-0261
-section 2.4, :meth:`OutgoingSession.addStream`) -- spliced to its own
+session (:meth:`OutgoingSession.addStream`) -- an IBB session authorized by
+a Jingle transport-info (XEP-0261 section 2.4) when the anchor is IBB, a
+SOCKS5 stream in a content of its own (content-add, XEP-0260,
+:mod:`bytestreamd.negotiation.jingle_more`) when it is SOCKS5 -- spliced to its own
 connection to the peer's ``[services]`` endpoint, and ends on its own, with
 the same :class:`~bytestreamd.local.splice.Splice` and
 :class:`~bytestreamd.links.lifecycle.LinkLifecycle` as a link (unconfirmed:

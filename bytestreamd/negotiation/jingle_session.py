@@ -33,7 +33,8 @@ Rules kept here:
   already ended;
 * every waiting state is bounded (:class:`Timeouts`) and ends with reason
   ``timeout`` (``expired`` for the lifetime) and words naming what did not
-  happen.
+  happen -- except our content-add not answered, or the transport of one
+  content of several, which removes that content alone.
 """
 
 from __future__ import annotations
@@ -262,6 +263,35 @@ class JingleSession(ContentNegotiation):
         words = self._timers.pop(name, None)
         if words is None or self.state is State.ENDED:
             return []
+        if self._dropStuckContent(name, words):
+            return self._flush()
         condition = "expired" if name == "lifetime" else "timeout"
         self._terminate(Reason(condition, words))
         return self._flush()
+
+    def _dropStuckContent(self, timer: str, words: str) -> bool:
+        """
+        Our content-add not answered, or the transport of one content of
+        several not established: that content alone goes (content-remove,
+        reason ``timeout``); the session and its other contents stay.  (One
+        content per connection of a ``connections=many`` link: a stuck one
+        must not end the link.)  A content-add of theirs that we did not
+        answer in time is our own failure: it still ends the session.
+        """
+        kind, _, rest = timer.partition(" ")
+        creator, _, contentName = rest.partition("/")
+        key = (creator, contentName)
+        if kind not in ("answer", "transport") or not contentName:
+            return False
+        reason = Reason("timeout", words)
+        if kind == "answer" and key in self.ourAdds:
+            self.ourAdds.pop(key)
+        elif key in self.contents and len(self.contents) > 1:
+            self._drop(key)
+        else:
+            return False
+        self._send(Jingle(J.CONTENT_REMOVE, self.sid, contents=(
+            Content(creator, contentName),), reason=reason))
+        self._event("content-removed", "we removed content %s: %s" % (_name(key), words),
+                    content=key)
+        return True

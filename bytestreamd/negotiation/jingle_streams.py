@@ -39,6 +39,7 @@ from bytestreamd.negotiation import jingle_file_session as FT
 from bytestreamd.negotiation.attempts import Progress, noProgress, summary
 from bytestreamd.negotiation.jingle_contents import State
 from bytestreamd.negotiation.jingle_effects import Event, Send
+from bytestreamd.negotiation.jingle_more import MoreStreams
 from bytestreamd.negotiation.jingle_via_ibb import IBBDriver
 from bytestreamd.negotiation.jingle_via_s5b import S5BDriver
 from bytestreamd.text import SafeLogger
@@ -165,6 +166,8 @@ class _StreamSession:
         self.usable: List[str] = []
         #: Streams beyond the first (XEP-0261 section 2.4), ended with the session.
         self.extras: List[Any] = []
+        #: Streams in contents of their own (content-add; :mod:`.jingle_more`).
+        self.more = MoreStreams(self)
         self.cancelling = False
         #: XEP-0234: the range asked in session-accept, the end of the transfer.
         self.fileRange: Optional[RangeAnswer] = None
@@ -321,6 +324,9 @@ class _StreamSession:
     # -- events -----------------------------------------------------------------------
 
     def event(self, event: Event) -> None:
+        if self.more.owns(event):
+            self.more.event(event)
+            return
         handler = getattr(self, "_on_" + event.kind.replace("-", "_"), None)
         if handler is not None:
             handler(event)
@@ -333,6 +339,7 @@ class _StreamSession:
     def _on_ended(self, event: Event) -> None:
         if self.driver is not None:
             self.driver.stop()
+        self.more.ended()
         extras, self.extras = self.extras, []
         for stream in extras:
             if stream.connected:
@@ -423,10 +430,16 @@ class _StreamSession:
         the ``<open/>`` follows (XMPP keeps the order).  Fires with the
         stream, or fails with MethodFailed.  Each such stream is opened,
         used and closed on its own; ending the session ends them all.
+        When the session's stream is SOCKS5, the new stream is SOCKS5 too,
+        in a content of its own (:mod:`.jingle_more`).
         """
         if not self.weAreInitiator or not self.live or self.stream is None:
             return defer.fail(MethodFailed("session %s carries no stream to add to"
                                            % self.sid))
+        if self.driver is not None and self.driver.name == "s5b" \
+                and self.negotiator.method("s5b") is not None:
+            # XEP-0260 binds one negotiation to one content: one content each.
+            return self.more.add("s5b", options)
         if "ibb" not in self.usable or self.negotiator.method("ibb") is None:
             return defer.fail(MethodFailed("%s has no IBB transport for more streams"
                                            % self.peer.full()))

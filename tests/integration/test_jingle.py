@@ -166,6 +166,30 @@ def test_forward_twenty_concurrent_exchanges_one_session(daemons):
     request/response exchanges through one connections=many link to a real
     local server, all correct, one Jingle session (one link on each side).
     """
+    _forwardTwenty(daemons, "ibb")
+
+
+@pytest.mark.timeout(SLOW)
+def test_forward_socks5_twenty_concurrent_exchanges_each_on_its_own_stream(daemons):
+    """
+    The same with ``--methods s5b,ibb``: the link's session goes by SOCKS5,
+    and so does each connection, in a content of its own (content-add, its
+    own XEP-0260 negotiation), removed when the connection ends; still one
+    Jingle session.
+    """
+    import re
+    alice, bob = _forwardTwenty(daemons, "s5b,ibb")
+    log = alice.logText()
+    ups = re.findall(r"jingle session (\S+): content (\S+) up via (\w+)", log)
+    # 20 exchanges (the readiness probe of _forwardTwenty may be one more)
+    assert 20 <= len(ups) <= 21, log[-3000:]
+    assert {m for _, _, m in ups} == {"s5b"}, ups
+    assert len({s for s, _, _ in ups}) == 1 and len({n for _, n, _ in ups}) == len(ups), ups
+    theirs = re.findall(r"jingle session (\S+): content (\S+) up via (\w+)", bob.logText())
+    assert sorted(theirs) == sorted(ups), (theirs, ups)
+
+
+def _forwardTwenty(daemons, methods):
     import socket
     import subprocess
     import sys
@@ -183,7 +207,7 @@ def test_forward_twenty_concurrent_exchanges_one_session(daemons):
         [REPO_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     forward = subprocess.Popen(
         [sys.executable, "-m", "bytestreamd.ctl", "--control", alice.controlPath, "forward",
-         "127.0.0.1:%d" % port, bob.jid, "--service", "web", "--methods", "ibb", "-v"],
+         "127.0.0.1:%d" % port, bob.jid, "--service", "web", "--methods", methods, "-v"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 20
@@ -220,6 +244,7 @@ def test_forward_twenty_concurrent_exchanges_one_session(daemons):
         assert len(mine) == 1 and len(theirs) == 1, (mine, theirs)
         assert mine[0]["negotiation"] == "jingle" and mine[0].get("connections") == "many"
         assert forward.poll() is None, forward.stderr.read()
+        assert mine[0]["method"] == methods.split(",")[0], mine
     finally:
         forward.terminate()
         try:
@@ -227,3 +252,4 @@ def test_forward_twenty_concurrent_exchanges_one_session(daemons):
         except subprocess.TimeoutExpired:
             forward.kill()
         server.close()
+    return alice, bob

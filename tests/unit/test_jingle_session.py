@@ -751,6 +751,47 @@ class TimeoutTests(SynchronousTestCase):
         self.assertIn("content-add of initiator/b from %s was not answered" % ROMEO.full(),
                       self.expire(self.juliet, theirs, "answer initiator/b").text)
 
+    def dropped(self, side, session, name, key):
+        """``name`` expires on ``side``: ``key`` alone is removed."""
+        del side.timers[(session.sid, name)]
+        effects = session.timerExpired(name)
+        [remove] = sends(effects, J.CONTENT_REMOVE)
+        self.assertEqual([c.key for c in remove.contents], [key])
+        self.assertEqual(remove.reason.condition, "timeout")
+        self.assertEqual(session.state, State.ACTIVE)
+        self.assertEqual([e.content for e in events(effects, "content-removed")], [key])
+        self.assertFalse(sends(effects, J.SESSION_TERMINATE))
+        self.wire.deliver(side, effects)
+        return remove
+
+    def test_ourContentAddUnansweredRemovesItAlone(self):
+        # One content per connection of a connections=many link: a peer
+        # that does not answer one content-add does not end the link.
+        ours, theirs = self.wire.active()
+        self.wire.deliver(self.romeo, ours.addContent(content("b")))
+        remove = self.dropped(self.romeo, ours, "answer initiator/b", ("initiator", "b"))
+        self.assertIn("no content-accept or content-reject", remove.reason.text)
+        self.assertNotIn(("initiator", "b"), ours.ourAdds)
+        self.assertNotIn(("initiator", "b"), theirs.theirAdds)
+        self.assertEqual(list(ours.contents), [KEY])
+        self.assertEqual(theirs.state, State.ACTIVE)
+
+    def test_stuckTransportOfOneContentOfSeveralRemovesItAlone(self):
+        ours, theirs = self.wire.active()
+        self.wire.deliver(self.romeo, ours.addContent(content("b")))
+        self.wire.deliver(self.juliet, theirs.acceptContent(("initiator", "b")))
+        self.wire.deliver(self.romeo, ours.transportEstablished(KEY))
+        self.dropped(self.romeo, ours, "transport initiator/b", ("initiator", "b"))
+        self.assertEqual(list(ours.contents), [KEY])
+        self.assertEqual(list(theirs.contents), [KEY])
+        self.assertEqual(theirs.state, State.ACTIVE)
+        # the last content's transport still ends the session
+        self.wire.deliver(self.juliet, theirs.addContent(content("c", creator="responder")))
+        self.wire.deliver(self.romeo, ours.acceptContent(("responder", "c")))
+        self.dropped(self.juliet, theirs, "transport responder/c", ("responder", "c"))
+        self.assertIn((theirs.sid, "transport initiator/ex"), self.juliet.timers)
+        self.expire(self.juliet, theirs, "transport initiator/ex")
+
     def test_lifetimeExpires(self):
         timeouts = Timeouts(pending=10, transport=10, answer=10, lifetime=3600)
         session, effects = JingleSession.initiate(ROMEO, JULIET, "x", [content()], timeouts)
