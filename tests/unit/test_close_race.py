@@ -107,3 +107,28 @@ class PeerEndsFirstTests(SynchronousTestCase):
         lifecycle.awaitingDrain = True
         self.splice._checkDrained()
         self.assertFalse(lifecycle.drained)
+
+
+class RequestedCloseUnconfirmedTests(SynchronousTestCase):
+    """
+    CLOSE, and the peer never answers our end (its session a black hole):
+    the end IQ times out (peer_timeout) as the settle timer does.  Either
+    way the link ends as asked -- CLOS, confirmed=no -- never ERR
+    (docs/control-protocol.rst, CLOSE).
+    """
+
+    def test_refusedEndAfterCloseIsClosUnconfirmed(self):
+        lifecycle = lc.LinkLifecycle(True, 60.0)
+        lifecycle.requestClose()
+        effects = lifecycle.peerRefusedEnd("no answer to iq x within 60s (end)")
+        final = [e for e in effects if isinstance(e, lc.Finished)][0]
+        self.assertEqual((final.state, final.confirmed), ("CLOS", False))
+        self.assertIn("closed by local request", final.reason)
+        self.assertIn("did not confirm", final.reason)
+        self.assertIn(lc.AbortTransport(), effects)
+
+    def test_refusedEndWithoutCloseIsStillErr(self):
+        lifecycle = lc.LinkLifecycle(True, 60.0)
+        effects = lifecycle.peerRefusedEnd("item-not-found")
+        final = [e for e in effects if isinstance(e, lc.Finished)][0]
+        self.assertEqual(final.state, "ERR")
