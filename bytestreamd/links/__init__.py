@@ -22,7 +22,8 @@ State of a link, as ``LINKS`` shows it::
     out:  NEGO -> INIT -> (BAD -> INIT)* -> GOOD -> CLOS | ERR
                       \-> BAD (final)
     in:   OFFER -> INIT -> GOOD -> CLOS | ERR
-               \-> (rejected / expired: gone)   \-> BAD (final)
+               \-> BAD (final: declined, withdrawn, expired) | CLOS (CLOSE)
+                        \-> BAD (final)
 
 Every state is bounded: NEGO by the disco and offer-answer timeouts, INIT by
 ``attempt_timeout``, OFFER by ``offer_timeout``, GOOD without a local client
