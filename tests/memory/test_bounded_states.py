@@ -211,13 +211,16 @@ def test_good_without_local_client_close(world, negotiation, method, closer):
 
 @both
 @pytest.mark.parametrize("closer", ["alice", "bob"])
-def test_good_with_one_local_client_close(world, negotiation, method, closer):
-    # Only alice's client is there: either side's CLOSE ends both at once.
+@pytest.mark.parametrize("clientOn", ["alice", "bob"])
+def test_good_with_one_local_client_close(world, negotiation, method, closer, clientOn):
+    # One side's client is there, the other's is not: either side's CLOSE
+    # ends both at once.
     alice, bob, ctl, watch, linkA, linkB, pathA, pathB = establish(
         world, negotiation, method, clients=False)
-    a = world.localClient(alice, pathA)
+    client = (world.localClient(alice, pathA) if clientOn == "alice"
+              else world.localClient(bob, pathB))
     assertClosedAtOnce(world, ctl, watch, linkA, linkB, closer)
-    a.waitEOF(AT_ONCE)
+    client.waitEOF(AT_ONCE)
 
 
 @both
