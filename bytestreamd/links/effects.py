@@ -58,7 +58,8 @@ class Effects:
 
     def _doStartGood(self, link: Link, features, **_) -> None:
         stream = link.stream
-        confirmed = self.endChannel is not None and peerConfirms(features)
+        confirmed = self.endChannel is not None and (
+            peerConfirms(features) or self.endChannel.heardEarly(link.peer, _session(stream)))
         lifecycle = LinkLifecycle(
             confirmed, self.config.peer_timeout,
             halfClose=getattr(stream, "loseWriteConnection", None) is not None,

@@ -439,6 +439,11 @@ class LinkLifecycle:
         """Liveness: the peer stopped answering, or its session ended."""
         if self.finished:
             return []
+        if self.closeRequested:
+            # Closing as asked; the peer will confirm nothing more.
+            return [AbortTransport()] + self._finish(
+                CLOS, "closed by local request; the peer did not confirm the end: %s"
+                % reason, confirmed=False)
         return [AbortTransport()] + self._finish(ERR, reason)
 
     def peerRefusedEnd(self, reason: str) -> List[Effect]:

@@ -308,3 +308,49 @@ def test_closing_with_a_silent_peer_is_bounded_by_peer_timeout(world, negotiatio
     theirs = finalWithin(watch, linkB, 3 * PEER_TIMEOUT)
     assert theirs.words[2] == "ERR", theirs
     oneFinal(ctl, linkA), oneFinal(watch, linkB)
+
+
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+DISCO_TIMEOUT = 10  # PeerDiscovery's default request timeout
+
+
+def noDiscoFrom(jid: str) -> Callable:
+    """Drop ``jid``'s disco#info requests: its answer never comes."""
+    def f(stanza, sender, to):
+        if stanza.name == "iq" and stanza.getAttribute("type") == "get" \
+                and sender.full() == jid and any(
+                (c.uri, c.name) == (NS_DISCO_INFO, "query") for c in stanza.elements()):
+            return DROP
+        return None
+    return f
+
+
+@both
+@pytest.mark.parametrize("closer", ["alice", "bob"])
+def test_establishing_close(world, negotiation, method, closer):
+    # ESTABLISHING: bob's stream is up but it still waits for alice's disco
+    # features (does she confirm ends?) -- bounded by the disco timeout.
+    alice, bob = pair(world, method, negotiation)
+    unfilter = world.router.addFilter(noDiscoFrom(bob.jid.full()))
+    ctl, watch = world.control(alice, watch=True), world.control(bob, watch=True)
+    linkA = ctl.expect("OPEN %s methods=%s" % (bob.jid.full(), method)).get("link")
+    linkB = watch.waitEvent(r"^650 OFFER ").words[1]
+    watch.expect("ACCEPT %s" % linkB)
+    world.advance(1)
+    from bytestreamd.links import machine as m
+    assert bob.manager._links[linkB].machine.phase == m.ESTABLISHING, watch.linkEvents(linkB)
+    closing, closeId = (ctl, linkA) if closer == "alice" else (watch, linkB)
+    closing.expect("CLOSE %s" % closeId)
+    unfilter()  # bob's one request is lost: it learns nothing until its timeout
+    closed = finalWithin(closing, closeId, DISCO_TIMEOUT + 1)
+    assert closed.words[2] == "CLOS", closed
+    assert closed.options["reason"].startswith("closed by local request"), closed
+    other, otherId = (watch, linkB) if closer == "alice" else (ctl, linkA)
+    theirs = finalWithin(other, otherId, DISCO_TIMEOUT + AT_ONCE)
+    if closer == "alice":
+        # bob heard alice's end before its link was GOOD: she speaks the
+        # end protocol, so the close is confirmed (not a peer_timeout wait).
+        assert closed.options["confirmed"] == "yes", closed
+        assert theirs.words[2] == "CLOS" and theirs.options["confirmed"] == "yes", theirs
+    world.advance(PEER_TIMEOUT)
+    oneFinal(ctl, linkA), oneFinal(watch, linkB)

@@ -127,8 +127,49 @@ class RequestedCloseUnconfirmedTests(SynchronousTestCase):
         self.assertIn("did not confirm", final.reason)
         self.assertIn(lc.AbortTransport(), effects)
 
+    def test_peerGoneWhileClosingIsClosUnconfirmed(self):
+        # The liveness probe says the peer no longer knows the session (or
+        # went offline) while we wait for its end: closed as asked.
+        lifecycle = lc.LinkLifecycle(True, 60.0)
+        lifecycle.requestClose()
+        effects = lifecycle.peerGone("peer x no longer knows link session s")
+        final = [e for e in effects if isinstance(e, lc.Finished)][0]
+        self.assertEqual((final.state, final.confirmed), ("CLOS", False))
+        self.assertIn("no longer knows", final.reason)
+        self.assertIn(lc.AbortTransport(), effects)
+
+    def test_peerGoneWithoutCloseIsStillErr(self):
+        lifecycle = lc.LinkLifecycle(True, 60.0)
+        final = [e for e in lifecycle.peerGone("went offline")
+                 if isinstance(e, lc.Finished)][0]
+        self.assertEqual(final.state, "ERR")
+
     def test_refusedEndWithoutCloseIsStillErr(self):
         lifecycle = lc.LinkLifecycle(True, 60.0)
         effects = lifecycle.peerRefusedEnd("item-not-found")
         final = [e for e in effects if isinstance(e, lc.Finished)][0]
         self.assertEqual(final.state, "ERR")
+
+
+class HeardEarlyTests(SynchronousTestCase):
+    """
+    A peer whose eof/end arrived before our link was GOOD speaks the end
+    protocol, even when its disco answer never came (the link then opens a
+    confirmed session and replays what it heard, instead of ignoring a
+    peer's CLOSE until peer_timeout).
+    """
+
+    def test_heardEarly(self):
+        from twisted.words.protocols.jabber.jid import JID
+        from bytestreamd.links.confirm import EndChannel
+        from bytestreamd.wire import end as wire
+
+        channel = EndChannel()
+        peer = JID("alice@example.test/daemon")
+        channel.expect(peer, "s1")
+        self.assertFalse(channel.heardEarly(peer, "s1"))
+        channel._early[(peer.full(), "s1")].append(wire.EOF("s1", 0))
+        self.assertTrue(channel.heardEarly(peer, "s1"))
+        self.assertFalse(channel.heardEarly(peer, "s2"))
+        channel.unexpect(peer, "s1")
+        self.assertFalse(channel.heardEarly(peer, "s1"))
