@@ -22,14 +22,19 @@ State of a link, as ``LINKS`` shows it::
     out:  NEGO -> INIT -> (BAD -> INIT)* -> GOOD -> CLOS | ERR
                       \-> BAD (final)
     in:   OFFER -> INIT -> GOOD -> CLOS | ERR
-               \-> (rejected / expired: gone)   \-> BAD (final)
+               \-> BAD (final: declined, withdrawn, expired) | CLOS (CLOSE)
+                        \-> BAD (final)
 
 Every state is bounded: NEGO by the disco and offer-answer timeouts, INIT by
 ``attempt_timeout``, OFFER by ``offer_timeout``, GOOD without a local client
 by ``attach_timeout``, GOOD waiting on the peer by the liveness check
-(:mod:`bytestreamd.xmpp.liveness`, ``peer_timeout``), and the end itself by
-:mod:`bytestreamd.links.lifecycle` (when a link may say CLOS, and how a
-bytestreamd peer confirms it).
+(:mod:`bytestreamd.xmpp.liveness`, ``peer_timeout``), the short wait for
+the peer's features between the stream and GOOD by the disco timeout, and
+the end itself by :mod:`bytestreamd.links.lifecycle` (when a link may say
+CLOS, and how a bytestreamd peer confirms it).  ``CLOSE`` ends a link in
+any of them, on both sides: tests/memory/test_bounded_states.py walks each
+state, tests/memory/test_close_race.py the instants around a local
+client's connect.
 """
 
 __all__ = ["Link", "LinkManager", "log"]

@@ -129,6 +129,16 @@ class EndChannel(Handler):
     def unexpect(self, peer: JID, sid: str) -> None:
         self._early.pop((peer.full(), sid), None)
 
+    def heardEarly(self, peer: JID, sid: str) -> bool:
+        """
+        ``peer`` already sent eof/end for ``sid`` before its link was GOOD:
+        it speaks the end protocol, whatever its disco said (or did not say:
+        a disco request that timed out).  Without this, a peer that CLOSEd
+        while we still waited for its features was never heard, and its
+        close waited for peer_timeout.
+        """
+        return bool(self._early.get((peer.full(), sid)))
+
     def getDiscoInfo(self, requestor, target, nodeIdentifier=""):
         return [] if nodeIdentifier else [disco.DiscoFeature(ns.NS_END)]
 

@@ -58,7 +58,8 @@ class Effects:
 
     def _doStartGood(self, link: Link, features, **_) -> None:
         stream = link.stream
-        confirmed = self.endChannel is not None and peerConfirms(features)
+        confirmed = self.endChannel is not None and (
+            peerConfirms(features) or self.endChannel.heardEarly(link.peer, _session(stream)))
         lifecycle = LinkLifecycle(
             confirmed, self.config.peer_timeout,
             halfClose=getattr(stream, "loseWriteConnection", None) is not None,
@@ -132,10 +133,29 @@ class Effects:
         if link.pending is not None:
             link.pending.cancel()
 
-    def _doRejectOffer(self, link: Link, reason: str = "closed by the receiver", **_) -> None:
-        link.offer.reject(reason)
+    def _doRejectOffer(self, link: Link, reason: Optional[str] = None, **_) -> None:
+        """REJECT (``reason``) or CLOSE (none) of an offer: refuse it, and say so."""
+        link.offer.reject(reason or "closed by the receiver")
         log.info("link {id}: offer from {peer} rejected: {why}", id=link.id,
-                 peer=link.peer.full(), why=reason)
+                 peer=link.peer.full(), why=reason or "closed by the receiver")
+        self._doEmitOfferEnded(link, reason)
+
+    def _doEmitOfferEnded(self, link: Link, reason: Optional[str] = None, **_) -> None:
+        """
+        An offer that was announced (``650 OFFER``) and ends without being
+        accepted gets a last event too, so that no link id a watcher saw is
+        left without one (issue 6: a link never ends without saying so).
+        ``CLOSE`` of the offer: ``CLOS`` as for any link closed here; declined
+        (``REJECT``), withdrawn by the peer, timed out, refused at ``ACCEPT``
+        or dropped at shutdown: ``BAD final=yes`` with why -- it never
+        became a link.
+        """
+        if not link.announced:
+            return
+        if reason is None:
+            self._linkEvent(link, CLOS, reason="closed by local request")
+        else:
+            self._linkEvent(link, BAD, reason=reason, final=True)
 
     def _doRequestClose(self, link: Link, **_) -> None:
         link.splice.requestClose()

@@ -79,6 +79,7 @@ class IncomingOffers:
         opts.append(("profile", application.profile))
         opts.extend(application.offerDetails())
         opts.append(("negotiation", offer.negotiation))
+        link.announced = True
         self.emit(Event("OFFER", (link.id,), tuple(opts), linkId=link.id))
 
     def offerExpired(self, offer: IIncomingOffer, reason: str = "offer timed out") -> None:
@@ -86,7 +87,7 @@ class IncomingOffers:
             if link.offer is offer and link.machine.phase == m.OFFERED:
                 log.info("link {id}: offer from {peer} withdrawn: {reason}",
                          id=link.id, peer=link.peer.full(), reason=reason)
-                self._feed(link, m.FORGOTTEN)
+                self._feed(link, m.FORGOTTEN, reason="the offer ended: %s" % (reason,))
 
     def peerAllowed(self, peer) -> bool:
         """

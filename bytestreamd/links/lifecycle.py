@@ -439,12 +439,25 @@ class LinkLifecycle:
         """Liveness: the peer stopped answering, or its session ended."""
         if self.finished:
             return []
+        if self.closeRequested:
+            # Closing as asked; the peer will confirm nothing more.
+            return [AbortTransport()] + self._finish(
+                CLOS, "closed by local request; the peer did not confirm the end: %s"
+                % reason, confirmed=False)
         return [AbortTransport()] + self._finish(ERR, reason)
 
     def peerRefusedEnd(self, reason: str) -> List[Effect]:
         """The peer answered our eof/end with an error: it cannot confirm."""
         if self.finished:
             return []
+        if self.closeRequested:
+            # CLOSE was asked for, and CLOSE ends the link: unconfirmed,
+            # as when the settle timer runs out (the IQ timeout and the
+            # settle timer are both peer_timeout; whichever fires first
+            # must not turn a requested close into ERR).
+            return [AbortTransport()] + self._finish(
+                CLOS, "closed by local request; the peer did not confirm the end: %s"
+                % reason, confirmed=False)
         return self._fail("the peer could not take the end of the link: %s" % reason)
 
     def fail(self, reason: str) -> List[Effect]:

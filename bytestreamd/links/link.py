@@ -64,6 +64,8 @@ class Link:
         self.peerE2E = None
         #: A ``connections=many`` link's connections (links.many), else None.
         self.many = None
+        #: Its ``650 OFFER`` was emitted (so its end is an event too).
+        self.announced = False
 
     @property
     def done(self) -> bool:

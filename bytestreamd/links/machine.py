@@ -67,6 +67,7 @@ EMIT_ERR = "EmitErr"
 EMIT_END = "EmitEnd"                       # the lifecycle's CLOS or ERR
 CANCEL_NEGOTIATION = "CancelNegotiation"
 REJECT_OFFER = "RejectOffer"
+EMIT_OFFER_ENDED = "EmitOfferEnded"        # an OFFER that went un-accepted says so
 REQUEST_CLOSE = "RequestClose"             # -> LinkLifecycle via the splice
 DELEGATE_PEER_GONE = "DelegatePeerGone"    # -> LinkLifecycle via the splice
 FAIL_UNATTACHED = "FailUnattached"         # -> LinkLifecycle via the splice
@@ -82,8 +83,8 @@ _GONE_BEFORE_GOOD: Outputs = (EMIT_ERR, ABORT_LOCAL, ABORT_STREAM, FINISH)
 TABLE: Dict[Tuple[str, str], Tuple[str, Outputs]] = {
     (OFFERED, ACCEPTED): (NEGOTIATING, (SHOW_INIT,)),
     (OFFERED, SERVICE_CONNECTING): (CONNECTING, (SHOW_INIT,)),
-    (OFFERED, CLOSE_REQUESTED): (DONE, (REJECT_OFFER, FINISH)),
-    (OFFERED, FORGOTTEN): (DONE, (FINISH,)),
+    (OFFERED, CLOSE_REQUESTED): (DONE, (REJECT_OFFER, FINISH)),  # says it (effects)
+    (OFFERED, FORGOTTEN): (DONE, (EMIT_OFFER_ENDED, FINISH)),
 
     (CONNECTING, SERVICE_UP): (NEGOTIATING, ()),
     (CONNECTING, CLOSE_REQUESTED): (DONE, (EMIT_CLOS_LOCAL, FINISH)),

@@ -166,7 +166,8 @@ class LinkManager(IncomingOffers, Effects, E2ELinks):
             log.warn("link {id}: cannot create its socket {path}: {why}",
                      id=link.id, path=path, why=words)
             link.splice = None
-            self._feed(link, m.FORGOTTEN)
+            self._feed(link, m.FORGOTTEN,
+                       reason="cannot create the link socket: %s" % (words,))
             # Nothing to remove: listenLinkSocket leaves nothing of ours
             # behind, and what is at the path is not ours (issue 8).
             raise ResourceLimit("cannot create the link socket: %s" % (words,))
@@ -405,7 +406,7 @@ class LinkManager(IncomingOffers, Effects, E2ELinks):
         for link in list(self._links.values()):
             if link.machine.phase == m.OFFERED:
                 link.offer.reject("daemon shutting down")
-            self._feed(link, m.FORGOTTEN)
+            self._feed(link, m.FORGOTTEN, reason="daemon shutting down")
 
 
 def _words(e: Exception) -> str:

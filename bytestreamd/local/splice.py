@@ -230,6 +230,7 @@ class Splice:
 
     def localConnected(self, proto: LocalProtocol) -> None:
         self.local = proto
+        self._hadLocal = True
         self._watchLocalEnd(proto.transport)
         if self.budget is not None and self._budgetMember:
             # A member from its first local client on (a link that never
@@ -378,6 +379,8 @@ class Splice:
 
     _pendingLocalEOF = False
     _localActive = False
+    #: A local client has connected (ever): until then nothing is unread.
+    _hadLocal = False
     #: A relayed link's last bytes sent (at most ``tailKeep``); None: not kept.
     _kept: Optional[bytearray] = None
     tailKeep = 65536
@@ -481,7 +484,14 @@ class Splice:
             return
         local = self.local
         if local is None:
-            return  # localLost tells the lifecycle how it went
+            if not self._hadLocal:
+                # No local client has come yet: nothing was handed to one,
+                # so nothing is unread.  Waiting here would wait for an
+                # attach that may never come (a peer's end that arrives
+                # before, or without, our local client: issue 6's CLOSE
+                # race; nothing polls again once a client connects).
+                self._perform(lifecycle.localDrained())
+            return  # otherwise localLost tells the lifecycle how it went
         if localWasReset(local.transport):
             # It closed with bytes unread; the kernel dropped them (so the
             # queue looks empty) and left ECONNRESET: a loss, not a drain.
