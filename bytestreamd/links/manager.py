@@ -292,9 +292,12 @@ class LinkManager(IncomingOffers, Effects, E2ELinks):
                                             "(a link to a service)")
             if negotiation not in (None, "jingle"):
                 raise SyntaxErrorInArgument("connections=many needs negotiation=jingle")
-            if e2eMode is not None:
+            if e2eMode is not None and e2eRequired:
+                # Each connection is a bytestream of its own, and only the
+                # anchor's would be secured: refuse rather than send clear.
                 raise SyntaxErrorInArgument("connections=many cannot be end-to-end "
                                             "secured (e2e=off)")
+            e2eMode = None  # [links] e2e = preferred: plain, as for a peer without e2e
             negotiation = "jingle"
             application = app.LinkApplication(service, many=True)
         if not self.xmpp.connected:

@@ -322,3 +322,21 @@ def test_e2e_xmpp_is_not_for_files(world, pair):
     reply = ctl.command("OPEN bob@example.test/daemon profile=file name=f size=1 e2e=xmpp")
     assert reply.code == 512 and "e2e=xmpp is for links" in reply.text
 
+
+
+# --- connections=many: each connection its own bytestream, not secured ------------
+
+
+@pytest.mark.parametrize("policy,asked,code", [
+    ("off", " e2e=bytes", 512),       # asked for: refused, never sent in clear
+    ("required", "", 512),            # required: refused
+    ("preferred", "", 250),           # preferred: plain, as with a peer without e2e
+])
+def test_many_connections_are_never_silently_plain(world, policy, asked, code):
+    alice = world.daemon("alice", allow="bob@example.test", config={"links": {"e2e": policy}})
+    world.daemon("bob", allow="alice@example.test")
+    ctl = world.control(alice)
+    reply = ctl.command("OPEN bob@example.test/daemon service=web connections=many" + asked)
+    assert reply.code == code, reply
+    if code == 512:
+        assert "connections=many cannot be end-to-end secured" in reply.text, reply
