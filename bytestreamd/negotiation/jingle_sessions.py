@@ -19,11 +19,13 @@ sent by the lower of the JabberIDs MUST overrule the other action".  If ours
 wins we answer theirs ``tie-break`` (conflict); if theirs wins we take it
 and our session ends with an event saying so (the peer answers ours with
 ``tie-break``).  "Functionally equivalent" is the caller's to define
-(``equivalent``); by default, the same application namespaces.
+(``equivalent``); by default, the same applications with equal
+descriptions (:func:`sameApplications`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -38,9 +40,19 @@ Equivalent = Callable[[Jingle, Jingle], bool]
 
 
 def sameApplications(ours: Jingle, theirs: Jingle) -> bool:
-    """The default equivalence: the same set of description namespaces."""
+    """
+    The default equivalence: the same applications asking for the same thing.
+    A description we parse into a value (a link to a service, a file) must
+    be equal, not just of the same namespace: two links to different
+    services, or two files, crossing on the wire are two sessions that both
+    should happen (a soak of links both ways lost OPENs to false
+    tie-breaks).  A description we keep as XML compares by namespace.
+    """
     def apps(j: Jingle):
-        return {payloadKey(c.description)[0] for c in j.contents if c.description}
+        return sorted(repr(c.description) if dataclasses.is_dataclass(c.description)
+                      and not isinstance(c.description, J.Opaque)
+                      else payloadKey(c.description)[0]
+                      for c in j.contents if c.description)
     return apps(ours) == apps(theirs)
 
 

@@ -268,6 +268,27 @@ def test_smaller_block_size_in_session_accept_is_honoured(world):
     assert b.waitReceived(len(data)) == data
 
 
+def test_crossing_initiates_for_different_services_both_happen(world):
+    """Not a tie: two links to different services are two sessions (soak)."""
+    alice, bob = daemons(world, "ibb")
+    ctlA, ctlB = world.control(alice, watch=True), world.control(bob, watch=True)
+    remove = world.router.addFilter(
+        lambda stanza, sender, to: 1.0 if sender.full() == alice.jid.full()
+        and stanza.getAttribute("type") == "set"
+        and any(c.uri == "urn:xmpp:jingle:1" for c in stanza.elements()) else None)
+    linkA = ctlA.expect("OPEN %s methods=ibb service=one" % bob.jid.full()).get("link")
+    linkB = ctlB.expect("OPEN %s methods=ibb service=two" % alice.jid.full()).get("link")
+    world.advance(3)
+    remove()
+    for ctl in (ctlA, ctlB):
+        offer = ctl.waitEvent(r"^650 OFFER ")
+        ctl.expect("ACCEPT %s" % offer.words[1])
+    assert settled(ctlA, linkA).words[2] == "GOOD"
+    assert settled(ctlB, linkB).words[2] == "GOOD"
+    assert not [e for c, l in ((ctlA, linkA), (ctlB, linkB)) for e in c.linkEvents(l)
+                if e.words[2] == "BAD"]
+
+
 def test_simultaneous_initiate_is_a_tie_break(world):
     alice, bob = daemons(world, "ibb")
     ctlA, ctlB = world.control(alice, watch=True), world.control(bob, watch=True)

@@ -443,6 +443,17 @@ class TieBreakTests(SynchronousTestCase):
         self.assertFalse(sameApplications(a, Jingle(J.SESSION_INITIATE, "b",
                                                     contents=(content(ns="urn:y"),))))
 
+    def test_linksToDifferentServicesAreNoTie(self):
+        """Two links crossing to different services are two sessions."""
+        from bytestreamd.wire.jingle_link import LinkDescription
+
+        def link(sid, service):
+            return Jingle(J.SESSION_INITIATE, sid, contents=(Content(
+                "initiator", "link", senders="initiator",
+                description=LinkDescription(service), transport=s5b()),))
+        self.assertTrue(sameApplications(link("a", "ssh"), link("b", "ssh")))
+        self.assertFalse(sameApplications(link("a", "ssh"), link("b", "web")))
+
 
 class TransportReplaceTests(SynchronousTestCase):
     def setUp(self):
