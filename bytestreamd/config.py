@@ -589,40 +589,32 @@ def _socketGroup(r: _Reader) -> Optional[int]:
         raise r.fail("daemon", "socket_group", "no group named %r" % value)
 
 
-def _methods(r: _Reader) -> Tuple[str, ...]:
-    names = r.items("links", "methods")
+def _names(r: _Reader, key: str, what: str, known: Tuple[str, ...],
+           default: Tuple[str, ...]) -> Tuple[str, ...]:
+    """An ordered ``[links]`` list of registry names (``what``: one of them)."""
+    names = r.items("links", key)
     if names is None:
-        return registry.DEFAULT_METHODS
+        return default
     names = tuple(n.lower() for n in names)
     if not names:
-        raise r.fail("links", "methods", "empty; name at least one of %s"
-                     % ", ".join(KNOWN_METHODS))
+        raise r.fail("links", key, "empty; name at least one of %s" % ", ".join(known))
     for name in names:
-        if name not in KNOWN_METHODS:
-            raise r.fail("links", "methods", "unknown method %r (known: %s)"
-                         % (name, ", ".join(KNOWN_METHODS)))
+        if name not in known:
+            raise r.fail("links", key, "unknown %s %r (known: %s)"
+                         % (what, name, ", ".join(known)))
     if len(set(names)) != len(names):
-        raise r.fail("links", "methods", "a method is listed twice")
+        raise r.fail("links", key, "a %s is listed twice" % what)
     return names
+
+
+def _methods(r: _Reader) -> Tuple[str, ...]:
+    return _names(r, "methods", "method", KNOWN_METHODS, registry.DEFAULT_METHODS)
 
 
 def _negotiation(r: _Reader) -> Tuple[str, ...]:
     """``[links] negotiation``: registry negotiator names, in preference order."""
     known = registry.NEGOTIATOR_NAMES
-    names = r.items("links", "negotiation")
-    if names is None:
-        return known
-    names = tuple(n.lower() for n in names)
-    if not names:
-        raise r.fail("links", "negotiation", "empty; name at least one of %s"
-                     % ", ".join(known))
-    for name in names:
-        if name not in known:
-            raise r.fail("links", "negotiation", "unknown negotiation %r (known: %s)"
-                         % (name, ", ".join(known)))
-    if len(set(names)) != len(names):
-        raise r.fail("links", "negotiation", "a negotiation is listed twice")
-    return names
+    return _names(r, "negotiation", "negotiation", known, known)
 
 
 def _splitHostPort(r: _Reader, key: str, item: str
