@@ -87,37 +87,10 @@ def test_burst_beyond_max_links_is_busy_then_retried(world):
     # Jingle's twin of test_truth's burst: bob allows 4 links; alice opens
     # 10.  Bob ends the extra session-initiates with reason busy; alice
     # offers again after a growing delay; every link completes.
-    from twisted.internet import protocol
-    from tests.memory.test_truth import PEER_TIMEOUT
-
-    class Echo(protocol.Protocol):
-        def dataReceived(self, data):
-            self.transport.write(data)
-
-        def readConnectionLost(self):
-            self.transport.loseConnection()
-
-    alice = world.daemon("alice", allow="bob@%s" % world.domain, methods="ibb",
-                         config={"links": {"peer_timeout": PEER_TIMEOUT,
-                                           "attempt_timeout": 120}})
-    port = world.listenTCP(protocol.Factory.forProtocol(Echo))
-    bob = world.daemon("bob", allow="alice@%s" % world.domain, methods="ibb",
-                       config={"links": {"peer_timeout": PEER_TIMEOUT, "max_links": 4},
-                               "services": {"echo": "tcp:host=127.0.0.1:port=%d" % port}})
-    ctl = world.control(alice)
-    links = []
-    for i in range(10):
-        opened = ctl.expect("OPEN %s service=echo methods=ibb" % bob.jid.full())
-        links.append((opened.get("link"), world.localClient(alice, opened.get("socket"))))
-    for i, (linkId, client) in enumerate(links):
-        data = payload(100 + i, 20000)
-        client.write(data)
-        client.writeEOF()
-        assert client.waitReceived(len(data), timeout=300) == data
-        end = ctl.waitLinkState(linkId, timeout=300)
-        assert end.words[2] == "CLOS", ctl.linkEvents(linkId)
+    from tests.memory.test_truth import burstThroughMaxLinks
+    bob, ends = burstThroughMaxLinks(world, "jingle, si")
+    for end in ends:
         assert end.options["negotiation"] == "jingle"
-    assert not any(e.words[2] == "BAD" for l, _ in links for e in ctl.linkEvents(l))
     busy = [r for r in world.router.routed("iq")
             if r.sender == bob.jid.full() and "<busy/>" in r.element.toXml()]
     assert busy, "bob never said busy: the burst did not test the limit"
