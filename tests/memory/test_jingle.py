@@ -384,20 +384,7 @@ def test_connections_many_twenty_exchanges_one_session(world):
     # all correct, one Jingle session.
     from twisted.internet import protocol
 
-    class HTTPish(protocol.Protocol):
-        """Reads a request up to a blank line, answers with its own echo."""
-
-        def connectionMade(self):
-            self.buffer = b""
-
-        def dataReceived(self, data):
-            self.buffer += data
-            if b"\r\n\r\n" in self.buffer:
-                request = self.buffer.split(b"\r\n\r\n", 1)[0]
-                body = b"you asked: " + request.split(b"\r\n")[0] + b"\n" + request * 50
-                self.transport.write(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n"
-                                     % len(body) + body)
-                self.transport.loseConnection()
+    from tests.memory.test_jingle_many import HTTPish
 
     port = world.listenTCP(protocol.Factory.forProtocol(HTTPish))
     alice = world.daemon("alice", allow="bob@%s" % world.domain, methods="ibb")
